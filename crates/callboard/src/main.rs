@@ -1,0 +1,42 @@
+//! The `callboard` command. Thin: it parses arguments and hands over to a command module.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod commands;
+mod output;
+
+/// mimalloc: parsing and projecting allocate many small strings, where it is much faster than
+/// the system allocator (see docs/benchmarks.md).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Callboard: an event-sourced, Backstage-compatible software catalog.
+#[derive(Debug, Parser)]
+#[command(name = "callboard", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Check descriptor files exactly as Backstage would, offline.
+    Validate(commands::validate::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Validate(args) => commands::validate::run(&args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(error) => {
+            // Usage problems (unreadable inputs, bad map files) exit with 2, like clap's own.
+            eprintln!("error: {error:#}");
+            ExitCode::from(2)
+        }
+    }
+}
