@@ -9,7 +9,7 @@ fuzz_target!(|data: &[u8]| {
     let source = Source::new(LocationRef::parse("url:https://github.com/o/r/blob/main/catalog-info.yaml").unwrap());
     // Placeholder reads answer with the input itself, so placeholders exercise the parsers too.
     let reports = process_bytes(data, &source, &Limits::default(), |_| {
-        if data.len() % 2 == 0 { Ok(data.to_vec()) } else { Err(ReadError { not_allowed: false, message: "no".into() }) }
+        if data.len() % 2 == 0 { Ok(data.to_vec()) } else { Err(ReadError::failed("no")) }
     });
     for report in reports {
         if let Outcome::Accepted(entity) = report.outcome {

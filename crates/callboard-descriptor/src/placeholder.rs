@@ -51,8 +51,39 @@ impl Kind {
 pub struct ReadError {
     /// True when the allowlist refused the read (rather than the read failing).
     pub not_allowed: bool,
+    /// True when the target does not exist.
+    pub not_found: bool,
     /// What happened.
     pub message: String,
+}
+
+impl ReadError {
+    /// The allowlist refused the read.
+    pub fn refused(message: impl Into<String>) -> Self {
+        Self {
+            not_allowed: true,
+            not_found: false,
+            message: message.into(),
+        }
+    }
+
+    /// The target does not exist.
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self {
+            not_allowed: false,
+            not_found: true,
+            message: message.into(),
+        }
+    }
+
+    /// The read failed otherwise.
+    pub fn failed(message: impl Into<String>) -> Self {
+        Self {
+            not_allowed: false,
+            not_found: false,
+            message: message.into(),
+        }
+    }
 }
 
 /// The outcome of each read the caller performed.
@@ -68,7 +99,11 @@ fn placeholder(map: &Map<String, Value>) -> Option<(Kind, &str)> {
 
 /// Visits every placeholder with its path (without descending into replaced values). The path
 /// is kept as borrowed segments and only turned into a [`FieldPath`] for a placeholder found.
-fn visit<'v>(value: &'v Value, trail: &mut Vec<Step<'v>>, found: &mut Vec<(FieldPath, Kind, &'v str)>) {
+fn visit<'v>(
+    value: &'v Value,
+    trail: &mut Vec<Step<'v>>,
+    found: &mut Vec<(FieldPath, Kind, &'v str)>,
+) {
     match value {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -240,10 +275,7 @@ mod tests {
         for t in targets(&doc, &base) {
             reads.insert(
                 t,
-                Err(ReadError {
-                    not_allowed: true,
-                    message: "host example.com is not allowed".into(),
-                }),
+                Err(ReadError::refused("host example.com is not allowed")),
             );
         }
         let e = substitute(doc, &base, &reads).unwrap_err();

@@ -107,10 +107,11 @@ impl ParsedFile<'_> {
     /// Processes every document.
     pub fn process(self, source: &Source, reads: &Reads) -> Vec<Report> {
         // Computed once per file: every document of it gets the same location annotations.
-        let annotations: Vec<(&'static str, Value)> = location_annotations(&source.location, &source.origin)
-            .into_iter()
-            .map(|(k, v)| (k, Value::String(v)))
-            .collect();
+        let annotations: Vec<(&'static str, Value)> =
+            location_annotations(&source.location, &source.origin)
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect();
         let base = source.location.base();
         let text = self.text;
         self.documents

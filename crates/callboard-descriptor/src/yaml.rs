@@ -541,7 +541,8 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Value {
     let t = text;
     // Fast path: most plain scalars are words, which no core-schema type can start with.
     match t.as_bytes().first() {
-        Some(b'0'..=b'9' | b'.' | b'+' | b'-' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F') | None => {}
+        Some(b'0'..=b'9' | b'.' | b'+' | b'-' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F')
+        | None => {}
         Some(_) => return Value::String(t.to_owned()),
     }
     if matches!(t, "" | "~" | "null" | "Null" | "NULL") {

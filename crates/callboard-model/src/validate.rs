@@ -427,7 +427,10 @@ impl RefCollector<'_> {
     }
 
     fn parse(&mut self, text: &str, default_kind: Option<&str>, at: Loc<'_>) -> Option<EntityRef> {
-        let context = RefContext { default_kind, default_namespace: self.namespace };
+        let context = RefContext {
+            default_kind,
+            default_namespace: self.namespace,
+        };
         match EntityRef::parse(text, context) {
             Ok(r) => Some(r),
             Err(error) => {
@@ -441,15 +444,29 @@ impl RefCollector<'_> {
         }
     }
 
-    fn one(&mut self, text: Option<&str>, default_kind: Option<&str>, parent: Loc<'_>, key: &str) -> Option<EntityRef> {
+    fn one(
+        &mut self,
+        text: Option<&str>,
+        default_kind: Option<&str>,
+        parent: Loc<'_>,
+        key: &str,
+    ) -> Option<EntityRef> {
         self.parse(text?, default_kind, Loc::Key(&parent, key))
     }
 
     /// A reference field the kind schema does not type (Component and Resource `dependencyOf`):
     /// like upstream's `[targets].flat()`, it takes falsy values as "none", a string or compound
     /// object as one reference, and an array as several.
-    fn loose(&mut self, value: Option<&Value>, default_kind: Option<&str>, parent: Loc<'_>, key: &str) -> Vec<EntityRef> {
-        let Some(value) = value else { return Vec::new() };
+    fn loose(
+        &mut self,
+        value: Option<&Value>,
+        default_kind: Option<&str>,
+        parent: Loc<'_>,
+        key: &str,
+    ) -> Vec<EntityRef> {
+        let Some(value) = value else {
+            return Vec::new();
+        };
         let falsy = match value {
             Value::Null => true,
             Value::Bool(b) => !b,
@@ -473,7 +490,11 @@ impl RefCollector<'_> {
                 Value::String(text) => self.parse(text, default_kind, item_at),
                 Value::Object(compound) => self.compound(compound, default_kind, item_at),
                 _ => {
-                    self.error(Rule::InvalidRef, item_at, "entity reference must be a string or {kind, namespace, name}");
+                    self.error(
+                        Rule::InvalidRef,
+                        item_at,
+                        "entity reference must be a string or {kind, namespace, name}",
+                    );
                     None
                 }
             };
@@ -482,24 +503,46 @@ impl RefCollector<'_> {
         out
     }
 
-    fn compound(&mut self, object: &Map<String, Value>, default_kind: Option<&str>, at: Loc<'_>) -> Option<EntityRef> {
+    fn compound(
+        &mut self,
+        object: &Map<String, Value>,
+        default_kind: Option<&str>,
+        at: Loc<'_>,
+    ) -> Option<EntityRef> {
         let part = |key: &str| object.get(key).and_then(Value::as_str);
         let Some(name) = part("name").filter(|n| !n.is_empty()) else {
-            self.error(Rule::InvalidRef, at, "entity reference has a missing or empty name");
+            self.error(
+                Rule::InvalidRef,
+                at,
+                "entity reference has a missing or empty name",
+            );
             return None;
         };
-        let context = RefContext { default_kind, default_namespace: self.namespace };
+        let context = RefContext {
+            default_kind,
+            default_namespace: self.namespace,
+        };
         match EntityRef::from_compound(part("kind"), part("namespace"), name, context) {
             Ok(r) => Some(r),
             Err(error) => {
-                let rule = if matches!(error, RefError::MissingKind(_)) { Rule::RefMissingKind } else { Rule::InvalidRef };
+                let rule = if matches!(error, RefError::MissingKind(_)) {
+                    Rule::RefMissingKind
+                } else {
+                    Rule::InvalidRef
+                };
                 self.error(rule, at, error);
                 None
             }
         }
     }
 
-    fn many(&mut self, texts: Option<Vec<&str>>, default_kind: Option<&str>, parent: Loc<'_>, key: &str) -> Vec<EntityRef> {
+    fn many(
+        &mut self,
+        texts: Option<Vec<&str>>,
+        default_kind: Option<&str>,
+        parent: Loc<'_>,
+        key: &str,
+    ) -> Vec<EntityRef> {
         let at = Loc::Key(&parent, key);
         let mut out = Vec::new();
         for (i, text) in texts.unwrap_or_default().into_iter().enumerate() {
@@ -730,11 +773,7 @@ struct TemplateParts {
 }
 
 /// `Template.v1beta3.schema.json` of the scaffolder. Only `output` restricts extra fields.
-fn check_template(
-    s: &Map<String, Value>,
-    p: Loc<'_>,
-    ck: &mut Checker,
-) -> Option<TemplateParts> {
+fn check_template(s: &Map<String, Value>, p: Loc<'_>, ck: &mut Checker) -> Option<TemplateParts> {
     let template_type = ck.string(s, "type", p, true, true);
     let owner = ck.string(s, "owner", p, false, true);
     let lifecycle = ck.string(s, "lifecycle", p, false, true);
@@ -752,7 +791,7 @@ fn check_template(
             }
             other => ck.push(Diagnostic::new(
                 Rule::Type,
-                pp.clone(),
+                pp,
                 format!(
                     "{pp} must be an object or an array of objects, found {}",
                     type_name(other)
@@ -872,7 +911,7 @@ fn check_condition(object: &Map<String, Value>, path: Loc<'_>, ck: &mut Checker)
         let cp = Loc::Key(&path, "if");
         ck.push(Diagnostic::new(
             Rule::Type,
-            cp.clone(),
+            cp,
             format!("{cp} must be a string or a boolean, found {}", type_name(c)),
         ));
     }

@@ -65,16 +65,19 @@ impl Default for Reader {
 }
 
 fn refused(message: String) -> ReadError {
-    ReadError {
-        not_allowed: true,
-        message,
-    }
+    ReadError::refused(message)
 }
 
 fn failed(message: String) -> ReadError {
-    ReadError {
-        not_allowed: false,
-        message,
+    ReadError::failed(message)
+}
+
+fn io_failed(path: &Path, e: &std::io::Error) -> ReadError {
+    let message = format!("cannot read {}: {e}", path.display());
+    if e.kind() == std::io::ErrorKind::NotFound {
+        ReadError::not_found(message)
+    } else {
+        ReadError::failed(message)
     }
 }
 
@@ -138,8 +141,7 @@ impl Reader {
 
     /// Is this file below an allowed root (following symlinks)?
     pub fn file_allowed(&self, path: &Path) -> Result<PathBuf, ReadError> {
-        let real = fs::canonicalize(path)
-            .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+        let real = fs::canonicalize(path).map_err(|e| io_failed(path, &e))?;
         if self.file_roots.iter().any(|root| real.starts_with(root)) {
             Ok(real)
         } else {
@@ -181,12 +183,11 @@ impl Reader {
     }
 
     fn read_file(&self, path: &Path) -> Result<Vec<u8>, ReadError> {
-        let file = fs::File::open(path)
-            .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+        let file = fs::File::open(path).map_err(|e| io_failed(path, &e))?;
         let mut bytes = Vec::new();
         file.take(self.max_bytes + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| failed(format!("cannot read {}: {e}", path.display())))?;
+            .map_err(|e| io_failed(path, &e))?;
         if bytes.len() as u64 > self.max_bytes {
             return Err(failed(format!(
                 "{} is larger than {} bytes",
@@ -302,5 +303,114 @@ mod tests {
                 .unwrap_err()
                 .not_allowed
         );
+    }
+}
+
+/// Network reads.
+mod http {
+    use std::sync::OnceLock;
+    use std::time::Duration;
+
+    use callboard_descriptor::ReadError;
+    use url::Url;
+
+    use super::{Reader, failed, refused};
+
+    /// One HTTP client per process (it pools connections). Redirects are followed only to
+    /// allowed hosts, which `fetch_url` checks per hop.
+    fn client() -> Result<&'static reqwest::Client, ReadError> {
+        static CLIENT: OnceLock<Result<reqwest::Client, String>> = OnceLock::new();
+        CLIENT
+            .get_or_init(|| {
+                // rustls needs a process-wide crypto provider; ring is the one we build.
+                let _ = rustls::crypto::ring::default_provider().install_default();
+                reqwest::Client::builder()
+                    .redirect(reqwest::redirect::Policy::none())
+                    .connect_timeout(Duration::from_secs(10))
+                    .timeout(Duration::from_secs(30))
+                    .user_agent(concat!("callboard/", env!("CARGO_PKG_VERSION")))
+                    .build()
+                    .map_err(|e| e.to_string())
+            })
+            .as_ref()
+            .map_err(|e| failed(format!("cannot create the HTTP client: {e}")))
+    }
+
+    impl Reader {
+        pub(crate) async fn fetch_url(&self, url: &Url) -> Result<Vec<u8>, ReadError> {
+            let client = client()?;
+            let mut current = url.clone();
+            for _ in 0..5 {
+                if !self.host_allowed(&current) {
+                    return Err(refused(format!(
+                        "reading from {current} is not allowed; add its host to the allowed hosts"
+                    )));
+                }
+                let mut response = client
+                    .get(current.clone())
+                    .send()
+                    .await
+                    .map_err(|e| failed(format!("cannot read {current}: {e}")))?;
+                let status = response.status();
+                if status.is_redirection() {
+                    let location = response
+                        .headers()
+                        .get(reqwest::header::LOCATION)
+                        .and_then(|l| l.to_str().ok())
+                        .and_then(|l| current.join(l).ok())
+                        .ok_or_else(|| {
+                            failed(format!(
+                                "{current} redirected without a usable Location header"
+                            ))
+                        })?;
+                    current = location;
+                    continue;
+                }
+                if status == reqwest::StatusCode::NOT_FOUND {
+                    return Err(ReadError::not_found(format!(
+                        "{current} was not found (404)"
+                    )));
+                }
+                if !status.is_success() {
+                    return Err(failed(format!("cannot read {current}: HTTP {status}")));
+                }
+                let mut bytes = Vec::new();
+                while let Some(chunk) = response
+                    .chunk()
+                    .await
+                    .map_err(|e| failed(format!("cannot read {current}: {e}")))?
+                {
+                    bytes.extend_from_slice(&chunk);
+                    if bytes.len() as u64 > self.max_bytes {
+                        return Err(failed(format!(
+                            "{current} is larger than {} bytes",
+                            self.max_bytes
+                        )));
+                    }
+                }
+                return Ok(bytes);
+            }
+            Err(failed(format!("{url} redirected too many times")))
+        }
+    }
+}
+
+impl Reader {
+    /// Reads a target: local files (off the async threads), URLs through the URL map or, when
+    /// not mapped, over HTTP — in every case only where the allowlists permit.
+    pub async fn fetch(&self, target: &Target) -> Result<Vec<u8>, ReadError> {
+        match target {
+            Target::File(_) => {
+                let reader = self.clone();
+                let target = target.clone();
+                tokio::task::spawn_blocking(move || reader.read_offline(&target))
+                    .await
+                    .unwrap_or_else(|e| Err(failed(format!("read task failed: {e}"))))
+            }
+            Target::Url(url) => match self.read_local(target) {
+                Some(result) => result,
+                None => self.fetch_url(url).await,
+            },
+        }
     }
 }

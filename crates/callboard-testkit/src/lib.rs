@@ -22,7 +22,12 @@ pub struct CatalogSpec {
 impl CatalogSpec {
     /// `documents` valid documents, four to a file.
     pub fn valid(documents: usize) -> Self {
-        Self { documents, invalid_every: 0, documents_per_file: 4, seed: 0 }
+        Self {
+            documents,
+            invalid_every: 0,
+            documents_per_file: 4,
+            seed: 0,
+        }
     }
 }
 

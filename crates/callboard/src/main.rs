@@ -4,8 +4,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod backend;
 mod commands;
 mod output;
+mod telemetry;
 
 /// mimalloc: parsing and projecting allocate many small strings, where it is much faster than
 /// the system allocator (see docs/benchmarks.md).
@@ -24,12 +26,24 @@ struct Cli {
 enum Command {
     /// Check descriptor files exactly as Backstage would, offline.
     Validate(commands::validate::Args),
+    /// Register locations and write their entities to the event log once, with progress.
+    Import(commands::import::Args),
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Validate(args) => commands::validate::run(&args),
+        Command::Import(args) => {
+            telemetry::init("warn");
+            runtime().and_then(|rt| rt.block_on(commands::import::run(args)))
+        }
     };
     match result {
         Ok(code) => code,

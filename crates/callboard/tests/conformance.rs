@@ -10,7 +10,10 @@ use std::process::Command;
 use serde_json::Value;
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().expect("workspace root")
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .expect("workspace root")
 }
 
 /// The corpus: `$CALLBOARD_CORPUS`, or `shared/corpus` beside the checkout (or one of its parents).
@@ -24,7 +27,10 @@ fn corpus() -> PathBuf {
         if candidate.join("expected.jsonl").is_file() {
             return candidate;
         }
-        assert!(dir.pop(), "the conformance corpus was not found; set CALLBOARD_CORPUS to the folder holding expected.jsonl");
+        assert!(
+            dir.pop(),
+            "the conformance corpus was not found; set CALLBOARD_CORPUS to the folder holding expected.jsonl"
+        );
     }
 }
 
@@ -52,7 +58,10 @@ fn verdicts(jsonl: &str) -> HashMap<Key, Verdict> {
                     (s("type"), s("targetRef"), s("sourceRef"))
                 })
                 .collect();
-            let key = (v["file"].as_str().expect("file").to_owned(), v["index"].as_u64().expect("index"));
+            let key = (
+                v["file"].as_str().expect("file").to_owned(),
+                v["index"].as_u64().expect("index"),
+            );
             let verdict = Verdict {
                 valid: v["valid"].as_bool().expect("valid"),
                 entity_ref: v["entityRef"].as_str().map(str::to_owned),
@@ -83,11 +92,17 @@ fn agrees_with_backstage_on_the_corpus() {
         .args(&files)
         .output()
         .expect("run callboard validate");
-    assert_eq!(output.status.code(), Some(1), "the corpus holds invalid documents, so the exit status is 1");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the corpus holds invalid documents, so the exit status is 1"
+    );
     let ours = verdicts(&String::from_utf8(output.stdout).expect("UTF-8 output"));
-    let expected = verdicts(&std::fs::read_to_string(corpus.join("expected.jsonl")).expect("expected.jsonl"));
+    let expected =
+        verdicts(&std::fs::read_to_string(corpus.join("expected.jsonl")).expect("expected.jsonl"));
 
-    let documented = std::fs::read_to_string(workspace().join("docs/compatibility.md")).expect("docs/compatibility.md");
+    let documented = std::fs::read_to_string(workspace().join("docs/compatibility.md"))
+        .expect("docs/compatibility.md");
     let mut undocumented = Vec::new();
     let mut agree = 0;
     for (key, want) in &expected {
@@ -95,14 +110,28 @@ fn agrees_with_backstage_on_the_corpus() {
             Some(got) if got == want => agree += 1,
             got => {
                 if !documented.contains(&format!("{}#{}", key.0, key.1)) {
-                    undocumented.push(format!("{}#{}: expected {want:?}, got {got:?}", key.0, key.1));
+                    undocumented.push(format!(
+                        "{}#{}: expected {want:?}, got {got:?}",
+                        key.0, key.1
+                    ));
                 }
             }
         }
     }
     let extra: Vec<_> = ours.keys().filter(|k| !expected.contains_key(*k)).collect();
-    assert!(extra.is_empty(), "documents Backstage did not report: {extra:?}");
-    assert!(undocumented.is_empty(), "differences not listed in docs/compatibility.md:\n{}", undocumented.join("\n"));
+    assert!(
+        extra.is_empty(),
+        "documents Backstage did not report: {extra:?}"
+    );
+    assert!(
+        undocumented.is_empty(),
+        "differences not listed in docs/compatibility.md:\n{}",
+        undocumented.join("\n")
+    );
     let share = agree as f64 / expected.len() as f64;
-    assert!(share >= 0.99, "only {agree} of {} documents agree", expected.len());
+    assert!(
+        share >= 0.99,
+        "only {agree} of {} documents agree",
+        expected.len()
+    );
 }

@@ -17,7 +17,9 @@ fn valid(n: usize) -> String {
 fn validate(bytes: &[u8], limit: Duration) -> (Option<i32>, Vec<Value>) {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("hostile.yaml");
-    std::fs::File::create(&path).and_then(|mut f| f.write_all(bytes)).expect("write");
+    std::fs::File::create(&path)
+        .and_then(|mut f| f.write_all(bytes))
+        .expect("write");
     let mut child = Command::new(env!("CARGO_BIN_EXE_callboard"))
         .args(["validate", "--format", "jsonl"])
         .arg(&path)
@@ -39,7 +41,10 @@ fn validate(bytes: &[u8], limit: Duration) -> (Option<i32>, Vec<Value>) {
         std::thread::sleep(Duration::from_millis(20));
     };
     let out = reader.join().expect("reader");
-    let lines = out.lines().map(|l| serde_json::from_str(l).expect("JSON line")).collect();
+    let lines = out
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("JSON line"))
+        .collect();
     (status.code(), lines)
 }
 
@@ -66,8 +71,16 @@ fn assert_contained_bytes_any(file: &[u8], rules: &[&str]) {
     assert_eq!(lines[2]["valid"], true, "{:?}", lines[2]);
     assert_eq!(lines[1]["valid"], false);
     let error = lines[1]["error"].as_str().expect("error text");
-    assert!(rules.iter().any(|rule| error.contains(&format!("[{rule}]"))), "expected one of {rules:?}, got {error}");
-    assert!(error.starts_with("line "), "the error names the line: {error}");
+    assert!(
+        rules
+            .iter()
+            .any(|rule| error.contains(&format!("[{rule}]"))),
+        "expected one of {rules:?}, got {error}"
+    );
+    assert!(
+        error.starts_with("line "),
+        "the error names the line: {error}"
+    );
 }
 
 #[test]
@@ -91,7 +104,8 @@ fn invalid_utf8() {
 fn fifty_megabyte_document() {
     let mut big = String::with_capacity(50 << 20);
     big.push_str("apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: huge\n  description: |\n");
-    let line = "    lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor\n";
+    let line =
+        "    lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor\n";
     while big.len() < 50 << 20 {
         big.push_str(line);
     }
@@ -100,8 +114,19 @@ fn fifty_megabyte_document() {
 
 #[test]
 fn alias_bomb() {
-    let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
-    for (name, prev) in [("b", "a"), ("c", "b"), ("d", "c"), ("e", "d"), ("f", "e"), ("g", "f"), ("h", "g"), ("i", "h")] {
+    let mut bomb = String::from(
+        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
+    );
+    for (name, prev) in [
+        ("b", "a"),
+        ("c", "b"),
+        ("d", "c"),
+        ("e", "d"),
+        ("f", "e"),
+        ("g", "f"),
+        ("h", "g"),
+        ("i", "h"),
+    ] {
         let items = vec![format!("*{prev}"); 9].join(",");
         bomb.push_str(&format!("{name}: &{name} [{items}]\n"));
     }
@@ -112,9 +137,20 @@ fn alias_bomb() {
 fn ten_thousand_levels_of_nesting() {
     // The scanner's own flow-nesting limit or our depth limit, whichever comes first.
     let either = ["yaml.depth-limit", "yaml.syntax"];
-    assert_contained_any(&format!("x: {}1{}\n", "[".repeat(10_000), "]".repeat(10_000)), &either);
-    assert_contained_any(&format!("x: {}1{}\n", "{a: ".repeat(10_000), "}".repeat(10_000)), &either);
-    assert_contained(&format!("x:\n{}1\n", "- ".repeat(10_000)), "yaml.depth-limit");
-    let indented: String = (0..10_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
+    assert_contained_any(
+        &format!("x: {}1{}\n", "[".repeat(10_000), "]".repeat(10_000)),
+        &either,
+    );
+    assert_contained_any(
+        &format!("x: {}1{}\n", "{a: ".repeat(10_000), "}".repeat(10_000)),
+        &either,
+    );
+    assert_contained(
+        &format!("x:\n{}1\n", "- ".repeat(10_000)),
+        "yaml.depth-limit",
+    );
+    let indented: String = (0..10_000)
+        .map(|i| format!("{}k:\n", " ".repeat(i)))
+        .collect();
     assert_contained_any(&indented, &["yaml.depth-limit", "yaml.size-limit"]);
 }

@@ -1,0 +1,104 @@
+//! The CloudEvents 1.0 envelope, structured JSON mode (`application/cloudevents+json`).
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::types::EventType;
+
+/// The CloudEvents version.
+pub const SPEC_VERSION: &str = "1.0";
+/// The Kafka `content-type` header value of structured-mode messages.
+pub const CONTENT_TYPE: &str = "application/cloudevents+json";
+
+/// One event. Unknown attributes are kept when an event is read and written again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEvent {
+    /// Always `1.0`.
+    pub specversion: String,
+    /// Unique per event (a UUID).
+    pub id: String,
+    /// Where the change came from: a location (`file:/…`, `url:https://…`) or `callboard:api`.
+    pub source: String,
+    /// The versioned type, e.g. `dev.callboard.entity.upserted.v1`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// What the event is about: the canonical entity ref, or a location ref. Also the message key.
+    pub subject: String,
+    /// When the event was created, RFC 3339, UTC.
+    pub time: String,
+    /// Always `application/json`.
+    pub datacontenttype: String,
+    /// URL of the JSON Schema of `data`.
+    pub dataschema: String,
+    /// Extension: increases by one with every event about the same subject, starting at 1.
+    pub sequence: u64,
+    /// Extension: who acted — a user's entity ref or `provider:<name>`.
+    pub actor: String,
+    /// Extension: the id of the command that caused this event, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causationid: Option<String>,
+    /// The payload.
+    pub data: Value,
+}
+
+impl CloudEvent {
+    /// A new event of `event_type` about `subject`.
+    pub fn new(
+        event_type: EventType,
+        subject: impl Into<String>,
+        sequence: u64,
+        source: impl Into<String>,
+        actor: impl Into<String>,
+        data: Value,
+    ) -> Self {
+        Self {
+            specversion: SPEC_VERSION.into(),
+            id: uuid::Uuid::new_v4().to_string(),
+            source: source.into(),
+            event_type: event_type.name().into(),
+            subject: subject.into(),
+            time: now_rfc3339(),
+            datacontenttype: "application/json".into(),
+            dataschema: event_type.schema_url(),
+            sequence,
+            actor: actor.into(),
+            causationid: None,
+            data,
+        }
+    }
+
+    /// Sets the causing command.
+    #[must_use]
+    pub fn caused_by(mut self, command_id: Option<String>) -> Self {
+        self.causationid = command_id;
+        self
+    }
+
+    /// The known type, if it is one.
+    pub fn known_type(&self) -> Option<EventType> {
+        EventType::from_name(&self.event_type)
+    }
+
+    /// Serialises to the structured-mode JSON bytes written to the log.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        serde_json::to_vec(self)
+            .unwrap_or_else(|e| unreachable!("a CloudEvent always serialises: {e}"))
+    }
+
+    /// Parses structured-mode JSON bytes.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+}
+
+/// The current time as RFC 3339 with millisecond precision.
+pub fn now_rfc3339() -> String {
+    let now = OffsetDateTime::now_utc();
+    let now = now
+        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .unwrap_or(now);
+    now.format(&Rfc3339)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+}

@@ -1,0 +1,468 @@
+//! Reading a registered location completely: the file or URL itself, every Location entity's
+//! targets recursively (with cycle detection), or — for a discovery location — every descriptor
+//! below a folder matching a glob. The result is a [`SyncBatch`] for the decider.
+
+use std::collections::{HashSet, VecDeque};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use callboard_descriptor::location::resolve;
+use callboard_descriptor::{Base, Limits, LocationRef, Outcome, Reads, Source, Target, parse_file};
+use callboard_events::types::{LocationRecord, ProblemRecord};
+use callboard_model::{Entity, Spec, validate};
+use callboard_reader::Reader;
+use globset::{Glob, GlobMatcher};
+use serde_json::json;
+
+use crate::decide::{Scanned, SyncBatch, generated_location_ref};
+
+/// The default glob for discovery locations.
+pub const DEFAULT_DISCOVERY_GLOB: &str = "**/catalog-info.{yaml,yml}";
+
+/// Scans locations.
+#[derive(Debug, Clone)]
+pub struct Scanner {
+    reader: Arc<Reader>,
+    limits: Limits,
+    discovery: GlobMatcher,
+    /// Files read so far by this scanner, for progress displays.
+    files_read: Arc<AtomicUsize>,
+}
+
+/// A scan's outcome: the batch, and what to watch for changes.
+#[derive(Debug, Clone, Default)]
+pub struct Scan {
+    /// What the location holds now.
+    pub batch: SyncBatch,
+    /// Local files read (to watch).
+    pub files: Vec<PathBuf>,
+    /// Local folders searched (to watch for new files).
+    pub folders: Vec<PathBuf>,
+    /// How many files were read.
+    pub files_read: usize,
+}
+
+/// A location to read, and the Location entity (and its file) that pointed at it.
+struct Pending {
+    location: LocationRef,
+    presence_optional: bool,
+    referrer: Option<(String, String, String)>,
+}
+
+fn problem(rule: &str, field: &str, message: String, hint: Option<&str>) -> ProblemRecord {
+    ProblemRecord {
+        rule: rule.into(),
+        field: field.into(),
+        message,
+        hint: hint.map(str::to_owned),
+        line: None,
+        column: None,
+    }
+}
+
+impl Scanner {
+    /// A scanner reading through `reader`.
+    pub fn new(reader: Arc<Reader>) -> Self {
+        Self::with_glob(reader, DEFAULT_DISCOVERY_GLOB)
+            .unwrap_or_else(|e| unreachable!("the default glob is valid: {e}"))
+    }
+
+    /// A scanner whose discovery locations look for files matching `glob`.
+    pub fn with_glob(reader: Arc<Reader>, glob: &str) -> Result<Self, globset::Error> {
+        let discovery = Glob::new(glob)?.compile_matcher();
+        Ok(Self {
+            reader,
+            limits: Limits::default(),
+            discovery,
+            files_read: Arc::new(AtomicUsize::new(0)),
+        })
+    }
+
+    /// The reader.
+    pub fn reader(&self) -> &Reader {
+        &self.reader
+    }
+
+    /// A counter of the files this scanner has read, for progress displays.
+    pub fn files_read(&self) -> Arc<AtomicUsize> {
+        self.files_read.clone()
+    }
+
+    /// Reads everything `root` holds.
+    #[tracing::instrument(skip(self), fields(location = %root.key()))]
+    pub async fn scan(&self, root: &LocationRecord, actor: &str) -> Scan {
+        let origin = root.key();
+        let origin_ref = LocationRef {
+            location_type: root.location_type.clone(),
+            target: root.target.clone(),
+        };
+        let mut scan = Scan {
+            batch: SyncBatch {
+                origin: origin.clone(),
+                actor: actor.to_owned(),
+                complete: true,
+                ..SyncBatch::default()
+            },
+            ..Scan::default()
+        };
+        if let Some(generated) = generated_location(root) {
+            scan.batch.documents.push(Scanned::Accepted {
+                entity: Box::new(generated),
+                location: origin.clone(),
+            });
+        }
+
+        let mut queue: VecDeque<Pending> = VecDeque::new();
+        match root.location_type.as_str() {
+            "discovery" => {
+                let folder = PathBuf::from(&root.target);
+                scan.folders.push(folder.clone());
+                match self.discover(&folder).await {
+                    Ok(files) => {
+                        for file in files {
+                            queue.push_back(Pending {
+                                location: LocationRef::file(&file),
+                                presence_optional: true,
+                                referrer: None,
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        scan.batch.complete = false;
+                        let p = problem(
+                            "location.unreadable",
+                            "",
+                            format!("cannot search {}: {e}", folder.display()),
+                            None,
+                        );
+                        scan.batch.documents.push(Scanned::Rejected {
+                            entity_ref: None,
+                            location: origin.clone(),
+                            index: None,
+                            problems: vec![p],
+                        });
+                    }
+                }
+            }
+            _ => queue.push_back(Pending {
+                location: origin_ref.clone(),
+                presence_optional: false,
+                referrer: None,
+            }),
+        }
+
+        let mut visited: HashSet<String> = HashSet::new();
+        while let Some(pending) = queue.pop_front() {
+            let key = pending.location.to_string();
+            if !visited.insert(key.clone()) {
+                continue; // A cycle, or two Locations naming the same file.
+            }
+            let target = match pending.location.location_type.as_str() {
+                "file" => Target::File(PathBuf::from(&pending.location.target)),
+                "url" => match url::Url::parse(&pending.location.target) {
+                    Ok(url) => Target::Url(url),
+                    Err(e) => {
+                        self.unreadable(
+                            &mut scan,
+                            &pending,
+                            &key,
+                            format!("{key} is not a valid URL: {e}"),
+                        );
+                        continue;
+                    }
+                },
+                other => {
+                    self.unreadable(
+                        &mut scan,
+                        &pending,
+                        &key,
+                        format!("locations of type {other:?} cannot be read"),
+                    );
+                    continue;
+                }
+            };
+            let bytes = match self.reader.fetch(&target).await {
+                Ok(bytes) => bytes,
+                Err(e) if e.not_found && pending.presence_optional => continue,
+                Err(e) => {
+                    self.unreadable(&mut scan, &pending, &key, e.message);
+                    continue;
+                }
+            };
+            scan.files_read += 1;
+            self.files_read.fetch_add(1, Ordering::Relaxed);
+            if let Target::File(path) = &target {
+                scan.files.push(path.clone());
+            }
+            let source = Source {
+                location: pending.location.clone(),
+                origin: origin_ref.clone(),
+            };
+            for document in self.read_documents(bytes, source).await {
+                if let Scanned::Accepted { entity, .. } = &document
+                    && let Spec::Location(spec) = entity.spec()
+                {
+                    self.enqueue_targets(&mut queue, &mut scan, entity, spec, &pending.location);
+                }
+                scan.batch.documents.push(document);
+            }
+        }
+        scan
+    }
+
+    /// Parses a file and reads its placeholders. Files without placeholders (nearly all) are
+    /// parsed once; the others are parsed again after their reads.
+    async fn read_documents(&self, bytes: Vec<u8>, source: Source) -> Vec<Scanned> {
+        let limits = self.limits;
+        let location = source.location.to_string();
+        // Parsing and validation are CPU work: keep them off the async threads.
+        let first = {
+            let source = source.clone();
+            tokio::task::spawn_blocking(move || {
+                let parsed = parse_file(&bytes, &limits);
+                let targets = parsed.read_targets(&source);
+                if targets.is_empty() {
+                    Ok(parsed.process(&source, &Reads::new()))
+                } else {
+                    Err((bytes, targets))
+                }
+            })
+            .await
+        };
+        let reports = match first {
+            Ok(Ok(reports)) => reports,
+            Ok(Err((bytes, targets))) => {
+                let mut reads = Reads::new();
+                for target in targets {
+                    let result = self.reader.fetch(&target).await;
+                    reads.insert(target, result);
+                }
+                tokio::task::spawn_blocking(move || {
+                    parse_file(&bytes, &limits).process(&source, &reads)
+                })
+                .await
+                .unwrap_or_default()
+            }
+            Err(_) => Vec::new(),
+        };
+        reports
+            .into_iter()
+            .filter_map(|report| match report.outcome {
+                Outcome::Empty => None,
+                Outcome::Accepted(entity) => Some(Scanned::Accepted {
+                    entity,
+                    location: location.clone(),
+                }),
+                Outcome::Rejected(problems) => Some(Scanned::Rejected {
+                    entity_ref: report.entity_ref,
+                    location: location.clone(),
+                    index: Some(report.index as u32),
+                    problems: problems
+                        .into_iter()
+                        .map(|p| ProblemRecord {
+                            rule: p.diagnostic.rule.code().to_owned(),
+                            field: if p.diagnostic.path.is_root() {
+                                String::new()
+                            } else {
+                                p.diagnostic.path.to_string()
+                            },
+                            message: p.diagnostic.message,
+                            hint: p.diagnostic.hint,
+                            line: Some(p.line as u32),
+                            column: Some(p.column as u32),
+                        })
+                        .collect(),
+                }),
+            })
+            .collect()
+    }
+
+    /// Queues a Location entity's targets, resolved against the file it was read from.
+    fn enqueue_targets(
+        &self,
+        queue: &mut VecDeque<Pending>,
+        scan: &mut Scan,
+        entity: &Entity,
+        spec: &callboard_model::entity::LocationSpec,
+        from: &LocationRef,
+    ) {
+        let location_type = spec
+            .location_type
+            .clone()
+            .unwrap_or_else(|| from.location_type.clone());
+        let optional = spec.presence == callboard_model::entity::Presence::Optional;
+        let referrer = Some((
+            entity.entity_ref().to_string(),
+            from.to_string(),
+            String::new(),
+        ));
+        for (i, raw) in spec.all_targets().enumerate() {
+            let field = if spec.target.is_some() && i == 0 {
+                "spec.target".to_owned()
+            } else {
+                format!(
+                    "spec.targets[{}]",
+                    if spec.target.is_some() { i - 1 } else { i }
+                )
+            };
+            let referrer = referrer.clone().map(|(r, l, _)| (r, l, field.clone()));
+            let resolved = if location_type == from.location_type {
+                from.base().map(|base| resolve(raw, &base))
+            } else {
+                None
+            };
+            let target = match resolved {
+                Some(Ok(Target::File(path))) => LocationRef::file(&path),
+                Some(Ok(Target::Url(url))) => LocationRef::url(&url),
+                Some(Err(e)) => {
+                    let pending = Pending {
+                        location: from.clone(),
+                        presence_optional: optional,
+                        referrer,
+                    };
+                    self.unreadable(scan, &pending, raw, e.to_string());
+                    continue;
+                }
+                None => LocationRef {
+                    location_type: location_type.clone(),
+                    target: raw.to_owned(),
+                },
+            };
+            if target.location_type == "file" && target.target.contains(['*', '?', '[']) {
+                match expand_glob(Path::new(&target.target)) {
+                    Ok(files) => {
+                        for file in files {
+                            queue.push_back(Pending {
+                                location: LocationRef::file(&file),
+                                presence_optional: true,
+                                referrer: referrer.clone(),
+                            });
+                        }
+                    }
+                    Err(e) => {
+                        let pending = Pending {
+                            location: target.clone(),
+                            presence_optional: optional,
+                            referrer,
+                        };
+                        self.unreadable(scan, &pending, &target.to_string(), e);
+                    }
+                }
+                continue;
+            }
+            queue.push_back(Pending {
+                location: target,
+                presence_optional: optional,
+                referrer,
+            });
+        }
+    }
+
+    /// Records a location that could not be read: the scan is incomplete (nothing is deleted on
+    /// its account), and the problem is reported on the Location entity that named it.
+    fn unreadable(&self, scan: &mut Scan, pending: &Pending, what: &str, message: String) {
+        scan.batch.complete = false;
+        scan.batch.protected.insert(pending.location.to_string());
+        let (entity_ref, location, field) = match &pending.referrer {
+            Some((r, l, f)) => (Some(r.clone()), l.clone(), f.clone()),
+            None => (None, pending.location.to_string(), String::new()),
+        };
+        let p = problem(
+            "location.unreadable",
+            &field,
+            format!("cannot read {what}: {message}"),
+            Some("fix the target, or mark the Location `presence: optional` if it may be missing"),
+        );
+        scan.batch.documents.push(Scanned::Rejected {
+            entity_ref,
+            location,
+            index: None,
+            problems: vec![p],
+        });
+    }
+
+    /// Files below `folder` matching the discovery glob, sorted; hidden folders, `node_modules`
+    /// and `target` are skipped.
+    async fn discover(&self, folder: &Path) -> Result<Vec<PathBuf>, String> {
+        let folder = folder.to_path_buf();
+        let matcher = self.discovery.clone();
+        let reader = self.reader.clone();
+        tokio::task::spawn_blocking(move || {
+            reader.file_allowed(&folder).map_err(|e| e.message)?;
+            let mut found = Vec::new();
+            let walker = walkdir::WalkDir::new(&folder)
+                .follow_links(false)
+                .into_iter()
+                .filter_entry(|e| {
+                    let name = e.file_name().to_string_lossy();
+                    e.depth() == 0
+                        || !(name.starts_with('.') || name == "node_modules" || name == "target")
+                });
+            for entry in walker {
+                let entry = entry.map_err(|e| e.to_string())?;
+                if entry.file_type().is_file() {
+                    let relative = entry.path().strip_prefix(&folder).unwrap_or(entry.path());
+                    if matcher.is_match(relative) {
+                        found.push(entry.path().to_path_buf());
+                    }
+                }
+            }
+            found.sort();
+            Ok(found)
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+}
+
+/// Expands a file glob (`/srv/catalog/**/catalog-info.yaml`) from its longest literal prefix.
+fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+    let text = pattern.to_string_lossy();
+    let literal_end = text.find(['*', '?', '[']).unwrap_or(text.len());
+    let base = match text[..literal_end].rfind('/') {
+        Some(i) => PathBuf::from(&text[..i.max(1)]),
+        None => PathBuf::from("."),
+    };
+    let matcher = Glob::new(&text)
+        .map_err(|e| e.to_string())?
+        .compile_matcher();
+    let mut found: Vec<PathBuf> = walkdir::WalkDir::new(&base)
+        .into_iter()
+        .filter_map(Result::ok)
+        .filter(|e| e.file_type().is_file() && matcher.is_match(e.path()))
+        .map(|e| e.path().to_path_buf())
+        .collect();
+    found.sort();
+    Ok(found)
+}
+
+/// The Location entity Backstage generates for a registered location.
+fn generated_location(root: &LocationRecord) -> Option<Entity> {
+    let entity_ref = generated_location_ref(root);
+    let name = entity_ref.rsplit('/').next()?.to_owned();
+    let key = root.key();
+    let document = json!({
+        "apiVersion": "backstage.io/v1alpha1",
+        "kind": "Location",
+        "metadata": {
+            "name": name,
+            "namespace": "default",
+            "annotations": {
+                "backstage.io/managed-by-location": key,
+                "backstage.io/managed-by-origin-location": key,
+            },
+        },
+        "spec": {"type": root.location_type, "target": root.target},
+    });
+    validate(document).ok()
+}
+
+/// The base a registered location's relative references resolve against.
+pub fn base_of(root: &LocationRecord) -> Option<Base> {
+    LocationRef {
+        location_type: root.location_type.clone(),
+        target: root.target.clone(),
+    }
+    .base()
+}

@@ -1,0 +1,194 @@
+//! What the writer knows about the catalog: for every subject its sequence and, if live, the
+//! entity's uid, content hash and owning location; plus the registered locations. It is rebuilt
+//! from the log on start, because the log is the truth.
+
+use std::collections::{BTreeMap, HashMap};
+
+use callboard_events::CloudEvent;
+use callboard_events::log::{EventLog, LogError, read_range};
+use callboard_events::types::{EventType, LocationRecord};
+use serde::Deserialize;
+
+/// A live entity.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Live {
+    /// The uid, stable while it lives.
+    pub uid: String,
+    /// Hash of its content.
+    pub content_hash: String,
+    /// The location that defines it (a file's location ref, or `push`).
+    pub location_key: String,
+    /// The registered location it came through.
+    pub origin: String,
+}
+
+/// A pending rejection.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pending {
+    /// Hash of the rejection's content, to emit unchanged rejections only once.
+    pub hash: String,
+    /// The file it is about.
+    pub location: String,
+    /// The registered location the file came through.
+    pub origin: String,
+}
+
+/// Everything known about one subject.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Subject {
+    /// The sequence of the last event about the subject (0: none yet).
+    pub sequence: u64,
+    /// The entity, if it exists.
+    pub live: Option<Live>,
+    /// The latest rejection, until a good version or a clearing event arrives.
+    pub rejection: Option<Pending>,
+}
+
+/// A registered location.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Registered {
+    /// Registration id.
+    pub id: String,
+    /// The location.
+    pub location: LocationRecord,
+}
+
+/// The writer's state.
+#[derive(Debug, Clone, Default)]
+pub struct State {
+    /// By subject (an entity ref, or `<location>#<index>` for documents without one).
+    pub subjects: HashMap<String, Subject>,
+    /// Location event sequences and registrations, by location key.
+    pub locations: BTreeMap<String, (u64, Option<Registered>)>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct LightData {
+    #[serde(default)]
+    uid: Option<String>,
+    #[serde(default)]
+    content_hash: Option<String>,
+    #[serde(default)]
+    location_key: Option<String>,
+    #[serde(default)]
+    origin_location: Option<String>,
+    #[serde(default)]
+    location: Option<serde_json::Value>,
+}
+
+/// The parts of an event the state needs; `entity` and other large fields are skipped by serde.
+#[derive(Deserialize)]
+struct LightEvent {
+    #[serde(rename = "type")]
+    event_type: String,
+    subject: String,
+    sequence: u64,
+    data: LightData,
+}
+
+impl State {
+    /// Applies one entity-topic event.
+    pub fn apply_entity_event(&mut self, bytes: &[u8]) {
+        let Ok(event) = serde_json::from_slice::<LightEvent>(bytes) else {
+            tracing::warn!("skipping an undecodable event while rebuilding state");
+            return;
+        };
+        let subject = self.subjects.entry(event.subject).or_default();
+        subject.sequence = subject.sequence.max(event.sequence);
+        let data = event.data;
+        match EventType::from_name(&event.event_type) {
+            Some(EventType::EntityUpserted) => {
+                subject.live = Some(Live {
+                    uid: data.uid.unwrap_or_default(),
+                    content_hash: data.content_hash.unwrap_or_default(),
+                    location_key: data.location_key.unwrap_or_default(),
+                    origin: data.origin_location.unwrap_or_default(),
+                });
+                subject.rejection = None;
+            }
+            Some(EventType::EntityDeleted) => {
+                subject.live = None;
+                subject.rejection = None;
+            }
+            Some(EventType::EntityRejected) => {
+                let location = data
+                    .location
+                    .and_then(|l| l.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                subject.rejection = Some(Pending {
+                    hash: data.content_hash.unwrap_or_default(),
+                    location,
+                    origin: data.origin_location.unwrap_or_default(),
+                });
+            }
+            Some(EventType::RejectionCleared) => subject.rejection = None,
+            _ => {}
+        }
+    }
+
+    /// Applies one location-topic event.
+    pub fn apply_location_event(&mut self, bytes: &[u8]) {
+        let Ok(event) = serde_json::from_slice::<CloudEvent>(bytes) else {
+            return;
+        };
+        let entry = self
+            .locations
+            .entry(event.subject.clone())
+            .or_insert((0, None));
+        entry.0 = entry.0.max(event.sequence);
+        match event.known_type() {
+            Some(EventType::LocationRegistered) => {
+                let location = event
+                    .data
+                    .get("location")
+                    .cloned()
+                    .and_then(|l| serde_json::from_value(l).ok());
+                let id = event
+                    .data
+                    .get("id")
+                    .and_then(|i| i.as_str())
+                    .unwrap_or_default()
+                    .to_owned();
+                if let Some(location) = location {
+                    entry.1 = Some(Registered { id, location });
+                }
+            }
+            Some(EventType::LocationUnregistered) => entry.1 = None,
+            _ => {}
+        }
+    }
+
+    /// Rebuilds the state by reading both topics from the start to their current end.
+    pub async fn rebuild(
+        log: &dyn EventLog,
+        entities: &str,
+        locations: &str,
+    ) -> Result<Self, LogError> {
+        let mut state = State::default();
+        for (topic, is_entities) in [(entities, true), (locations, false)] {
+            let ends = log.end_offsets(topic).await?;
+            for (partition, end) in ends.into_iter().enumerate() {
+                read_range(log, topic, partition as i32, 0, end, |message| {
+                    if is_entities {
+                        state.apply_entity_event(&message.value);
+                    } else {
+                        state.apply_location_event(&message.value);
+                    }
+                })
+                .await?;
+            }
+        }
+        Ok(state)
+    }
+
+    /// Registered locations.
+    pub fn registered(&self) -> impl Iterator<Item = &Registered> {
+        self.locations.values().filter_map(|(_, r)| r.as_ref())
+    }
+
+    /// Number of live entities.
+    pub fn live_count(&self) -> usize {
+        self.subjects.values().filter(|s| s.live.is_some()).count()
+    }
+}

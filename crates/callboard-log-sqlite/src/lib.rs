@@ -1,0 +1,405 @@
+//! The embedded event log: topics, partitions and offsets in one SQLite file, for the
+//! no-servers default deployment.
+//!
+//! Durability: the database runs in WAL mode with `synchronous=FULL`, so an append that returned
+//! survives `kill -9` (and power loss). Ordering: a record's partition is a stable hash of its key,
+//! so one key's records stay in order. Appends from several processes serialise on SQLite's write
+//! lock (`BEGIN IMMEDIATE`). Consumer groups have one member per process; group positions are
+//! stored in the same file.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use callboard_events::log::{
+    EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec,
+};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+use tokio::sync::watch;
+
+/// The embedded log.
+#[derive(Debug, Clone)]
+pub struct SqliteLog {
+    pool: SqlitePool,
+    path: PathBuf,
+    /// Bumped after every append in this process, to wake subscriptions without polling.
+    appended: Arc<watch::Sender<u64>>,
+}
+
+fn db_error(e: sqlx::Error) -> LogError {
+    LogError::Other(e.to_string())
+}
+
+/// FNV-1a: a stable, dependency-free hash, so a key maps to the same partition in every version.
+fn partition_of(key: &str, partitions: i32) -> i32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % partitions.max(1) as u64) as i32
+}
+
+impl SqliteLog {
+    /// Opens (creating if needed) the log at `path`.
+    pub async fn open(path: &Path) -> Result<Self, LogError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| LogError::Other(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(db_error)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db_error)?;
+        for statement in [
+            "create table if not exists topics (
+                name text primary key,
+                partitions integer not null,
+                retention_ms integer
+            )",
+            "create table if not exists messages (
+                topic text not null,
+                partition integer not null,
+                offset integer not null,
+                key text not null,
+                value blob not null,
+                timestamp_ms integer not null,
+                primary key (topic, partition, offset)
+            ) without rowid",
+            "create table if not exists group_offsets (
+                grp text not null,
+                topic text not null,
+                partition integer not null,
+                next_offset integer not null,
+                primary key (grp, topic, partition)
+            ) without rowid",
+        ] {
+            sqlx::query(statement)
+                .execute(&pool)
+                .await
+                .map_err(db_error)?;
+        }
+        let (appended, _) = watch::channel(0);
+        Ok(Self {
+            pool,
+            path: path.to_path_buf(),
+            appended: Arc::new(appended),
+        })
+    }
+
+    async fn topic_partitions(&self, topic: &str) -> Result<i32, LogError> {
+        let row = sqlx::query("select partitions from topics where name = ?")
+            .bind(topic)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)?;
+        match row {
+            Some(row) => Ok(row.get::<i64, _>(0) as i32),
+            None => Err(LogError::UnknownTopic(topic.to_owned())),
+        }
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[async_trait]
+impl EventLog for SqliteLog {
+    async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), LogError> {
+        for spec in specs {
+            let retention = match spec.retention {
+                Retention::Forever => None,
+                Retention::Millis(ms) => Some(ms),
+            };
+            sqlx::query("insert into topics (name, partitions, retention_ms) values (?, ?, ?) on conflict (name) do nothing")
+                .bind(&spec.name)
+                .bind(i64::from(spec.partitions.max(1)))
+                .bind(retention)
+                .execute(&self.pool)
+                .await
+                .map_err(db_error)?;
+        }
+        Ok(())
+    }
+
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Position>, LogError> {
+        if records.is_empty() {
+            return Ok(Vec::new());
+        }
+        let partitions = self.topic_partitions(topic).await?;
+        // IMMEDIATE takes the write lock up front, so concurrent appenders queue instead of
+        // failing when a read transaction tries to upgrade.
+        let mut tx = self
+            .pool
+            .begin_with("begin immediate")
+            .await
+            .map_err(db_error)?;
+        let mut next: Vec<Option<i64>> = vec![None; partitions as usize];
+        let mut positions = Vec::with_capacity(records.len());
+        let timestamp = now_ms();
+        for record in records {
+            let partition = partition_of(&record.key, partitions);
+            let slot = &mut next[partition as usize];
+            let offset = match *slot {
+                Some(offset) => offset,
+                None => {
+                    let row = sqlx::query(
+                        "select coalesce(max(offset) + 1, 0) from messages where topic = ? and partition = ?",
+                    )
+                    .bind(topic)
+                    .bind(partition)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(db_error)?;
+                    row.get::<i64, _>(0)
+                }
+            };
+            sqlx::query(
+                "insert into messages (topic, partition, offset, key, value, timestamp_ms) values (?, ?, ?, ?, ?, ?)",
+            )
+            .bind(topic)
+            .bind(partition)
+            .bind(offset)
+            .bind(record.key)
+            .bind(record.value)
+            .bind(timestamp)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_error)?;
+            *slot = Some(offset + 1);
+            positions.push(Position { partition, offset });
+        }
+        tx.commit().await.map_err(db_error)?;
+        self.appended.send_modify(|n| *n += 1);
+        Ok(positions)
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<i32, LogError> {
+        self.topic_partitions(topic).await
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>, LogError> {
+        let partitions = self.topic_partitions(topic).await?;
+        let mut out = vec![0; partitions as usize];
+        let rows = sqlx::query(
+            "select partition, max(offset) + 1 from messages where topic = ? group by partition",
+        )
+        .bind(topic)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db_error)?;
+        for row in rows {
+            let partition: i64 = row.get(0);
+            if let Some(slot) = out.get_mut(partition as usize) {
+                *slot = row.get(1);
+            }
+        }
+        Ok(out)
+    }
+
+    async fn read(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i64,
+        max: usize,
+    ) -> Result<Vec<Message>, LogError> {
+        read_messages(&self.pool, topic, partition, from, max).await
+    }
+
+    async fn subscribe(
+        &self,
+        group: &str,
+        topics: &[String],
+    ) -> Result<Box<dyn Subscription>, LogError> {
+        let mut cursors = Vec::new();
+        for topic in topics {
+            let partitions = self.topic_partitions(topic).await?;
+            for partition in 0..partitions {
+                let row = sqlx::query("select next_offset from group_offsets where grp = ? and topic = ? and partition = ?")
+                    .bind(group)
+                    .bind(topic)
+                    .bind(partition)
+                    .fetch_optional(&self.pool)
+                    .await
+                    .map_err(db_error)?;
+                let next = row.map_or(0, |r| r.get::<i64, _>(0));
+                cursors.push(Cursor {
+                    topic: topic.clone(),
+                    partition,
+                    next,
+                });
+            }
+        }
+        Ok(Box::new(SqliteSubscription {
+            pool: self.pool.clone(),
+            group: group.to_owned(),
+            cursors,
+            turn: 0,
+            appended: self.appended.subscribe(),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        format!("embedded log at {}", self.path.display())
+    }
+}
+
+async fn read_messages(
+    pool: &SqlitePool,
+    topic: &str,
+    partition: i32,
+    from: i64,
+    max: usize,
+) -> Result<Vec<Message>, LogError> {
+    let rows = sqlx::query(
+        "select offset, key, value, timestamp_ms from messages
+         where topic = ? and partition = ? and offset >= ? order by offset limit ?",
+    )
+    .bind(topic)
+    .bind(partition)
+    .bind(from)
+    .bind(max as i64)
+    .fetch_all(pool)
+    .await
+    .map_err(db_error)?;
+    Ok(rows
+        .into_iter()
+        .map(|row| Message {
+            topic: topic.to_owned(),
+            partition,
+            offset: row.get(0),
+            key: row.get(1),
+            value: row.get(2),
+            timestamp_ms: row.get(3),
+        })
+        .collect())
+}
+
+#[derive(Debug)]
+struct Cursor {
+    topic: String,
+    partition: i32,
+    next: i64,
+}
+
+struct SqliteSubscription {
+    pool: SqlitePool,
+    group: String,
+    cursors: Vec<Cursor>,
+    /// Which cursor reads first next time, so no partition starves the others.
+    turn: usize,
+    appended: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl Subscription for SqliteSubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>, LogError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.appended.borrow_and_update();
+            let mut out = Vec::new();
+            let count = self.cursors.len();
+            for i in 0..count {
+                if out.len() >= max {
+                    break;
+                }
+                let index = (self.turn + i) % count;
+                let cursor = &mut self.cursors[index];
+                let batch = read_messages(
+                    &self.pool,
+                    &cursor.topic,
+                    cursor.partition,
+                    cursor.next,
+                    max - out.len(),
+                )
+                .await?;
+                if let Some(last) = batch.last() {
+                    cursor.next = last.offset + 1;
+                }
+                out.extend(batch);
+            }
+            self.turn = (self.turn + 1) % count.max(1);
+            let now = tokio::time::Instant::now();
+            if !out.is_empty() || now >= deadline {
+                return Ok(out);
+            }
+            // Woken by appends in this process; re-checked every 100 ms for other processes.
+            let nap = (deadline - now).min(Duration::from_millis(100));
+            let _ = tokio::time::timeout(nap, self.appended.changed()).await;
+        }
+    }
+
+    async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {
+        match self
+            .cursors
+            .iter_mut()
+            .find(|c| c.topic == topic && c.partition == partition)
+        {
+            Some(cursor) => {
+                cursor.next = offset;
+                Ok(())
+            }
+            None => Err(LogError::Other(format!(
+                "partition {partition} of {topic} is not assigned"
+            ))),
+        }
+    }
+
+    async fn commit(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+    ) -> Result<(), LogError> {
+        sqlx::query(
+            "insert into group_offsets (grp, topic, partition, next_offset) values (?, ?, ?, ?)
+             on conflict (grp, topic, partition) do update set next_offset = excluded.next_offset",
+        )
+        .bind(&self.group)
+        .bind(topic)
+        .bind(partition)
+        .bind(next_offset)
+        .execute(&self.pool)
+        .await
+        .map_err(db_error)?;
+        Ok(())
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.cursors
+            .iter()
+            .map(|c| (c.topic.clone(), c.partition))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitioning_is_stable() {
+        assert_eq!(
+            partition_of("component:default/a", 8),
+            partition_of("component:default/a", 8)
+        );
+        let spread: std::collections::HashSet<i32> = (0..100)
+            .map(|i| partition_of(&format!("k{i}"), 8))
+            .collect();
+        assert_eq!(spread.len(), 8);
+    }
+}
