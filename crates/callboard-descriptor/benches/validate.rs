@@ -19,8 +19,7 @@ fn validate_catalog(c: &mut Criterion) {
     let files = generate(&CatalogSpec::valid(DOCUMENTS));
     let total: usize = files.iter().map(|f| f.valid + f.invalid).sum();
     let bytes: usize = files.iter().map(|f| f.text.len()).sum();
-    let source =
-        Source::new(LocationRef::parse("file:/catalog/catalog-info.yaml").expect("location"));
+    let source = Source::new(LocationRef::parse("file:/catalog/catalog-info.yaml").expect("location"));
     let limits = Limits::default();
     let mut group = c.benchmark_group("validate");
     group.sample_size(10);
@@ -29,12 +28,7 @@ fn validate_catalog(c: &mut Criterion) {
         b.iter(|| {
             let mut accepted = 0usize;
             for file in &files {
-                let reports = process_bytes(
-                    black_box(file.text.as_bytes()),
-                    &source,
-                    &limits,
-                    |_| unreachable!(),
-                );
+                let reports = process_bytes(black_box(file.text.as_bytes()), &source, &limits, |_| unreachable!());
                 accepted += reports
                     .iter()
                     .filter(|r| matches!(r.outcome, Outcome::Accepted(_)))

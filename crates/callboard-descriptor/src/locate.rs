@@ -6,13 +6,8 @@ use callboard_model::{FieldPath, Segment};
 use saphyr_parser::{Event, Parser};
 
 enum Frame {
-    Seq {
-        next: usize,
-    },
-    Map {
-        key: Option<String>,
-        expecting_key: bool,
-    },
+    Seq { next: usize },
+    Map { key: Option<String>, expecting_key: bool },
 }
 
 /// The 1-based line and column of the node at `path` in `text`, or of its deepest existing
@@ -113,7 +108,8 @@ mod tests {
 
     #[test]
     fn finds_fields() {
-        let text = "apiVersion: v1\nkind: Component\nmetadata:\n  name: x\n  tags:\n    - a\n    - B\nspec:\n  owner: y\n";
+        let text =
+            "apiVersion: v1\nkind: Component\nmetadata:\n  name: x\n  tags:\n    - a\n    - B\nspec:\n  owner: y\n";
         assert_eq!(locate(text, &p(&["metadata", "name"]), 0), (4, 9));
         assert_eq!(locate(text, &p(&["metadata", "tags", "1"]), 0), (7, 7));
         assert_eq!(locate(text, &p(&["spec", "lifecycle"]), 0), (9, 3));

@@ -115,10 +115,7 @@ pub fn resolve_placeholder(reference: &str, base: &Base) -> Result<Target, Resol
     let target = resolve(reference, base)?;
     if let (Base::Url(base_url), Target::Url(url)) = (base, &target) {
         let same_host = base_url.host_str() == url.host_str();
-        if same_host
-            && base_url.host_str().is_some_and(is_github_host)
-            && repository(base_url) != repository(url)
-        {
+        if same_host && base_url.host_str().is_some_and(is_github_host) && repository(base_url) != repository(url) {
             return Err(ResolveError::OtherRepository {
                 base: base_url.to_string(),
                 reference: reference.to_owned(),
@@ -131,10 +128,7 @@ pub fn resolve_placeholder(reference: &str, base: &Base) -> Result<Target, Resol
 /// `owner/repo` of a GitHub URL, lowercased (GitHub names are case-insensitive).
 fn repository(url: &Url) -> Option<(String, String)> {
     let mut segments = url.path_segments()?;
-    Some((
-        segments.next()?.to_lowercase(),
-        segments.next()?.to_lowercase(),
-    ))
+    Some((segments.next()?.to_lowercase(), segments.next()?.to_lowercase()))
 }
 
 /// Hosts whose URLs follow GitHub's `/<owner>/<repo>/<blob|tree|edit>/<ref>/<path>` layout.
@@ -171,8 +165,7 @@ fn resolve_url(reference: &str, base: &Url) -> Result<Url, ResolveError> {
     let resolved = if let Ok(absolute) = Url::parse(reference) {
         absolute
     } else {
-        let mut updated = if let (true, Some(root)) = (reference.starts_with('/'), repo_root(base))
-        {
+        let mut updated = if let (true, Some(root)) = (reference.starts_with('/'), repo_root(base)) {
             let mut u = base.clone();
             u.set_path(&format!("{root}{reference}"));
             u
@@ -237,26 +230,17 @@ pub fn normalize(path: &Path) -> PathBuf {
 
 /// The annotations an entity read from `location` (registered as `origin`) receives, as
 /// Backstage's `AnnotateLocationEntityProcessor` sets them. Authors' own values win.
-pub fn location_annotations(
-    location: &LocationRef,
-    origin: &LocationRef,
-) -> Vec<(&'static str, String)> {
+pub fn location_annotations(location: &LocationRef, origin: &LocationRef) -> Vec<(&'static str, String)> {
     let mut out = vec![
         ("backstage.io/managed-by-location", location.to_string()),
-        (
-            "backstage.io/managed-by-origin-location",
-            origin.to_string(),
-        ),
+        ("backstage.io/managed-by-origin-location", origin.to_string()),
     ];
     if location.location_type == "url"
         && let Ok(url) = Url::parse(&location.target)
     {
         out.push(("backstage.io/view-url", location.target.clone()));
         if url.host_str().is_some_and(is_github_host) {
-            out.push((
-                "backstage.io/edit-url",
-                github_url_type(&url, "edit").to_string(),
-            ));
+            out.push(("backstage.io/edit-url", github_url_type(&url, "edit").to_string()));
         }
         if let Ok(folder) = resolve_url("./", &url) {
             out.push(("backstage.io/source-location", format!("url:{folder}")));
@@ -295,9 +279,7 @@ mod tests {
             "https://github.com/a/b/tree/main/z.yaml"
         );
         assert_eq!(
-            resolve("https://example.com/x.json", &b)
-                .unwrap()
-                .to_string(),
+            resolve("https://example.com/x.json", &b).unwrap().to_string(),
             "https://example.com/x.json"
         );
     }
@@ -313,16 +295,12 @@ mod tests {
             resolve("./x/y.json", &b).unwrap(),
             Target::File(PathBuf::from("/srv/cat/a/x/y.json"))
         );
-        assert!(matches!(
-            resolve("https://github.com/o/r", &b).unwrap(),
-            Target::Url(_)
-        ));
+        assert!(matches!(resolve("https://github.com/o/r", &b).unwrap(), Target::Url(_)));
     }
 
     #[test]
     fn annotations_for_url_locations() {
-        let loc =
-            LocationRef::parse("url:https://github.com/o/r/blob/main/catalog-info.yaml").unwrap();
+        let loc = LocationRef::parse("url:https://github.com/o/r/blob/main/catalog-info.yaml").unwrap();
         let a = location_annotations(&loc, &loc);
         assert!(a.contains(&(
             "backstage.io/edit-url",

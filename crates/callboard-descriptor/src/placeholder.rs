@@ -99,11 +99,7 @@ fn placeholder(map: &Map<String, Value>) -> Option<(Kind, &str)> {
 
 /// Visits every placeholder with its path (without descending into replaced values). The path
 /// is kept as borrowed segments and only turned into a [`FieldPath`] for a placeholder found.
-fn visit<'v>(
-    value: &'v Value,
-    trail: &mut Vec<Step<'v>>,
-    found: &mut Vec<(FieldPath, Kind, &'v str)>,
-) {
+fn visit<'v>(value: &'v Value, trail: &mut Vec<Step<'v>>, found: &mut Vec<(FieldPath, Kind, &'v str)>) {
     match value {
         Value::Array(items) => {
             for (i, item) in items.iter().enumerate() {
@@ -167,15 +163,9 @@ pub fn substitute(document: Value, base: &Base, reads: &Reads) -> Result<Value, 
     }
     let mut replacements = Vec::with_capacity(found.len());
     for (path, kind, reference) in found {
-        let fail = |rule: Rule, message: String| {
-            Diagnostic::new(rule, path.clone(), format!("{path}: {message}"))
-        };
-        let target = resolve_placeholder(reference, base).map_err(|e| {
-            fail(
-                Rule::Placeholder,
-                format!("{} could not be resolved: {e}", kind.key()),
-            )
-        })?;
+        let fail = |rule: Rule, message: String| Diagnostic::new(rule, path.clone(), format!("{path}: {message}"));
+        let target = resolve_placeholder(reference, base)
+            .map_err(|e| fail(Rule::Placeholder, format!("{} could not be resolved: {e}", kind.key())))?;
         let bytes = match reads.get(&target) {
             Some(Ok(bytes)) => bytes,
             Some(Err(e)) => {
@@ -205,8 +195,9 @@ pub fn substitute(document: Value, base: &Base, reads: &Reads) -> Result<Value, 
                     format!("$json failed to parse JSON data at {target}: {e}"),
                 )
             })?,
-            Kind::Yaml => parse_single_yaml(bytes)
-                .map_err(|m| fail(Rule::Placeholder, format!("$yaml {m} at {target}")))?,
+            Kind::Yaml => {
+                parse_single_yaml(bytes).map_err(|m| fail(Rule::Placeholder, format!("$yaml {m} at {target}")))?
+            }
         };
         replacements.push((path, value));
     }
@@ -253,8 +244,7 @@ mod tests {
 
     #[test]
     fn finds_and_substitutes() {
-        let base =
-            Base::Url(Url::parse("https://github.com/o/r/blob/main/catalog-info.yaml").unwrap());
+        let base = Base::Url(Url::parse("https://github.com/o/r/blob/main/catalog-info.yaml").unwrap());
         let doc = json!({"spec": {"definition": {"$text": "./api.yaml"}, "schema": {"$ref": "#/x", "$text": "no"}, "list": [{"$json": "https://github.com/o/r/blob/main/a.json"}]}});
         let t = targets(&doc, &base);
         assert_eq!(t.len(), 2);
@@ -273,10 +263,7 @@ mod tests {
         let doc = json!({"spec": {"definition": {"$text": "https://example.com/x"}}});
         let mut reads = Reads::new();
         for t in targets(&doc, &base) {
-            reads.insert(
-                t,
-                Err(ReadError::refused("host example.com is not allowed")),
-            );
+            reads.insert(t, Err(ReadError::refused("host example.com is not allowed")));
         }
         let e = substitute(doc, &base, &reads).unwrap_err();
         assert_eq!(e.rule, Rule::NotAllowed);

@@ -107,11 +107,10 @@ impl ParsedFile<'_> {
     /// Processes every document.
     pub fn process(self, source: &Source, reads: &Reads) -> Vec<Report> {
         // Computed once per file: every document of it gets the same location annotations.
-        let annotations: Vec<(&'static str, Value)> =
-            location_annotations(&source.location, &source.origin)
-                .into_iter()
-                .map(|(k, v)| (k, Value::String(v)))
-                .collect();
+        let annotations: Vec<(&'static str, Value)> = location_annotations(&source.location, &source.origin)
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
         let base = source.location.base();
         let text = self.text;
         self.documents
@@ -176,11 +175,7 @@ fn process_document(
             let message = format!("expected a mapping at the document root, found {kind}");
             reject(
                 &mut report,
-                vec![Diagnostic::new(
-                    Rule::RootNotObject,
-                    FieldPath::root(),
-                    message,
-                )],
+                vec![Diagnostic::new(Rule::RootNotObject, FieldPath::root(), message)],
             );
             return report;
         }
@@ -213,10 +208,7 @@ fn process_document(
             }
         };
         if let Spec::Location(spec) = entity.spec() {
-            let location_type = spec
-                .location_type
-                .as_deref()
-                .unwrap_or(&source.location.location_type);
+            let location_type = spec.location_type.as_deref().unwrap_or(&source.location.location_type);
             let field = if spec.location_type.is_some() {
                 FieldPath::root().key("spec").key("type")
             } else {
@@ -231,11 +223,7 @@ fn process_document(
                     );
                     reject(
                         &mut report,
-                        vec![Diagnostic::new(
-                            Rule::UnsupportedLocationType,
-                            field,
-                            message,
-                        )],
+                        vec![Diagnostic::new(Rule::UnsupportedLocationType, field, message)],
                     );
                     return report;
                 }
@@ -243,15 +231,10 @@ fn process_document(
             if location_type == "file"
                 && let Some(t) = spec.all_targets().find(|t| t.ends_with('/'))
             {
-                let message =
-                    format!("a file location target must name a file, not a folder: {t:?}");
+                let message = format!("a file location target must name a file, not a folder: {t:?}");
                 reject(
                     &mut report,
-                    vec![Diagnostic::new(
-                        Rule::UnsupportedLocationType,
-                        field,
-                        message,
-                    )],
+                    vec![Diagnostic::new(Rule::UnsupportedLocationType, field, message)],
                 );
                 return report;
             }

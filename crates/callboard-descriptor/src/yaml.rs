@@ -146,10 +146,7 @@ fn split(bytes: &[u8]) -> Vec<Chunk> {
             content = false;
             directive = false;
         } else {
-            match line
-                .iter()
-                .find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n'))
-            {
+            match line.iter().find(|b| !matches!(b, b' ' | b'\t' | b'\r' | b'\n')) {
                 None | Some(b'#') => {}
                 Some(b'%') if !content && line[0] == b'%' => directive = true,
                 Some(_) => content = true,
@@ -177,11 +174,7 @@ fn error(rule: Rule, message: impl Into<String>, line: usize, column: usize) -> 
     }
 }
 
-fn parse_chunk(
-    text: &[u8],
-    first_line: usize,
-    limits: &Limits,
-) -> Result<Option<Value>, YamlError> {
+fn parse_chunk(text: &[u8], first_line: usize, limits: &Limits) -> Result<Option<Value>, YamlError> {
     if text.len() > limits.max_document_bytes {
         return Err(error(
             Rule::YamlSizeLimit,
@@ -199,14 +192,10 @@ fn parse_chunk(
         Err(e) => {
             let valid = &text[..e.valid_up_to()];
             let line = valid.iter().filter(|&&b| b == b'\n').count();
-            let column =
-                valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
+            let column = valid.len() - valid.iter().rposition(|&b| b == b'\n').map_or(0, |i| i + 1) + 1;
             return Err(error(
                 Rule::InvalidUtf8,
-                format!(
-                    "invalid UTF-8 (byte offset {} of the document)",
-                    e.valid_up_to()
-                ),
+                format!("invalid UTF-8 (byte offset {} of the document)", e.valid_up_to()),
                 first_line + line,
                 column,
             ));
@@ -340,12 +329,7 @@ impl<'l> Composer<'l> {
                             ..
                         }) => (Value::Object(map), anchor, metric, depth_below),
                         None => {
-                            return Err(error(
-                                Rule::YamlSyntax,
-                                "unbalanced collection end",
-                                line,
-                                column,
-                            ));
+                            return Err(error(Rule::YamlSyntax, "unbalanced collection end", line, column));
                         }
                     };
                     self.add(value, anchor, metric, depth, line, column)?;
@@ -360,10 +344,7 @@ impl<'l> Composer<'l> {
         if self.stack.len() >= self.limits.max_depth {
             return Err(error(
                 Rule::YamlDepthLimit,
-                format!(
-                    "collections nest deeper than {} levels",
-                    self.limits.max_depth
-                ),
+                format!("collections nest deeper than {} levels", self.limits.max_depth),
                 line,
                 column,
             ));
@@ -407,10 +388,7 @@ impl<'l> Composer<'l> {
         if self.alias_nodes > limits.max_alias_nodes {
             return Err(error(
                 Rule::YamlAliasLimit,
-                format!(
-                    "aliases expand to more than {} nodes",
-                    limits.max_alias_nodes
-                ),
+                format!("aliases expand to more than {} nodes", limits.max_alias_nodes),
                 line,
                 column,
             ));
@@ -519,8 +497,7 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Value {
                 "str" | "binary" | "timestamp" => return Value::String(text.to_string()),
                 "null" => return Value::Null,
                 "bool" => {
-                    return core_bool(text)
-                        .map_or_else(|| Value::String(text.to_string()), Value::Bool);
+                    return core_bool(text).map_or_else(|| Value::String(text.to_string()), Value::Bool);
                 }
                 "int" => return core_int(text).unwrap_or_else(|| Value::String(text.to_string())),
                 "float" => {
@@ -541,8 +518,7 @@ fn resolve_scalar(text: &str, style: ScalarStyle, tag: Option<&Tag>) -> Value {
     let t = text;
     // Fast path: most plain scalars are words, which no core-schema type can start with.
     match t.as_bytes().first() {
-        Some(b'0'..=b'9' | b'.' | b'+' | b'-' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F')
-        | None => {}
+        Some(b'0'..=b'9' | b'.' | b'+' | b'-' | b'~' | b'n' | b'N' | b't' | b'T' | b'f' | b'F') | None => {}
         Some(_) => return Value::String(t.to_owned()),
     }
     if matches!(t, "" | "~" | "null" | "Null" | "NULL") {
@@ -665,10 +641,7 @@ mod tests {
             one("a: !!str 12\nb: !Ref x\nc: <<\n"),
             json!({"a":"12","b":"x","c":"<<"})
         );
-        assert_eq!(
-            one("1: a\ntrue: b\n~: c\n"),
-            json!({"1":"a","true":"b","":"c"})
-        );
+        assert_eq!(one("1: a\ntrue: b\n~: c\n"), json!({"1":"a","true":"b","":"c"}));
     }
 
     #[test]
@@ -705,10 +678,7 @@ mod tests {
 
     #[test]
     fn anchors_and_aliases() {
-        assert_eq!(
-            one("a: &x {k: v}\nb: *x\n"),
-            json!({"a":{"k":"v"},"b":{"k":"v"}})
-        );
+        assert_eq!(one("a: &x {k: v}\nb: *x\n"), json!({"a":{"k":"v"},"b":{"k":"v"}}));
         let bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\nb: &b [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\nc: &c [*b,*b,*b,*b,*b,*b,*b,*b,*b,*b]\nd: &d [*c,*c,*c,*c,*c,*c,*c,*c,*c,*c]\ne: [*d,*d,*d,*d,*d,*d,*d,*d,*d,*d]\n";
         let e = docs(bomb).remove(0).1.unwrap_err();
         assert_eq!(e.rule, Rule::YamlAliasLimit);
@@ -718,10 +688,7 @@ mod tests {
     fn depth_limit() {
         let deep = format!("{}1{}", "[".repeat(300), "]".repeat(300));
         let e = docs(&deep).remove(0).1.unwrap_err();
-        assert!(
-            matches!(e.rule, Rule::YamlDepthLimit | Rule::YamlSyntax),
-            "{e:?}"
-        );
+        assert!(matches!(e.rule, Rule::YamlDepthLimit | Rule::YamlSyntax), "{e:?}");
         // 10,000 levels of block sequences on one line: `- - - ... x`.
         let block = format!("{}x\n", "- ".repeat(10_000));
         let e = docs(&block).remove(0).1.unwrap_err();

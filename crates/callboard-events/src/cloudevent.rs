@@ -83,8 +83,7 @@ impl CloudEvent {
 
     /// Serialises to the structured-mode JSON bytes written to the log.
     pub fn to_bytes(&self) -> Vec<u8> {
-        serde_json::to_vec(self)
-            .unwrap_or_else(|e| unreachable!("a CloudEvent always serialises: {e}"))
+        serde_json::to_vec(self).unwrap_or_else(|e| unreachable!("a CloudEvent always serialises: {e}"))
     }
 
     /// Parses structured-mode JSON bytes.
@@ -99,6 +98,5 @@ pub fn now_rfc3339() -> String {
     let now = now
         .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
         .unwrap_or(now);
-    now.format(&Rfc3339)
-        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    now.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
 }

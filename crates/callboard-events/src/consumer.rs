@@ -103,12 +103,7 @@ impl PositionedConsumer {
 
     /// Tells the log that everything up to `offset` of a partition is stored (call after the
     /// transaction holding it committed).
-    pub async fn stored(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Result<(), LogError> {
+    pub async fn stored(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {
         self.subscription.commit(topic, partition, offset + 1).await
     }
 }

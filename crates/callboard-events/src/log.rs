@@ -103,20 +103,10 @@ pub trait EventLog: Send + Sync {
 
     /// Reads up to `max` messages of one partition starting at offset `from`, outside any
     /// consumer group (for rebuilding state and replays).
-    async fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        max: usize,
-    ) -> Result<Vec<Message>, LogError>;
+    async fn read(&self, topic: &str, partition: i32, from: i64, max: usize) -> Result<Vec<Message>, LogError>;
 
     /// Joins consumer group `group` on `topics`.
-    async fn subscribe(
-        &self,
-        group: &str,
-        topics: &[String],
-    ) -> Result<Box<dyn Subscription>, LogError>;
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, LogError>;
 
     /// A short description for logs, e.g. `embedded log at /data/events.db`.
     fn describe(&self) -> String;
@@ -133,12 +123,7 @@ pub trait Subscription: Send {
     async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError>;
 
     /// Records that everything before `next_offset` was processed (a resume hint for the group).
-    async fn commit(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        next_offset: i64,
-    ) -> Result<(), LogError>;
+    async fn commit(&mut self, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError>;
 
     /// The partitions assigned to this member now.
     fn assignment(&self) -> Vec<(String, i32)>;

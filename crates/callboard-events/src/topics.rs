@@ -20,9 +20,7 @@ impl Default for Topics {
 impl Topics {
     /// Topics under `prefix`.
     pub fn new(prefix: impl Into<String>) -> Self {
-        Self {
-            prefix: prefix.into(),
-        }
+        Self { prefix: prefix.into() }
     }
 
     /// Entity events: upserted, deleted, rejected. Kept forever: it *is* the history.

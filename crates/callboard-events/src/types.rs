@@ -94,10 +94,7 @@ impl EventType {
 
     /// The `dataschema` URL.
     pub fn schema_url(self) -> String {
-        format!(
-            "https://callboard.dev/schema/events/{}.json",
-            self.short_name()
-        )
+        format!("https://callboard.dev/schema/events/{}.json", self.short_name())
     }
 
     /// True for commands (and their completions), which travel on the commands topic.

@@ -82,8 +82,7 @@ impl CommandClient {
     pub async fn apply_entity(&self, entity: Value, actor: &str) -> Result<Sent, CommandError> {
         let subject = entity_subject(&entity);
         let data = serde_json::to_value(ApplyEntity { entity }).unwrap_or_default();
-        self.send(EventType::ApplyEntity, subject, actor, data)
-            .await
+        self.send(EventType::ApplyEntity, subject, actor, data).await
     }
 
     /// Asks the writer to delete a pushed entity.
@@ -92,33 +91,19 @@ impl CommandClient {
             entity_ref: entity_ref.to_owned(),
         })
         .unwrap_or_default();
-        self.send(
-            EventType::DeleteEntity,
-            entity_ref.to_lowercase(),
-            actor,
-            data,
-        )
-        .await
+        self.send(EventType::DeleteEntity, entity_ref.to_lowercase(), actor, data)
+            .await
     }
 
     /// Asks the writer to register, unregister or refresh a location.
-    pub async fn location(
-        &self,
-        kind: EventType,
-        location: LocationRecord,
-        actor: &str,
-    ) -> Result<Sent, CommandError> {
+    pub async fn location(&self, kind: EventType, location: LocationRecord, actor: &str) -> Result<Sent, CommandError> {
         let subject = location.key();
         let data = serde_json::to_value(LocationCommand { location }).unwrap_or_default();
         self.send(kind, subject, actor, data).await
     }
 
     /// Waits for the outcome of a sent command.
-    pub async fn wait(
-        &self,
-        sent: &Sent,
-        timeout: Duration,
-    ) -> Result<CommandCompleted, CommandError> {
+    pub async fn wait(&self, sent: &Sent, timeout: Duration) -> Result<CommandCompleted, CommandError> {
         let topic = self.topics.commands();
         let deadline = Instant::now() + timeout;
         let mut next = sent.offset + 1;
@@ -148,10 +133,7 @@ impl CommandClient {
 
 /// The lowercased `kind:namespace/name` of a document, for the command's key.
 fn entity_subject(entity: &Value) -> String {
-    let kind = entity
-        .get("kind")
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
+    let kind = entity.get("kind").and_then(Value::as_str).unwrap_or("unknown");
     let metadata = entity.get("metadata");
     let name = metadata
         .and_then(|m| m.get("name"))

@@ -17,8 +17,8 @@ use std::collections::{HashMap, HashSet};
 use callboard_events::CloudEvent;
 use callboard_events::hash::content_hash;
 use callboard_events::types::{
-    DeleteReason, EntityDeleted, EntityRejected, EntityUpserted, EventType, LocationChanged,
-    LocationRecord, ProblemRecord, RejectionCleared, RelationRecord,
+    DeleteReason, EntityDeleted, EntityRejected, EntityUpserted, EventType, LocationChanged, LocationRecord,
+    ProblemRecord, RejectionCleared, RelationRecord,
 };
 use callboard_model::Entity;
 use serde_json::{Value, json};
@@ -34,6 +34,8 @@ pub enum Scanned {
         entity: Box<Entity>,
         /// The file (location ref) it was read from.
         location: String,
+        /// Its position in the file (none for generated entities).
+        index: Option<u32>,
     },
     /// A document that could not be accepted.
     Rejected {
@@ -159,9 +161,11 @@ pub fn upsert_payload(entity: &Entity, uid: &str, location: &str, origin: &str) 
 
 /// The subject of a rejection: the entity ref, or `<file>#<index>` for documents without one.
 pub fn rejection_subject(entity_ref: Option<&str>, location: &str, index: Option<u32>) -> String {
-    match entity_ref {
-        Some(r) => r.to_owned(),
-        None => format!("{location}#{}", index.unwrap_or(0)),
+    match (entity_ref, index) {
+        (Some(r), _) => r.to_owned(),
+        (None, Some(index)) => format!("{location}#{index}"),
+        // About the whole file (it could not be read).
+        (None, None) => location.to_owned(),
     }
 }
 
@@ -187,227 +191,337 @@ fn rejection_payload(
     }
 }
 
-/// Decides the events for a full sync of one source.
-pub fn decide_sync(state: &State, batch: &SyncBatch) -> Decision {
-    let mut seq = Sequencer {
-        state,
-        next: HashMap::new(),
-    };
-    let mut decision = Decision::default();
-    let source = batch.origin.clone();
+/// A full sync of one source, decided while the scan is still running: documents are fed in as
+/// files are read (so a large import appends as it goes, and a crash loses little), and
+/// [`SyncSession::finish`] settles what needs the whole picture — definitions that moved between
+/// files, entities accepted again after a rejection, cleared rejections and deletions.
+///
+/// The caller appends the events each call returns and applies them to the state before the next
+/// call, as the writer does.
+#[derive(Debug)]
+pub struct SyncSession {
+    origin: String,
+    actor: String,
+    /// Entity ref → the file that defines it in this scan.
+    claims: HashMap<String, String>,
+    /// Subjects rejected in this scan (the first rejection of a subject wins).
+    rejected: HashSet<String>,
+    /// Files whose entities must stay although they may not have been seen.
+    protected: HashSet<String>,
+    /// Files read in this scan.
+    scanned: HashSet<String>,
+    /// Subjects upserted in this scan.
+    upserted: HashSet<String>,
+    /// Definitions whose incumbent is another file of this source not settled yet.
+    contested: Vec<(Box<Entity>, String, Option<u32>)>,
+    /// Unchanged entities with a pending rejection: accepted again at the end unless rejected again.
+    reaccept: Vec<(Box<Entity>, String)>,
+    counts: Counts,
+}
 
-    // Pass 1: claims, conflicts, rejections (the first rejection of a subject wins).
-    let scanned_locations: HashSet<&str> = batch
-        .documents
-        .iter()
-        .map(|d| match d {
-            Scanned::Accepted { location, .. } | Scanned::Rejected { location, .. } => {
-                location.as_str()
-            }
-        })
-        .collect();
-    let mut claims: HashMap<String, String> = HashMap::new();
-    let mut accepted: Vec<(&Entity, &str)> = Vec::new();
-    let mut rejections: Vec<(String, EntityRejected)> = Vec::new();
-    let mut rejected_subjects: HashSet<String> = HashSet::new();
-    let mut protected: HashSet<&str> = batch.protected.iter().map(String::as_str).collect();
-    for document in &batch.documents {
-        match document {
-            Scanned::Accepted { entity, location } => {
-                let r = entity.entity_ref().to_string();
-                let incumbent = match claims.get(&r) {
-                    Some(earlier) => Some(earlier.clone()),
-                    None => state
-                        .subjects
-                        .get(&r)
-                        .and_then(|s| s.live.as_ref())
-                        .and_then(|live| {
-                            let same_file = live.location_key == *location;
-                            // The incumbent file belongs to this source and was read in this scan
-                            // without defining the entity any more: the definition moved.
-                            let moved = live.origin == batch.origin
-                                && scanned_locations.contains(live.location_key.as_str())
-                                && !protected.contains(live.location_key.as_str());
-                            (!same_file && !moved).then(|| live.location_key.clone())
-                        }),
-                };
-                if let Some(incumbent) = incumbent {
-                    let problem = ProblemRecord {
-                        rule: "entity.conflict".into(),
-                        field: "metadata.name".into(),
-                        message: format!("{r} is already defined by {incumbent}; this definition in {location} is ignored"),
-                        hint: Some("keep one definition, or unregister the location that should not define it".into()),
-                        line: None,
-                        column: None,
-                    };
-                    if rejected_subjects.insert(r.clone()) {
-                        let payload = rejection_payload(
-                            Some(r.clone()),
-                            location,
-                            None,
-                            vec![problem],
-                            &batch.origin,
-                            Some(incumbent),
-                        );
-                        rejections.push((r, payload));
-                    }
-                    continue;
-                }
-                claims.insert(r, location.clone());
-                accepted.push((entity, location));
-            }
-            Scanned::Rejected {
-                entity_ref,
-                location,
-                index,
-                problems,
-            } => {
-                let subject = rejection_subject(entity_ref.as_deref(), location, *index);
-                if entity_ref.is_none() {
-                    // A document without identity may have held any entity of its file.
-                    protected.insert(location.as_str());
-                }
-                if rejected_subjects.insert(subject.clone()) {
-                    let payload = rejection_payload(
-                        entity_ref.clone(),
-                        location,
-                        *index,
-                        problems.clone(),
-                        &batch.origin,
-                        None,
-                    );
-                    rejections.push((subject, payload));
-                }
-            }
+impl SyncSession {
+    /// Starts a sync of the registered location `origin`.
+    pub fn new(origin: impl Into<String>, actor: impl Into<String>) -> Self {
+        Self {
+            origin: origin.into(),
+            actor: actor.into(),
+            claims: HashMap::new(),
+            rejected: HashSet::new(),
+            protected: HashSet::new(),
+            scanned: HashSet::new(),
+            upserted: HashSet::new(),
+            contested: Vec::new(),
+            reaccept: Vec::new(),
+            counts: Counts::default(),
         }
     }
 
-    // Pass 2: upserts.
-    let mut upserted: HashSet<String> = HashSet::new();
-    for (entity, location) in accepted {
+    /// Counts so far.
+    pub fn counts(&self) -> Counts {
+        self.counts
+    }
+
+    /// Marks a file whose entities must stay (it could not be read).
+    pub fn protect(&mut self, location: impl Into<String>) {
+        self.protected.insert(location.into());
+    }
+
+    /// Decides the events for the next documents of the scan.
+    pub fn feed(&mut self, state: &State, documents: Vec<Scanned>) -> Vec<CloudEvent> {
+        let mut seq = Sequencer {
+            state,
+            next: HashMap::new(),
+        };
+        let mut events = Vec::new();
+        for document in documents {
+            match document {
+                Scanned::Accepted {
+                    entity,
+                    location,
+                    index,
+                } => {
+                    self.scanned.insert(location.clone());
+                    let r = entity.entity_ref().to_string();
+                    if let Some(earlier) = self.claims.get(&r).cloned() {
+                        self.conflict(&mut seq, state, &mut events, &r, &location, index, earlier);
+                        continue;
+                    }
+                    if let Some(live) = state.subjects.get(&r).and_then(|s| s.live.as_ref())
+                        && live.location_key != location
+                    {
+                        if live.origin == self.origin && live.location_key != PUSH_LOCATION {
+                            // Its file may not define it any more: settle at the end.
+                            self.contested.push((entity, location, index));
+                        } else {
+                            let incumbent = live.location_key.clone();
+                            self.conflict(&mut seq, state, &mut events, &r, &location, index, incumbent);
+                        }
+                        continue;
+                    }
+                    self.claim(&mut seq, state, &mut events, entity, location, true);
+                }
+                Scanned::Rejected {
+                    entity_ref,
+                    location,
+                    index,
+                    problems,
+                } => {
+                    self.scanned.insert(location.clone());
+                    if entity_ref.is_none() {
+                        // A document without identity may have held any entity of its file.
+                        self.protected.insert(location.clone());
+                    }
+                    let subject = rejection_subject(entity_ref.as_deref(), &location, index);
+                    let payload = rejection_payload(entity_ref, &location, index, problems, &self.origin, None);
+                    self.reject(&mut seq, state, &mut events, subject, payload);
+                }
+            }
+        }
+        events
+    }
+
+    /// Settles contested definitions, re-acceptances, cleared rejections and (for a complete scan)
+    /// deletions.
+    pub fn finish(&mut self, state: &State, complete: bool) -> Vec<CloudEvent> {
+        let mut seq = Sequencer {
+            state,
+            next: HashMap::new(),
+        };
+        let mut events = Vec::new();
+        for (entity, location, index) in std::mem::take(&mut self.contested) {
+            let r = entity.entity_ref().to_string();
+            if let Some(earlier) = self.claims.get(&r).cloned() {
+                self.conflict(&mut seq, state, &mut events, &r, &location, index, earlier);
+                continue;
+            }
+            let live = state.subjects.get(&r).and_then(|s| s.live.as_ref());
+            // The definition moved when its old file was read in this scan and no longer has it.
+            let moved = live
+                .is_none_or(|l| self.scanned.contains(&l.location_key) && !self.protected.contains(&l.location_key));
+            if moved {
+                self.claim(&mut seq, state, &mut events, entity, location, true);
+            } else if let Some(live) = live {
+                let incumbent = live.location_key.clone();
+                self.conflict(&mut seq, state, &mut events, &r, &location, index, incumbent);
+            }
+        }
+        for (entity, location) in std::mem::take(&mut self.reaccept) {
+            let r = entity.entity_ref().to_string();
+            if self.rejected.contains(&r) {
+                self.counts.unchanged += 1;
+            } else {
+                self.claim(&mut seq, state, &mut events, entity, location, false);
+            }
+        }
+        if !complete {
+            return events;
+        }
+        let mut subjects: Vec<(&String, &crate::state::Subject)> = state.subjects.iter().collect();
+        subjects.sort_by(|a, b| a.0.cmp(b.0));
+        for (subject, s) in &subjects {
+            if let Some(pending) = &s.rejection
+                && pending.origin == self.origin
+                && !self.rejected.contains(*subject)
+                && !self.upserted.contains(*subject)
+                && !(s.live.is_some()
+                    && !self.claims.contains_key(*subject)
+                    && self.protected.contains(&pending.location))
+            {
+                let reason = if self.scanned.contains(&pending.location) {
+                    "fixed"
+                } else {
+                    "removed"
+                };
+                let payload = RejectionCleared {
+                    location: pending.location.clone(),
+                    reason: reason.into(),
+                };
+                let sequence = seq.next(subject);
+                events.push(CloudEvent::new(
+                    EventType::RejectionCleared,
+                    (*subject).clone(),
+                    sequence,
+                    pending.location.clone(),
+                    &self.actor,
+                    to_value(&payload),
+                ));
+                self.counts.cleared += 1;
+            }
+        }
+        for (subject, s) in subjects {
+            let Some(live) = &s.live else { continue };
+            let keep = live.origin != self.origin
+                || self.claims.contains_key(subject)
+                || self.rejected.contains(subject)
+                || self.protected.contains(&live.location_key);
+            if keep {
+                continue;
+            }
+            let payload = EntityDeleted {
+                entity_ref: subject.clone(),
+                uid: live.uid.clone(),
+                reason: DeleteReason::RemovedFromSource,
+                location_key: live.location_key.clone(),
+            };
+            let sequence = seq.next(subject);
+            events.push(CloudEvent::new(
+                EventType::EntityDeleted,
+                subject.clone(),
+                sequence,
+                live.location_key.clone(),
+                &self.actor,
+                to_value(&payload),
+            ));
+            self.counts.deleted += 1;
+        }
+        events
+    }
+
+    /// Takes `entity` for `location`, upserting it when it changed. With `defer_reaccept`, an
+    /// unchanged entity with a pending rejection waits for the end of the scan, when it is known
+    /// whether it is rejected again.
+    fn claim(
+        &mut self,
+        seq: &mut Sequencer<'_>,
+        state: &State,
+        events: &mut Vec<CloudEvent>,
+        entity: Box<Entity>,
+        location: String,
+        defer_reaccept: bool,
+    ) {
         let r = entity.entity_ref().to_string();
+        self.claims.insert(r.clone(), location.clone());
         let subject = state.subjects.get(&r);
         let live = subject.and_then(|s| s.live.as_ref());
         let uid = live.map_or_else(|| uuid::Uuid::new_v4().to_string(), |l| l.uid.clone());
         // A file reached through two registered locations stays with the first: taking turns
         // would emit an event on every scan of either.
         let origin = live
-            .filter(|l| l.location_key == *location)
-            .map_or(batch.origin.as_str(), |l| l.origin.as_str());
-        let payload = upsert_payload(entity, &uid, location, origin);
+            .filter(|l| l.location_key == location)
+            .map_or(self.origin.as_str(), |l| l.origin.as_str());
+        let payload = upsert_payload(&entity, &uid, &location, origin);
         let pending = subject.and_then(|s| s.rejection.as_ref()).is_some();
-        let changed = match live {
-            None => true,
-            Some(l) => l.content_hash != payload.content_hash || l.location_key != *location,
-        };
-        if changed || (pending && !rejected_subjects.contains(&r)) {
+        let changed = live.is_none_or(|l| l.content_hash != payload.content_hash || l.location_key != location);
+        if !changed && pending && defer_reaccept {
+            self.reaccept.push((entity, location));
+            return;
+        }
+        if changed || pending {
             let sequence = seq.next(&r);
-            let event = CloudEvent::new(
+            events.push(CloudEvent::new(
                 EventType::EntityUpserted,
                 r.clone(),
                 sequence,
                 location,
-                &batch.actor,
+                &self.actor,
                 to_value(&payload),
-            );
-            decision.entity_events.push(event);
-            decision.counts.upserted += 1;
-            upserted.insert(r);
+            ));
+            self.counts.upserted += 1;
+            self.upserted.insert(r);
         } else {
-            decision.counts.unchanged += 1;
+            self.counts.unchanged += 1;
         }
     }
 
-    // Rejections, unless unchanged (an upsert in this decision clears the pending one).
-    for (subject, payload) in rejections {
-        let pending = state
-            .subjects
-            .get(&subject)
-            .and_then(|s| s.rejection.as_ref());
-        let same =
-            pending.is_some_and(|p| p.hash == payload.content_hash) && !upserted.contains(&subject);
-        if same {
-            decision.counts.unchanged += 1;
-            continue;
+    #[allow(clippy::too_many_arguments)]
+    fn conflict(
+        &mut self,
+        seq: &mut Sequencer<'_>,
+        state: &State,
+        events: &mut Vec<CloudEvent>,
+        r: &str,
+        location: &str,
+        index: Option<u32>,
+        incumbent: String,
+    ) {
+        let problem = ProblemRecord {
+            rule: "entity.conflict".into(),
+            field: "metadata.name".into(),
+            message: format!("{r} is already defined by {incumbent}; this definition in {location} is ignored"),
+            hint: Some("keep one definition, or unregister the location that should not define it".into()),
+            line: None,
+            column: None,
+        };
+        let payload = rejection_payload(
+            Some(r.to_owned()),
+            location,
+            index,
+            vec![problem],
+            &self.origin,
+            Some(incumbent),
+        );
+        self.reject(seq, state, events, r.to_owned(), payload);
+    }
+
+    /// Emits a rejection unless the subject was rejected already in this scan, or the same
+    /// rejection is pending.
+    fn reject(
+        &mut self,
+        seq: &mut Sequencer<'_>,
+        state: &State,
+        events: &mut Vec<CloudEvent>,
+        subject: String,
+        payload: EntityRejected,
+    ) {
+        if !self.rejected.insert(subject.clone()) {
+            return;
+        }
+        let pending = state.subjects.get(&subject).and_then(|s| s.rejection.as_ref());
+        if pending.is_some_and(|p| p.hash == payload.content_hash) && !self.upserted.contains(&subject) {
+            self.counts.unchanged += 1;
+            return;
         }
         let sequence = seq.next(&subject);
-        let event = CloudEvent::new(
+        events.push(CloudEvent::new(
             EventType::EntityRejected,
             subject,
             sequence,
             payload.location.clone(),
-            &batch.actor,
-            to_value(&payload),
-        );
-        decision.entity_events.push(event);
-        decision.counts.rejected += 1;
-    }
-
-    if !batch.complete {
-        return decision;
-    }
-
-    // Clear rejections of this source that no longer apply, and delete what vanished.
-    let mut subjects: Vec<(&String, &crate::state::Subject)> = state.subjects.iter().collect();
-    subjects.sort_by(|a, b| a.0.cmp(b.0));
-    for (subject, s) in &subjects {
-        if let Some(pending) = &s.rejection
-            && pending.origin == source
-            && !rejected_subjects.contains(*subject)
-            && !upserted.contains(*subject)
-            && !(s.live.is_some()
-                && !claims.contains_key(*subject)
-                && protected.contains(pending.location.as_str()))
-        {
-            let reason = if scanned_locations.contains(pending.location.as_str()) {
-                "fixed"
-            } else {
-                "removed"
-            };
-            let payload = RejectionCleared {
-                location: pending.location.clone(),
-                reason: reason.into(),
-            };
-            let sequence = seq.next(subject);
-            let event = CloudEvent::new(
-                EventType::RejectionCleared,
-                (*subject).clone(),
-                sequence,
-                pending.location.clone(),
-                &batch.actor,
-                to_value(&payload),
-            );
-            decision.entity_events.push(event);
-            decision.counts.cleared += 1;
-        }
-    }
-    for (subject, s) in subjects {
-        let Some(live) = &s.live else { continue };
-        let keep = live.origin != source
-            || claims.contains_key(subject)
-            || rejected_subjects.contains(subject)
-            || protected.contains(live.location_key.as_str());
-        if keep {
-            continue;
-        }
-        let payload = EntityDeleted {
-            entity_ref: subject.clone(),
-            uid: live.uid.clone(),
-            reason: DeleteReason::RemovedFromSource,
-            location_key: live.location_key.clone(),
-        };
-        let sequence = seq.next(subject);
-        decision.entity_events.push(CloudEvent::new(
-            EventType::EntityDeleted,
-            subject.clone(),
-            sequence,
-            live.location_key.clone(),
-            &batch.actor,
+            &self.actor,
             to_value(&payload),
         ));
-        decision.counts.deleted += 1;
+        self.counts.rejected += 1;
     }
-    decision
+}
+
+/// Decides a whole batch at once (feeding it in one go); for tests and small callers. The
+/// returned events assume none of them was applied yet.
+pub fn decide_sync(state: &State, batch: &SyncBatch) -> Decision {
+    let mut session = SyncSession::new(batch.origin.clone(), batch.actor.clone());
+    for location in &batch.protected {
+        session.protect(location.clone());
+    }
+    let mut working = state.clone();
+    let mut events = session.feed(&working, batch.documents.clone());
+    for event in &events {
+        working.apply_entity_event(&event.to_bytes());
+    }
+    events.extend(session.finish(&working, batch.complete));
+    Decision {
+        entity_events: events,
+        location_events: Vec::new(),
+        counts: session.counts(),
+    }
 }
 
 /// The ref of the Location entity Backstage generates for a registered location:
@@ -525,12 +639,7 @@ pub enum PushRefusal {
 }
 
 /// Decides applying a pushed entity (already validated) on behalf of `actor`.
-pub fn decide_push_apply(
-    state: &State,
-    entity: &Entity,
-    actor: &str,
-    source: &str,
-) -> Result<Decision, PushRefusal> {
+pub fn decide_push_apply(state: &State, entity: &Entity, actor: &str, source: &str) -> Result<Decision, PushRefusal> {
     let r = entity.entity_ref().to_string();
     let live = state.subjects.get(&r).and_then(|s| s.live.as_ref());
     if let Some(live) = live.filter(|l| l.location_key != PUSH_LOCATION) {
@@ -561,12 +670,7 @@ pub fn decide_push_apply(
 }
 
 /// Decides deleting a pushed entity. Deleting an absent entity is not an error (nothing happens).
-pub fn decide_push_delete(
-    state: &State,
-    entity_ref: &str,
-    actor: &str,
-    source: &str,
-) -> Result<Decision, PushRefusal> {
+pub fn decide_push_delete(state: &State, entity_ref: &str, actor: &str, source: &str) -> Result<Decision, PushRefusal> {
     let mut decision = Decision::default();
     let Some(live) = state.subjects.get(entity_ref).and_then(|s| s.live.as_ref()) else {
         return Ok(decision);
@@ -595,4 +699,379 @@ pub fn decide_push_delete(
     ));
     decision.counts.deleted += 1;
     Ok(decision)
+}
+
+#[cfg(test)]
+mod tests {
+    //! Given a state (built by applying earlier decisions), when a batch arrives, then these events.
+    use super::*;
+    use callboard_model::validate;
+    use serde_json::json;
+
+    const ORIGIN: &str = "file:/cat/catalog-info.yaml";
+
+    fn component(name: &str, owner: &str) -> Box<Entity> {
+        Box::new(
+            validate(json!({
+                "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                "metadata": {"name": name},
+                "spec": {"type": "service", "lifecycle": "production", "owner": owner},
+            }))
+            .unwrap(),
+        )
+    }
+
+    fn accepted(name: &str, owner: &str, file: &str) -> Scanned {
+        Scanned::Accepted {
+            entity: component(name, owner),
+            location: format!("file:/cat/{file}"),
+            index: Some(0),
+        }
+    }
+
+    fn rejected(entity_ref: Option<&str>, file: &str, index: u32, rule: &str) -> Scanned {
+        Scanned::Rejected {
+            entity_ref: entity_ref.map(str::to_owned),
+            location: format!("file:/cat/{file}"),
+            index: Some(index),
+            problems: vec![ProblemRecord {
+                rule: rule.into(),
+                field: "spec".into(),
+                message: "bad".into(),
+                hint: None,
+                line: Some(1),
+                column: Some(1),
+            }],
+        }
+    }
+
+    fn batch(documents: Vec<Scanned>) -> SyncBatch {
+        SyncBatch {
+            origin: ORIGIN.into(),
+            actor: "provider:test".into(),
+            documents,
+            protected: HashSet::new(),
+            complete: true,
+        }
+    }
+
+    /// Decides and applies, like the writer does after a successful append.
+    fn step(state: &mut State, batch: &SyncBatch) -> Vec<(String, String, u64)> {
+        let decision = decide_sync(state, batch);
+        let mut out = Vec::new();
+        for event in &decision.entity_events {
+            state.apply_entity_event(&event.to_bytes());
+            out.push((
+                event.event_type.trim_start_matches("dev.callboard.").to_owned(),
+                event.subject.clone(),
+                event.sequence,
+            ));
+        }
+        out
+    }
+
+    fn kinds(events: &[(String, String, u64)]) -> Vec<&str> {
+        events.iter().map(|e| e.0.as_str()).collect()
+    }
+
+    #[test]
+    fn full_sync_emits_only_differences() {
+        let mut state = State::default();
+        let first = step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "a.yaml"),
+                accepted("b", "team-a", "b.yaml"),
+            ]),
+        );
+        assert_eq!(kinds(&first), ["entity.upserted.v1", "entity.upserted.v1"]);
+        assert!(first.iter().all(|e| e.2 == 1));
+
+        let again = step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "a.yaml"),
+                accepted("b", "team-a", "b.yaml"),
+            ]),
+        );
+        assert!(again.is_empty(), "an unchanged re-scan emits nothing: {again:?}");
+
+        let changed = step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-b", "a.yaml"),
+                accepted("b", "team-a", "b.yaml"),
+            ]),
+        );
+        assert_eq!(
+            changed,
+            [("entity.upserted.v1".into(), "component:default/a".into(), 2)]
+        );
+
+        let removed = step(&mut state, &batch(vec![accepted("a", "team-b", "a.yaml")]));
+        assert_eq!(removed, [("entity.deleted.v1".into(), "component:default/b".into(), 2)]);
+        assert!(state.subjects["component:default/b"].live.is_none());
+    }
+
+    #[test]
+    fn uid_is_stable_while_the_entity_lives() {
+        let mut state = State::default();
+        step(&mut state, &batch(vec![accepted("a", "team-a", "a.yaml")]));
+        let uid = state.subjects["component:default/a"].live.clone().unwrap().uid;
+        step(&mut state, &batch(vec![accepted("a", "team-b", "a.yaml")]));
+        assert_eq!(state.subjects["component:default/a"].live.clone().unwrap().uid, uid);
+        step(&mut state, &batch(vec![]));
+        step(&mut state, &batch(vec![accepted("a", "team-b", "a.yaml")]));
+        assert_ne!(
+            state.subjects["component:default/a"].live.clone().unwrap().uid,
+            uid,
+            "re-created entities get a new uid"
+        );
+    }
+
+    #[test]
+    fn first_claim_wins_and_the_second_is_rejected_naming_both() {
+        let mut state = State::default();
+        let events = step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "one.yaml"),
+                accepted("a", "team-b", "two.yaml"),
+            ]),
+        );
+        assert_eq!(kinds(&events), ["entity.upserted.v1", "entity.rejected.v1"]);
+        let decision = decide_sync(
+            &State::default(),
+            &batch(vec![
+                accepted("a", "team-a", "one.yaml"),
+                accepted("a", "team-b", "two.yaml"),
+            ]),
+        );
+        let rejection: EntityRejected = serde_json::from_value(decision.entity_events[1].data.clone()).unwrap();
+        assert_eq!(rejection.conflicts_with.as_deref(), Some("file:/cat/one.yaml"));
+        assert!(
+            rejection.problems[0].message.contains("file:/cat/one.yaml")
+                && rejection.problems[0].message.contains("file:/cat/two.yaml")
+        );
+        // Another source cannot take it over either.
+        let other = SyncBatch {
+            origin: "file:/other.yaml".into(),
+            ..batch(vec![accepted("a", "team-c", "x.yaml")])
+        };
+        assert_eq!(kinds(&step(&mut state, &other)), ["entity.rejected.v1"]);
+        assert_eq!(
+            state.subjects["component:default/a"].live.clone().unwrap().location_key,
+            "file:/cat/one.yaml"
+        );
+    }
+
+    #[test]
+    fn a_definition_moved_within_the_source_moves_with_it() {
+        let mut state = State::default();
+        step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "old.yaml"),
+                accepted("z", "team-a", "old.yaml"),
+            ]),
+        );
+        let events = step(
+            &mut state,
+            &batch(vec![
+                accepted("z", "team-a", "old.yaml"),
+                accepted("a", "team-a", "new.yaml"),
+            ]),
+        );
+        assert_eq!(events, [("entity.upserted.v1".into(), "component:default/a".into(), 2)]);
+        assert_eq!(
+            state.subjects["component:default/a"].live.clone().unwrap().location_key,
+            "file:/cat/new.yaml"
+        );
+    }
+
+    #[test]
+    fn a_definition_moved_to_a_file_read_earlier_moves_too() {
+        let mut state = State::default();
+        step(&mut state, &batch(vec![accepted("a", "team-a", "z-old.yaml")]));
+        // The new file is read before the old one, which no longer defines `a`.
+        let events = step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "a-new.yaml"),
+                accepted("b", "team-a", "z-old.yaml"),
+            ]),
+        );
+        assert_eq!(kinds(&events), ["entity.upserted.v1", "entity.upserted.v1"]);
+        assert_eq!(
+            state.subjects["component:default/a"].live.clone().unwrap().location_key,
+            "file:/cat/a-new.yaml"
+        );
+    }
+
+    #[test]
+    fn conflicts_are_stable_whatever_the_reading_order() {
+        for order in [["one.yaml", "two.yaml"], ["two.yaml", "one.yaml"]] {
+            let mut state = State::default();
+            step(&mut state, &batch(vec![accepted("a", "team-a", "one.yaml")]));
+            let docs = || {
+                order
+                    .iter()
+                    .map(|f| accepted("a", if *f == "one.yaml" { "team-a" } else { "team-b" }, f))
+                    .collect::<Vec<_>>()
+            };
+            assert_eq!(
+                kinds(&step(&mut state, &batch(docs()))),
+                ["entity.rejected.v1"],
+                "{order:?}"
+            );
+            assert!(
+                step(&mut state, &batch(docs())).is_empty(),
+                "{order:?}: an unchanged conflict is not repeated"
+            );
+            assert_eq!(
+                state.subjects["component:default/a"].live.clone().unwrap().location_key,
+                "file:/cat/one.yaml"
+            );
+            // The duplicate goes away: the rejection is cleared.
+            let cleared = step(&mut state, &batch(vec![accepted("a", "team-a", "one.yaml")]));
+            assert_eq!(
+                kinds(&cleared),
+                ["entity.upserted.v1"],
+                "{order:?}: accepted again, ending the rejection"
+            );
+        }
+    }
+
+    #[test]
+    fn a_broken_document_keeps_the_last_good_version() {
+        let mut state = State::default();
+        step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "a.yaml"),
+                accepted("b", "team-a", "b.yaml"),
+            ]),
+        );
+        // `a` is still named but invalid; `b.yaml` does not even parse.
+        let events = step(
+            &mut state,
+            &batch(vec![
+                rejected(Some("component:default/a"), "a.yaml", 0, "schema.required"),
+                rejected(None, "b.yaml", 0, "yaml.syntax"),
+            ]),
+        );
+        assert_eq!(kinds(&events), ["entity.rejected.v1", "entity.rejected.v1"]);
+        assert!(state.subjects["component:default/a"].live.is_some());
+        assert!(
+            state.subjects["component:default/b"].live.is_some(),
+            "a file that does not parse keeps its entities"
+        );
+
+        // The same problems again: nothing new.
+        let again = step(
+            &mut state,
+            &batch(vec![
+                rejected(Some("component:default/a"), "a.yaml", 0, "schema.required"),
+                rejected(None, "b.yaml", 0, "yaml.syntax"),
+            ]),
+        );
+        assert!(again.is_empty(), "{again:?}");
+
+        // Fixed: `a` is accepted again with unchanged content (an upsert ends its rejection), the
+        // document-level rejection of b.yaml is cleared.
+        let fixed = step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "a.yaml"),
+                accepted("b", "team-a", "b.yaml"),
+            ]),
+        );
+        assert_eq!(
+            fixed,
+            [
+                ("entity.upserted.v1".into(), "component:default/a".into(), 3),
+                ("entity.rejection-cleared.v1".into(), "file:/cat/b.yaml#0".into(), 2),
+            ]
+        );
+        assert!(
+            step(
+                &mut state,
+                &batch(vec![
+                    accepted("a", "team-a", "a.yaml"),
+                    accepted("b", "team-a", "b.yaml")
+                ])
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_incomplete_scan_deletes_nothing() {
+        let mut state = State::default();
+        step(&mut state, &batch(vec![accepted("a", "team-a", "a.yaml")]));
+        let incomplete = SyncBatch {
+            complete: false,
+            ..batch(vec![])
+        };
+        assert!(step(&mut state, &incomplete).is_empty());
+        assert!(state.subjects["component:default/a"].live.is_some());
+    }
+
+    #[test]
+    fn unregistering_deletes_what_came_through_the_location() {
+        let mut state = State::default();
+        let location = LocationRecord {
+            location_type: "file".into(),
+            target: "/cat/catalog-info.yaml".into(),
+        };
+        for event in decide_register(&state, &location, "user:default/x").location_events {
+            state.apply_location_event(&event.to_bytes());
+        }
+        assert!(
+            decide_register(&state, &location, "user:default/x")
+                .location_events
+                .is_empty(),
+            "registering twice is a no-op"
+        );
+        step(
+            &mut state,
+            &batch(vec![
+                accepted("a", "team-a", "a.yaml"),
+                rejected(None, "b.yaml", 0, "yaml.syntax"),
+            ]),
+        );
+        let decision = decide_unregister(&state, &location, "user:default/x");
+        assert_eq!(decision.location_events.len(), 1);
+        let types: Vec<&str> = decision.entity_events.iter().map(|e| e.event_type.as_str()).collect();
+        assert_eq!(
+            types,
+            [
+                "dev.callboard.entity.deleted.v1",
+                "dev.callboard.entity.rejection-cleared.v1"
+            ]
+        );
+    }
+
+    #[test]
+    fn pushed_entities_cannot_take_over_located_ones() {
+        let mut state = State::default();
+        step(&mut state, &batch(vec![accepted("a", "team-a", "a.yaml")]));
+        assert!(matches!(
+            decide_push_apply(&state, &component("a", "x"), "user:default/u", "callboard:api"),
+            Err(PushRefusal::ManagedElsewhere(_))
+        ));
+        let created = decide_push_apply(&state, &component("p", "x"), "user:default/u", "callboard:api").unwrap();
+        assert_eq!(created.entity_events.len(), 1);
+        assert_eq!(created.entity_events[0].actor, "user:default/u");
+        state.apply_entity_event(&created.entity_events[0].to_bytes());
+        assert!(
+            decide_push_apply(&state, &component("p", "x"), "user:default/u", "callboard:api")
+                .unwrap()
+                .entity_events
+                .is_empty()
+        );
+        let deleted = decide_push_delete(&state, "component:default/p", "user:default/u", "callboard:api").unwrap();
+        assert_eq!(deleted.entity_events.len(), 1);
+        assert!(decide_push_delete(&state, "component:default/a", "user:default/u", "callboard:api").is_err());
+    }
 }

@@ -14,6 +14,7 @@ use callboard_model::{Entity, Spec, validate};
 use callboard_reader::Reader;
 use globset::{Glob, GlobMatcher};
 use serde_json::json;
+use tokio::sync::mpsc;
 
 use crate::decide::{Scanned, SyncBatch, generated_location_ref};
 
@@ -89,9 +90,21 @@ impl Scanner {
         self.files_read.clone()
     }
 
-    /// Reads everything `root` holds.
-    #[tracing::instrument(skip(self), fields(location = %root.key()))]
+    /// Reads everything `root` holds, returning it all at once.
     pub async fn scan(&self, root: &LocationRecord, actor: &str) -> Scan {
+        self.scan_into(root, actor, None).await
+    }
+
+    /// Reads everything `root` holds. With a `sink`, each file's documents are sent as soon as
+    /// the file is read (and the returned batch holds no documents), so the caller can decide
+    /// and append while the scan goes on.
+    #[tracing::instrument(skip(self, sink), fields(location = %root.key()))]
+    pub async fn scan_into(
+        &self,
+        root: &LocationRecord,
+        actor: &str,
+        sink: Option<mpsc::Sender<Vec<Scanned>>>,
+    ) -> Scan {
         let origin = root.key();
         let origin_ref = LocationRef {
             location_type: root.location_type.clone(),
@@ -110,6 +123,7 @@ impl Scanner {
             scan.batch.documents.push(Scanned::Accepted {
                 entity: Box::new(generated),
                 location: origin.clone(),
+                index: None,
             });
         }
 
@@ -153,7 +167,18 @@ impl Scanner {
         }
 
         let mut visited: HashSet<String> = HashSet::new();
-        while let Some(pending) = queue.pop_front() {
+        loop {
+            if let Some(sink) = &sink
+                && !scan.batch.documents.is_empty()
+            {
+                let documents = std::mem::take(&mut scan.batch.documents);
+                if sink.send(documents).await.is_err() {
+                    // The receiver gave up (an append failed): stop reading.
+                    scan.batch.complete = false;
+                    return scan;
+                }
+            }
+            let Some(pending) = queue.pop_front() else { break };
             let key = pending.location.to_string();
             if !visited.insert(key.clone()) {
                 continue; // A cycle, or two Locations naming the same file.
@@ -163,12 +188,7 @@ impl Scanner {
                 "url" => match url::Url::parse(&pending.location.target) {
                     Ok(url) => Target::Url(url),
                     Err(e) => {
-                        self.unreadable(
-                            &mut scan,
-                            &pending,
-                            &key,
-                            format!("{key} is not a valid URL: {e}"),
-                        );
+                        self.unreadable(&mut scan, &pending, &key, format!("{key} is not a valid URL: {e}"));
                         continue;
                     }
                 },
@@ -238,11 +258,9 @@ impl Scanner {
                     let result = self.reader.fetch(&target).await;
                     reads.insert(target, result);
                 }
-                tokio::task::spawn_blocking(move || {
-                    parse_file(&bytes, &limits).process(&source, &reads)
-                })
-                .await
-                .unwrap_or_default()
+                tokio::task::spawn_blocking(move || parse_file(&bytes, &limits).process(&source, &reads))
+                    .await
+                    .unwrap_or_default()
             }
             Err(_) => Vec::new(),
         };
@@ -253,6 +271,7 @@ impl Scanner {
                 Outcome::Accepted(entity) => Some(Scanned::Accepted {
                     entity,
                     location: location.clone(),
+                    index: Some(report.index as u32),
                 }),
                 Outcome::Rejected(problems) => Some(Scanned::Rejected {
                     entity_ref: report.entity_ref,
@@ -287,24 +306,14 @@ impl Scanner {
         spec: &callboard_model::entity::LocationSpec,
         from: &LocationRef,
     ) {
-        let location_type = spec
-            .location_type
-            .clone()
-            .unwrap_or_else(|| from.location_type.clone());
+        let location_type = spec.location_type.clone().unwrap_or_else(|| from.location_type.clone());
         let optional = spec.presence == callboard_model::entity::Presence::Optional;
-        let referrer = Some((
-            entity.entity_ref().to_string(),
-            from.to_string(),
-            String::new(),
-        ));
+        let referrer = Some((entity.entity_ref().to_string(), from.to_string(), String::new()));
         for (i, raw) in spec.all_targets().enumerate() {
             let field = if spec.target.is_some() && i == 0 {
                 "spec.target".to_owned()
             } else {
-                format!(
-                    "spec.targets[{}]",
-                    if spec.target.is_some() { i - 1 } else { i }
-                )
+                format!("spec.targets[{}]", if spec.target.is_some() { i - 1 } else { i })
             };
             let referrer = referrer.clone().map(|(r, l, _)| (r, l, field.clone()));
             let resolved = if location_type == from.location_type {
@@ -396,8 +405,7 @@ impl Scanner {
                 .into_iter()
                 .filter_entry(|e| {
                     let name = e.file_name().to_string_lossy();
-                    e.depth() == 0
-                        || !(name.starts_with('.') || name == "node_modules" || name == "target")
+                    e.depth() == 0 || !(name.starts_with('.') || name == "node_modules" || name == "target")
                 });
             for entry in walker {
                 let entry = entry.map_err(|e| e.to_string())?;
@@ -424,9 +432,7 @@ fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
         Some(i) => PathBuf::from(&text[..i.max(1)]),
         None => PathBuf::from("."),
     };
-    let matcher = Glob::new(&text)
-        .map_err(|e| e.to_string())?
-        .compile_matcher();
+    let matcher = Glob::new(&text).map_err(|e| e.to_string())?.compile_matcher();
     let mut found: Vec<PathBuf> = walkdir::WalkDir::new(&base)
         .into_iter()
         .filter_map(Result::ok)

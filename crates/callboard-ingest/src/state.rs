@@ -132,10 +132,7 @@ impl State {
         let Ok(event) = serde_json::from_slice::<CloudEvent>(bytes) else {
             return;
         };
-        let entry = self
-            .locations
-            .entry(event.subject.clone())
-            .or_insert((0, None));
+        let entry = self.locations.entry(event.subject.clone()).or_insert((0, None));
         entry.0 = entry.0.max(event.sequence);
         match event.known_type() {
             Some(EventType::LocationRegistered) => {
@@ -160,11 +157,7 @@ impl State {
     }
 
     /// Rebuilds the state by reading both topics from the start to their current end.
-    pub async fn rebuild(
-        log: &dyn EventLog,
-        entities: &str,
-        locations: &str,
-    ) -> Result<Self, LogError> {
+    pub async fn rebuild(log: &dyn EventLog, entities: &str, locations: &str) -> Result<Self, LogError> {
         let mut state = State::default();
         for (topic, is_entities) in [(entities, true), (locations, false)] {
             let ends = log.end_offsets(topic).await?;

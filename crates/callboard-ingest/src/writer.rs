@@ -12,8 +12,8 @@ use callboard_events::CloudEvent;
 use callboard_events::log::{EventLog, LogError, Position, Record, Subscription};
 use callboard_events::topics::Topics;
 use callboard_events::types::{
-    ApplyEntity, CommandCompleted, CommandStatus, DeleteEntity, EventType, LocationCommand,
-    LocationRecord, PositionRecord, ProblemRecord,
+    ApplyEntity, CommandCompleted, CommandStatus, DeleteEntity, EventType, LocationCommand, LocationRecord,
+    PositionRecord, ProblemRecord,
 };
 use callboard_model::validate;
 use serde_json::Value;
@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::decide::{
-    Counts, Decision, PushRefusal, decide_push_apply, decide_push_delete, decide_register,
-    decide_sync, decide_unregister,
+    Counts, Decision, PushRefusal, Scanned, SyncSession, decide_push_apply, decide_push_delete, decide_register,
+    decide_unregister,
 };
 use crate::scan::{Scan, Scanner};
 use crate::state::State;
@@ -114,20 +114,11 @@ pub fn writer_group(topics: &Topics) -> String {
 
 impl Writer {
     /// Creates the topics if needed and rebuilds the state from the log.
-    pub async fn start(
-        log: Arc<dyn EventLog>,
-        scanner: Scanner,
-        config: WriterConfig,
-    ) -> Result<Self, WriterError> {
+    pub async fn start(log: Arc<dyn EventLog>, scanner: Scanner, config: WriterConfig) -> Result<Self, WriterError> {
         log.ensure_topics(&config.topics.specs(config.partitions, config.replication))
             .await?;
         let started = std::time::Instant::now();
-        let state = State::rebuild(
-            log.as_ref(),
-            &config.topics.entities(),
-            &config.topics.locations(),
-        )
-        .await?;
+        let state = State::rebuild(log.as_ref(), &config.topics.entities(), &config.topics.locations()).await?;
         tracing::info!(
             live = state.live_count(),
             subjects = state.subjects.len(),
@@ -167,9 +158,7 @@ impl Writer {
             // because positions are only committed after handling.
             let early = subscription.poll(1, Duration::from_millis(200)).await?;
             if let Some(first) = early.first() {
-                subscription
-                    .seek(&first.topic, first.partition, first.offset)
-                    .await?;
+                subscription.seek(&first.topic, first.partition, first.offset).await?;
             }
         }
     }
@@ -208,11 +197,7 @@ impl Writer {
         let mut positions = Vec::new();
         let chunk = self.config.chunk.max(1);
         for (topic, events, is_entity) in [
-            (
-                self.config.topics.locations(),
-                decision.location_events,
-                false,
-            ),
+            (self.config.topics.locations(), decision.location_events, false),
             (self.config.topics.entities(), decision.entity_events, true),
         ] {
             for events in events.chunks(chunk) {
@@ -223,8 +208,7 @@ impl Writer {
                         value: e.to_bytes(),
                     })
                     .collect();
-                let appended: Result<Vec<Position>, LogError> =
-                    self.log.append(&topic, records.clone()).await;
+                let appended: Result<Vec<Position>, LogError> = self.log.append(&topic, records.clone()).await;
                 match appended {
                     Ok(landed) => {
                         for (record, position) in records.iter().zip(landed) {
@@ -276,21 +260,60 @@ impl Writer {
         Ok((counts, self.append(decision).await?))
     }
 
-    /// Scans a registered location and appends what changed.
+    /// Scans a registered location and appends what changed, deciding and appending while the
+    /// scan reads files.
     #[tracing::instrument(skip(self), fields(location = %location.key()))]
     pub async fn sync(&mut self, location: &LocationRecord) -> Result<SyncReport, WriterError> {
         self.refresh_if_dirty().await?;
+        let (sender, mut receiver) = mpsc::channel::<Vec<Scanned>>(64);
+        let scanner = self.scanner.clone();
+        let root = location.clone();
+        let actor = self.config.actor.clone();
+        let scanning = tokio::spawn(async move { scanner.scan_into(&root, &actor, Some(sender)).await });
+        let mut session = SyncSession::new(location.key(), self.config.actor.clone());
+        let mut positions = Vec::new();
+        let mut buffer: Vec<Scanned> = Vec::new();
+        let chunk = self.config.chunk.max(1);
+        loop {
+            let received = receiver.recv().await;
+            let done = received.is_none();
+            buffer.extend(received.unwrap_or_default());
+            if buffer.len() >= chunk || (done && !buffer.is_empty()) {
+                let events = session.feed(&self.state, std::mem::take(&mut buffer));
+                positions.extend(
+                    self.append(Decision {
+                        entity_events: events,
+                        ..Decision::default()
+                    })
+                    .await?,
+                );
+            }
+            if done {
+                break;
+            }
+        }
         let Scan {
             batch,
             files,
             folders,
             files_read,
-        } = self.scanner.scan(location, &self.config.actor).await;
-        self.watched.insert(location.key(), (files, folders));
+        } = scanning
+            .await
+            .map_err(|e| WriterError::Log(LogError::Other(format!("the scan failed: {e}"))))?;
+        for protected in batch.protected {
+            session.protect(protected);
+        }
         let complete = batch.complete;
-        let decision = decide_sync(&self.state, &batch);
-        let counts = decision.counts;
-        let positions = self.append(decision).await?;
+        let events = session.finish(&self.state, complete);
+        positions.extend(
+            self.append(Decision {
+                entity_events: events,
+                ..Decision::default()
+            })
+            .await?,
+        );
+        self.watched.insert(location.key(), (files, folders));
+        let counts = session.counts();
         tracing::info!(
             upserted = counts.upserted,
             deleted = counts.deleted,
@@ -311,11 +334,7 @@ impl Writer {
 
     /// Scans every registered location.
     pub async fn sync_all(&mut self) -> Result<SyncReport, WriterError> {
-        let locations: Vec<LocationRecord> = self
-            .state
-            .registered()
-            .map(|r| r.location.clone())
-            .collect();
+        let locations: Vec<LocationRecord> = self.state.registered().map(|r| r.location.clone()).collect();
         let mut total = SyncReport {
             complete: true,
             ..SyncReport::default()
@@ -352,53 +371,32 @@ impl Writer {
         }
         let actor = command.actor.clone();
         let result: CommandResult = match command.known_type() {
-            Some(EventType::ApplyEntity) => {
-                match serde_json::from_value::<ApplyEntity>(command.data.clone()) {
-                    Ok(apply) => {
-                        self.apply_pushed(apply.entity, &actor, &command.source, &command.id)
-                            .await
-                    }
-                    Err(e) => Err((
-                        CommandStatus::Rejected,
-                        Vec::new(),
-                        format!("malformed command: {e}"),
-                    )),
+            Some(EventType::ApplyEntity) => match serde_json::from_value::<ApplyEntity>(command.data.clone()) {
+                Ok(apply) => {
+                    self.apply_pushed(apply.entity, &actor, &command.source, &command.id)
+                        .await
                 }
-            }
-            Some(EventType::DeleteEntity) => {
-                match serde_json::from_value::<DeleteEntity>(command.data.clone()) {
-                    Ok(delete) => {
-                        let entity_ref = delete.entity_ref.to_lowercase();
-                        match decide_push_delete(&self.state, &entity_ref, &actor, &command.source)
-                        {
-                            Ok(decision) => self
-                                .append_caused(decision, &command.id)
-                                .await
-                                .map(|p| (p, vec![entity_ref])),
-                            Err(refusal) => Err(refusal_error(refusal)),
-                        }
-                    }
-                    Err(e) => Err((
-                        CommandStatus::Rejected,
-                        Vec::new(),
-                        format!("malformed command: {e}"),
-                    )),
-                }
-            }
-            Some(
-                t @ (EventType::RegisterLocation
-                | EventType::UnregisterLocation
-                | EventType::RefreshLocation),
-            ) => match serde_json::from_value::<LocationCommand>(command.data.clone()) {
-                Ok(LocationCommand { location }) => {
-                    self.location_command(t, &location, &actor).await
-                }
-                Err(e) => Err((
-                    CommandStatus::Rejected,
-                    Vec::new(),
-                    format!("malformed command: {e}"),
-                )),
+                Err(e) => Err((CommandStatus::Rejected, Vec::new(), format!("malformed command: {e}"))),
             },
+            Some(EventType::DeleteEntity) => match serde_json::from_value::<DeleteEntity>(command.data.clone()) {
+                Ok(delete) => {
+                    let entity_ref = delete.entity_ref.to_lowercase();
+                    match decide_push_delete(&self.state, &entity_ref, &actor, &command.source) {
+                        Ok(decision) => self
+                            .append_caused(decision, &command.id)
+                            .await
+                            .map(|p| (p, vec![entity_ref])),
+                        Err(refusal) => Err(refusal_error(refusal)),
+                    }
+                }
+                Err(e) => Err((CommandStatus::Rejected, Vec::new(), format!("malformed command: {e}"))),
+            },
+            Some(t @ (EventType::RegisterLocation | EventType::UnregisterLocation | EventType::RefreshLocation)) => {
+                match serde_json::from_value::<LocationCommand>(command.data.clone()) {
+                    Ok(LocationCommand { location }) => self.location_command(t, &location, &actor).await,
+                    Err(e) => Err((CommandStatus::Rejected, Vec::new(), format!("malformed command: {e}"))),
+                }
+            }
             _ => Err((
                 CommandStatus::Rejected,
                 Vec::new(),
@@ -406,12 +404,8 @@ impl Writer {
             )),
         };
         match result {
-            Ok((positions, refs)) => {
-                completed(CommandStatus::Ok, positions, refs, Vec::new(), None)
-            }
-            Err((status, problems, message)) => {
-                completed(status, Vec::new(), Vec::new(), problems, Some(message))
-            }
+            Ok((positions, refs)) => completed(CommandStatus::Ok, positions, refs, Vec::new(), None),
+            Err((status, problems, message)) => completed(status, Vec::new(), Vec::new(), problems, Some(message)),
         }
     }
 
@@ -438,8 +432,7 @@ impl Writer {
         actor: &str,
         source: &str,
         command_id: &str,
-    ) -> Result<(Vec<PositionRecord>, Vec<String>), (CommandStatus, Vec<ProblemRecord>, String)>
-    {
+    ) -> Result<(Vec<PositionRecord>, Vec<String>), (CommandStatus, Vec<ProblemRecord>, String)> {
         let mut entity = entity;
         // Pushed entities carry location annotations like every other entity.
         let push = LocationRef {
@@ -475,10 +468,7 @@ impl Writer {
                         column: None,
                     })
                     .collect();
-                let message = problems
-                    .first()
-                    .map(|p| p.message.clone())
-                    .unwrap_or_default();
+                let message = problems.first().map(|p| p.message.clone()).unwrap_or_default();
                 return Err((CommandStatus::Rejected, problems, message));
             }
         };
@@ -497,15 +487,11 @@ impl Writer {
         kind: EventType,
         location: &LocationRecord,
         actor: &str,
-    ) -> Result<(Vec<PositionRecord>, Vec<String>), (CommandStatus, Vec<ProblemRecord>, String)>
-    {
+    ) -> Result<(Vec<PositionRecord>, Vec<String>), (CommandStatus, Vec<ProblemRecord>, String)> {
         let failed = |e: WriterError| (CommandStatus::Failed, Vec::new(), e.to_string());
         match kind {
             EventType::RegisterLocation => {
-                if !matches!(
-                    location.location_type.as_str(),
-                    "url" | "file" | "discovery"
-                ) {
+                if !matches!(location.location_type.as_str(), "url" | "file" | "discovery") {
                     return Err((
                         CommandStatus::Rejected,
                         Vec::new(),
@@ -519,10 +505,9 @@ impl Writer {
                 positions.extend(self.sync(location).await.map_err(failed)?.positions);
                 Ok((positions, Vec::new()))
             }
-            EventType::UnregisterLocation => Ok((
-                self.unregister(location, actor).await.map_err(failed)?.1,
-                Vec::new(),
-            )),
+            EventType::UnregisterLocation => {
+                Ok((self.unregister(location, actor).await.map_err(failed)?.1, Vec::new()))
+            }
             _ => {
                 if !self.state.registered().any(|r| r.location == *location) {
                     return Err((
@@ -531,10 +516,7 @@ impl Writer {
                         format!("{} is not registered", location.key()),
                     ));
                 }
-                Ok((
-                    self.sync(location).await.map_err(failed)?.positions,
-                    Vec::new(),
-                ))
+                Ok((self.sync(location).await.map_err(failed)?.positions, Vec::new()))
             }
         }
     }
@@ -555,11 +537,7 @@ impl Writer {
         loop {
             // Scheduled rescans, with ±10% jitter so many locations do not scan in lockstep.
             let now = Instant::now();
-            let registered: Vec<LocationRecord> = self
-                .state
-                .registered()
-                .map(|r| r.location.clone())
-                .collect();
+            let registered: Vec<LocationRecord> = self.state.registered().map(|r| r.location.clone()).collect();
             for location in &registered {
                 let key = location.key();
                 let interval = if location.location_type == "file" {
@@ -567,9 +545,7 @@ impl Writer {
                 } else {
                     self.config.rescan_interval
                 };
-                let due = *next_scan
-                    .entry(key.clone())
-                    .or_insert_with(|| now + jittered(interval));
+                let due = *next_scan.entry(key.clone()).or_insert_with(|| now + jittered(interval));
                 if due <= now {
                     if let Err(e) = self.sync(location).await {
                         tracing::warn!(location = %key, error = %e, "scheduled scan failed");
@@ -640,13 +616,11 @@ impl Writer {
         self.state
             .registered()
             .filter(|r| {
-                self.watched
-                    .get(&r.location.key())
-                    .is_some_and(|(files, folders)| {
-                        paths
-                            .iter()
-                            .any(|p| files.contains(p) || folders.iter().any(|f| p.starts_with(f)))
-                    })
+                self.watched.get(&r.location.key()).is_some_and(|(files, folders)| {
+                    paths
+                        .iter()
+                        .any(|p| files.contains(p) || folders.iter().any(|f| p.starts_with(f)))
+                })
             })
             .map(|r| r.location.clone())
             .collect()
@@ -656,10 +630,7 @@ impl Writer {
 fn refusal_error(refusal: PushRefusal) -> (CommandStatus, Vec<ProblemRecord>, String) {
     match refusal {
         PushRefusal::Invalid(problems) => {
-            let message = problems
-                .first()
-                .map(|p| p.message.clone())
-                .unwrap_or_default();
+            let message = problems.first().map(|p| p.message.clone()).unwrap_or_default();
             (CommandStatus::Rejected, problems, message)
         }
         PushRefusal::ManagedElsewhere(location) => (

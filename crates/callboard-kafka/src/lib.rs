@@ -14,9 +14,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use callboard_events::cloudevent::CONTENT_TYPE;
-use callboard_events::log::{
-    EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec,
-};
+use callboard_events::log::{EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
 use rdkafka::client::DefaultClientContext;
 use rdkafka::config::ClientConfig;
@@ -108,14 +106,10 @@ impl KafkaLog {
             .set("message.timeout.ms", "60000")
             .create()
             .map_err(kafka_error)?;
-        let admin: AdminClient<DefaultClientContext> =
-            config.client().create().map_err(kafka_error)?;
+        let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(kafka_error)?;
         let consumer: StreamConsumer = config
             .client()
-            .set(
-                "group.id",
-                format!("callboard-reader-{}", std::process::id()),
-            )
+            .set("group.id", format!("callboard-reader-{}", std::process::id()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             // Reads stop at the end of a partition; do not let the broker hold an empty fetch.
@@ -159,18 +153,12 @@ impl EventLog for KafkaLog {
             })
             .collect();
         let options = AdminOptions::new().operation_timeout(Some(TIMEOUT));
-        let results = self
-            .admin
-            .create_topics(&topics, &options)
-            .await
-            .map_err(kafka_error)?;
+        let results = self.admin.create_topics(&topics, &options).await.map_err(kafka_error)?;
         for result in results {
             match result {
                 Ok(_) | Err((_, RDKafkaErrorCode::TopicAlreadyExists)) => {}
                 Err((topic, code)) => {
-                    return Err(LogError::Other(format!(
-                        "cannot create topic {topic}: {code}"
-                    )));
+                    return Err(LogError::Other(format!("cannot create topic {topic}: {code}")));
                 }
             }
         }
@@ -224,9 +212,7 @@ impl EventLog for KafkaLog {
                 .fetch_metadata(Some(&topic), TIMEOUT)
                 .map_err(kafka_error)?;
             match metadata.topics().iter().find(|t| t.name() == topic) {
-                Some(t) if t.error().is_none() && !t.partitions().is_empty() => {
-                    Ok(t.partitions().len() as i32)
-                }
+                Some(t) if t.error().is_none() && !t.partitions().is_empty() => Ok(t.partitions().len() as i32),
                 _ => Err(LogError::UnknownTopic(topic.clone())),
             }
         })
@@ -254,13 +240,7 @@ impl EventLog for KafkaLog {
         .map_err(|e| LogError::Other(e.to_string()))?
     }
 
-    async fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        max: usize,
-    ) -> Result<Vec<Message>, LogError> {
+    async fn read(&self, topic: &str, partition: i32, from: i64, max: usize) -> Result<Vec<Message>, LogError> {
         let mut reader = self.reader.lock().await;
         if reader.at.as_ref() != Some(&(topic.to_owned(), partition, from)) {
             let mut tpl = TopicPartitionList::new();
@@ -293,11 +273,7 @@ impl EventLog for KafkaLog {
         Ok(out)
     }
 
-    async fn subscribe(
-        &self,
-        group: &str,
-        topics: &[String],
-    ) -> Result<Box<dyn Subscription>, LogError> {
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, LogError> {
         let consumer: StreamConsumer = self
             .config
             .client()
@@ -310,6 +286,9 @@ impl EventLog for KafkaLog {
             // A crashed member's partitions move on after 6 s instead of 45 s.
             .set("session.timeout.ms", "6000")
             .set("heartbeat.interval.ms", "1000")
+            // A member busy with one long batch (a large import or replay) keeps its partitions:
+            // letting them move would put two writers or projectors on them at once.
+            .set("max.poll.interval.ms", "1800000")
             .create()
             .map_err(kafka_error)?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
@@ -367,22 +346,14 @@ impl Subscription for KafkaSubscription {
 
     async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {
         self.consumer
-            .seek(
-                topic,
-                partition,
-                Offset::Offset(offset),
-                Duration::from_secs(10),
-            )
+            .seek(topic, partition, Offset::Offset(offset), Duration::from_secs(10))
             .map_err(kafka_error)
     }
 
-    async fn commit(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        next_offset: i64,
-    ) -> Result<(), LogError> {
-        match self.consumer.store_offset(topic, partition, next_offset) {
+    async fn commit(&mut self, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError> {
+        // librdkafka's `rd_kafka_offset_store` stores `offset + 1` (the message's successor),
+        // so hand it the last processed offset.
+        match self.consumer.store_offset(topic, partition, next_offset - 1) {
             Ok(()) => Ok(()),
             // The partition moved to another member meanwhile: its new owner resumes from its
             // own stored positions, so losing this hint is harmless.

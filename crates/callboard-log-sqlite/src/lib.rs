@@ -13,9 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use callboard_events::log::{
-    EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec,
-};
+use callboard_events::log::{EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
@@ -84,10 +82,7 @@ impl SqliteLog {
                 primary key (grp, topic, partition)
             ) without rowid",
         ] {
-            sqlx::query(statement)
-                .execute(&pool)
-                .await
-                .map_err(db_error)?;
+            sqlx::query(statement).execute(&pool).await.map_err(db_error)?;
         }
         let (appended, _) = watch::channel(0);
         Ok(Self {
@@ -124,13 +119,15 @@ impl EventLog for SqliteLog {
                 Retention::Forever => None,
                 Retention::Millis(ms) => Some(ms),
             };
-            sqlx::query("insert into topics (name, partitions, retention_ms) values (?, ?, ?) on conflict (name) do nothing")
-                .bind(&spec.name)
-                .bind(i64::from(spec.partitions.max(1)))
-                .bind(retention)
-                .execute(&self.pool)
-                .await
-                .map_err(db_error)?;
+            sqlx::query(
+                "insert into topics (name, partitions, retention_ms) values (?, ?, ?) on conflict (name) do nothing",
+            )
+            .bind(&spec.name)
+            .bind(i64::from(spec.partitions.max(1)))
+            .bind(retention)
+            .execute(&self.pool)
+            .await
+            .map_err(db_error)?;
         }
         Ok(())
     }
@@ -142,11 +139,7 @@ impl EventLog for SqliteLog {
         let partitions = self.topic_partitions(topic).await?;
         // IMMEDIATE takes the write lock up front, so concurrent appenders queue instead of
         // failing when a read transaction tries to upgrade.
-        let mut tx = self
-            .pool
-            .begin_with("begin immediate")
-            .await
-            .map_err(db_error)?;
+        let mut tx = self.pool.begin_with("begin immediate").await.map_err(db_error)?;
         let mut next: Vec<Option<i64>> = vec![None; partitions as usize];
         let mut positions = Vec::with_capacity(records.len());
         let timestamp = now_ms();
@@ -194,13 +187,11 @@ impl EventLog for SqliteLog {
     async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>, LogError> {
         let partitions = self.topic_partitions(topic).await?;
         let mut out = vec![0; partitions as usize];
-        let rows = sqlx::query(
-            "select partition, max(offset) + 1 from messages where topic = ? group by partition",
-        )
-        .bind(topic)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db_error)?;
+        let rows = sqlx::query("select partition, max(offset) + 1 from messages where topic = ? group by partition")
+            .bind(topic)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db_error)?;
         for row in rows {
             let partition: i64 = row.get(0);
             if let Some(slot) = out.get_mut(partition as usize) {
@@ -210,32 +201,23 @@ impl EventLog for SqliteLog {
         Ok(out)
     }
 
-    async fn read(
-        &self,
-        topic: &str,
-        partition: i32,
-        from: i64,
-        max: usize,
-    ) -> Result<Vec<Message>, LogError> {
+    async fn read(&self, topic: &str, partition: i32, from: i64, max: usize) -> Result<Vec<Message>, LogError> {
         read_messages(&self.pool, topic, partition, from, max).await
     }
 
-    async fn subscribe(
-        &self,
-        group: &str,
-        topics: &[String],
-    ) -> Result<Box<dyn Subscription>, LogError> {
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, LogError> {
         let mut cursors = Vec::new();
         for topic in topics {
             let partitions = self.topic_partitions(topic).await?;
             for partition in 0..partitions {
-                let row = sqlx::query("select next_offset from group_offsets where grp = ? and topic = ? and partition = ?")
-                    .bind(group)
-                    .bind(topic)
-                    .bind(partition)
-                    .fetch_optional(&self.pool)
-                    .await
-                    .map_err(db_error)?;
+                let row =
+                    sqlx::query("select next_offset from group_offsets where grp = ? and topic = ? and partition = ?")
+                        .bind(group)
+                        .bind(topic)
+                        .bind(partition)
+                        .fetch_optional(&self.pool)
+                        .await
+                        .map_err(db_error)?;
                 let next = row.map_or(0, |r| r.get::<i64, _>(0));
                 cursors.push(Cursor {
                     topic: topic.clone(),
@@ -359,12 +341,7 @@ impl Subscription for SqliteSubscription {
         }
     }
 
-    async fn commit(
-        &mut self,
-        topic: &str,
-        partition: i32,
-        next_offset: i64,
-    ) -> Result<(), LogError> {
+    async fn commit(&mut self, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError> {
         sqlx::query(
             "insert into group_offsets (grp, topic, partition, next_offset) values (?, ?, ?, ?)
              on conflict (grp, topic, partition) do update set next_offset = excluded.next_offset",
@@ -380,10 +357,7 @@ impl Subscription for SqliteSubscription {
     }
 
     fn assignment(&self) -> Vec<(String, i32)> {
-        self.cursors
-            .iter()
-            .map(|c| (c.topic.clone(), c.partition))
-            .collect()
+        self.cursors.iter().map(|c| (c.topic.clone(), c.partition)).collect()
     }
 }
 
@@ -397,9 +371,7 @@ mod tests {
             partition_of("component:default/a", 8),
             partition_of("component:default/a", 8)
         );
-        let spread: std::collections::HashSet<i32> = (0..100)
-            .map(|i| partition_of(&format!("k{i}"), 8))
-            .collect();
+        let spread: std::collections::HashSet<i32> = (0..100).map(|i| partition_of(&format!("k{i}"), 8)).collect();
         assert_eq!(spread.len(), 8);
     }
 }

@@ -52,11 +52,7 @@ impl Checker {
     }
 
     /// `value` must be an object.
-    pub(crate) fn as_object<'v>(
-        &mut self,
-        value: &'v Value,
-        at: Loc<'_>,
-    ) -> Option<&'v Map<String, Value>> {
+    pub(crate) fn as_object<'v>(&mut self, value: &'v Value, at: Loc<'_>) -> Option<&'v Map<String, Value>> {
         match value {
             Value::Object(map) => Some(map),
             other => {
@@ -107,12 +103,7 @@ impl Checker {
         self.string_value(value, Loc::Key(&parent, key), min1)
     }
 
-    pub(crate) fn string_value<'v>(
-        &mut self,
-        value: &'v Value,
-        at: Loc<'_>,
-        min1: bool,
-    ) -> Option<&'v str> {
+    pub(crate) fn string_value<'v>(&mut self, value: &'v Value, at: Loc<'_>, min1: bool) -> Option<&'v str> {
         match value {
             Value::String(s) => {
                 if min1 && s.is_empty() {
@@ -199,11 +190,7 @@ impl Checker {
             Value::String(s) if allowed.contains(&s.as_str()) => Some(s),
             other => {
                 let path = Loc::Key(&parent, key).to_path();
-                let list = allowed
-                    .iter()
-                    .map(|a| format!("{a:?}"))
-                    .collect::<Vec<_>>()
-                    .join(", ");
+                let list = allowed.iter().map(|a| format!("{a:?}")).collect::<Vec<_>>().join(", ");
                 let message = format!("{path} must be one of {list}, found {other}");
                 self.push(Diagnostic::new(Rule::Enum, path, message));
                 None
@@ -227,11 +214,7 @@ impl Checker {
                 Value::String(s) => pairs.push((k.as_str(), s.as_str())),
                 // JSON Schema's `patternProperties: {"^.+$": ...}` does not constrain the empty key.
                 _ if k.is_empty() => {}
-                other => self.wrong_type(
-                    Loc::Key(&at, k),
-                    "a string (quote numbers and booleans)",
-                    other,
-                ),
+                other => self.wrong_type(Loc::Key(&at, k), "a string (quote numbers and booleans)", other),
             }
         }
         (self.diagnostics.len() == before).then_some(pairs)

@@ -92,15 +92,9 @@ impl Rule {
             Rule::YamlDuplicateKey => "remove or rename one of the two keys",
             Rule::YamlAliasLimit => "use fewer aliases; this limit protects against alias bombs",
             Rule::YamlDepthLimit => "flatten the document",
-            Rule::YamlSizeLimit => {
-                "split the document or move large content into a $text placeholder"
-            }
-            Rule::RootNotObject => {
-                "a descriptor document must be a mapping with apiVersion, kind, metadata and spec"
-            }
-            Rule::ForeignRootField => {
-                "only apiVersion, kind, metadata and spec may be written at the root"
-            }
+            Rule::YamlSizeLimit => "split the document or move large content into a $text placeholder",
+            Rule::RootNotObject => "a descriptor document must be a mapping with apiVersion, kind, metadata and spec",
+            Rule::ForeignRootField => "only apiVersion, kind, metadata and spec may be written at the root",
             Rule::UnknownKind => {
                 "built-in kinds are Component, API, Resource, System, Domain, Group, User and \
                  Location (apiVersion backstage.io/v1alpha1 or v1beta1), and Template \

@@ -82,9 +82,7 @@ impl Kind {
 
     /// The kind named `name`, compared case-insensitively (for refs and queries).
     pub fn from_name(name: &str) -> Option<Kind> {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.as_str().eq_ignore_ascii_case(name))
+        Self::ALL.into_iter().find(|k| k.as_str().eq_ignore_ascii_case(name))
     }
 }
 
@@ -125,10 +123,7 @@ pub struct Metadata {
 impl Metadata {
     /// The value of an annotation.
     pub fn annotation(&self, key: &str) -> Option<&str> {
-        self.annotations
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.annotations.iter().find(|(k, _)| k == key).map(|(_, v)| v.as_str())
     }
 }
 
@@ -268,10 +263,7 @@ pub struct LocationSpec {
 impl LocationSpec {
     /// `target` followed by `targets`, the order Backstage reads them in.
     pub fn all_targets(&self) -> impl Iterator<Item = &str> {
-        self.target
-            .iter()
-            .chain(self.targets.iter())
-            .map(String::as_str)
+        self.target.iter().chain(self.targets.iter()).map(String::as_str)
     }
 }
 

@@ -85,11 +85,7 @@ impl<'a> RefParts<'a> {
         if kind == Some("") || namespace == Some("") || name.is_empty() {
             return Err(RefError::Malformed(text.to_owned()));
         }
-        Ok(Self {
-            kind,
-            namespace,
-            name,
-        })
+        Ok(Self { kind, namespace, name })
     }
 }
 
@@ -249,10 +245,7 @@ mod tests {
     #[test]
     fn exotic_forms_follow_upstream() {
         let r = EntityRef::parse("component:default/a/b", ctx(None, "default")).unwrap();
-        assert_eq!(
-            (r.kind(), r.namespace(), r.name()),
-            ("component", "default", "a/b")
-        );
+        assert_eq!((r.kind(), r.namespace(), r.name()), ("component", "default", "a/b"));
         let r = EntityRef::parse("a:b:c", ctx(None, "default")).unwrap();
         assert_eq!((r.kind(), r.name()), ("a", "b:c"));
         let r = EntityRef::parse("ns/a:b", ctx(Some("k"), "default")).unwrap();
@@ -261,16 +254,10 @@ mod tests {
 
     #[test]
     fn errors() {
-        assert_eq!(
-            EntityRef::parse("", ctx(Some("k"), "d")),
-            Err(RefError::Empty)
-        );
+        assert_eq!(EntityRef::parse("", ctx(Some("k"), "d")), Err(RefError::Empty));
         for bad in [":x", "a:/x", "a/", "k:"] {
             assert!(
-                matches!(
-                    EntityRef::parse(bad, ctx(Some("k"), "d")),
-                    Err(RefError::Malformed(_))
-                ),
+                matches!(EntityRef::parse(bad, ctx(Some("k"), "d")), Err(RefError::Malformed(_))),
                 "{bad}"
             );
         }

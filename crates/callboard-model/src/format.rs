@@ -53,9 +53,7 @@ pub fn is_kind(value: &str) -> bool {
 /// `<suffix>` or `<dns-subdomain>/<suffix>` where the suffix is `^[a-zA-Z0-9]+$`, 1 to 63.
 pub fn is_api_version(value: &str) -> bool {
     is_prefix_and_or_suffix(value, is_dns_subdomain, |suffix| {
-        !suffix.is_empty()
-            && suffix.len() <= 63
-            && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
+        !suffix.is_empty() && suffix.len() <= 63 && suffix.bytes().all(|b| b.is_ascii_alphanumeric())
     })
 }
 
@@ -83,8 +81,7 @@ pub fn is_tag(value: &str) -> bool {
     if bytes.is_empty() || bytes.len() > 63 {
         return false;
     }
-    let allowed =
-        |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'+' || b == b'#';
+    let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b':' || b == b'+' || b == b'#';
     is_separated(bytes, allowed, |b| b == b'-')
 }
 
@@ -99,11 +96,7 @@ pub fn is_non_empty_trimmed(value: &str) -> bool {
 }
 
 /// `runs of allowed bytes, separated by single separator bytes`.
-fn is_separated(
-    bytes: &[u8],
-    allowed: impl Fn(u8) -> bool,
-    separator: impl Fn(u8) -> bool,
-) -> bool {
+fn is_separated(bytes: &[u8], allowed: impl Fn(u8) -> bool, separator: impl Fn(u8) -> bool) -> bool {
     let mut previous_was_separator = true;
     for &b in bytes {
         if separator(b) {
@@ -120,11 +113,7 @@ fn is_separated(
     !previous_was_separator
 }
 
-fn is_prefix_and_or_suffix(
-    value: &str,
-    prefix: impl Fn(&str) -> bool,
-    suffix: impl Fn(&str) -> bool,
-) -> bool {
+fn is_prefix_and_or_suffix(value: &str, prefix: impl Fn(&str) -> bool, suffix: impl Fn(&str) -> bool) -> bool {
     let mut parts = value.split('/');
     match (parts.next(), parts.next(), parts.next()) {
         (Some(only), None, None) => suffix(only),

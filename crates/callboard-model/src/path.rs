@@ -109,14 +109,8 @@ mod tests {
             .key("metadata")
             .key("annotations")
             .key("backstage.io/x");
-        assert_eq!(
-            path.to_string(),
-            r#"metadata.annotations["backstage.io/x"]"#
-        );
-        assert_eq!(
-            path.to_json_pointer(),
-            "/metadata/annotations/backstage.io~1x"
-        );
+        assert_eq!(path.to_string(), r#"metadata.annotations["backstage.io/x"]"#);
+        assert_eq!(path.to_json_pointer(), "/metadata/annotations/backstage.io~1x");
         let path = FieldPath::root().key("spec").key("dependsOn").index(2);
         assert_eq!(path.to_string(), "spec.dependsOn[2]");
         assert_eq!(FieldPath::root().to_string(), "<root>");

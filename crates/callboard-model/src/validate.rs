@@ -171,11 +171,7 @@ pub fn validate(document: Value) -> Result<Entity, Box<Rejection>> {
         Ok(r) => r,
         // Unreachable in practice: the field-format stage already restricted every part.
         Err(e) => {
-            return Err(fail(vec![Diagnostic::new(
-                Rule::InvalidRef,
-                Loc::Root,
-                e.to_string(),
-            )]));
+            return Err(fail(vec![Diagnostic::new(Rule::InvalidRef, Loc::Root, e.to_string())]));
         }
     };
     let relations = derive_relations(&entity_ref, &spec);
@@ -198,14 +194,7 @@ pub fn validate(document: Value) -> Result<Entity, Box<Rejection>> {
 
 /// Stage 2: root and `metadata` types (`Entity.schema.json`, `EntityMeta.schema.json`).
 fn check_entity_schema(root: &Map<String, Value>, ck: &mut Checker) -> Option<Metadata> {
-    const ROOT_FIELDS: [&str; 6] = [
-        "apiVersion",
-        "kind",
-        "metadata",
-        "spec",
-        "relations",
-        "status",
-    ];
+    const ROOT_FIELDS: [&str; 6] = ["apiVersion", "kind", "metadata", "spec", "relations", "status"];
     let path = Loc::Root;
     for key in root.keys() {
         if !ROOT_FIELDS.contains(&key.as_str()) {
@@ -280,11 +269,7 @@ fn check_entity_schema(root: &Map<String, Value>, ck: &mut Checker) -> Option<Me
         description: description.map(str::to_owned),
         labels: owned(labels),
         annotations: owned(annotations),
-        tags: tags
-            .unwrap_or_default()
-            .into_iter()
-            .map(str::to_owned)
-            .collect(),
+        tags: tags.unwrap_or_default().into_iter().map(str::to_owned).collect(),
         links,
     })
 }
@@ -296,16 +281,13 @@ fn check_foreign_root_fields(root: &Map<String, Value>, ck: &mut Checker) {
             ck.push(Diagnostic::new(
                 Rule::ForeignRootField,
                 Loc::Key(&Loc::Root, key),
-                format!(
-                    "root field {key:?} is set by the catalog and cannot be written in a descriptor"
-                ),
+                format!("root field {key:?} is set by the catalog and cannot be written in a descriptor"),
             ));
         }
     }
 }
 
-const NAME_RULE: &str =
-    "sequences of [a-zA-Z0-9] separated by any of [-_.], at most 63 characters in total";
+const NAME_RULE: &str = "sequences of [a-zA-Z0-9] separated by any of [-_.], at most 63 characters in total";
 const DNS_RULE: &str = "sequences of [a-z0-9] separated by [-], at most 63 characters in total";
 const PREFIX_RULE: &str = "a valid prefix and/or suffix: [<dns-subdomain>/]<name>";
 const TAG_RULE: &str = "sequences of [a-z0-9:+#] separated by [-], at most 63 characters in total";
@@ -444,13 +426,7 @@ impl RefCollector<'_> {
         }
     }
 
-    fn one(
-        &mut self,
-        text: Option<&str>,
-        default_kind: Option<&str>,
-        parent: Loc<'_>,
-        key: &str,
-    ) -> Option<EntityRef> {
+    fn one(&mut self, text: Option<&str>, default_kind: Option<&str>, parent: Loc<'_>, key: &str) -> Option<EntityRef> {
         self.parse(text?, default_kind, Loc::Key(&parent, key))
     }
 
@@ -503,19 +479,10 @@ impl RefCollector<'_> {
         out
     }
 
-    fn compound(
-        &mut self,
-        object: &Map<String, Value>,
-        default_kind: Option<&str>,
-        at: Loc<'_>,
-    ) -> Option<EntityRef> {
+    fn compound(&mut self, object: &Map<String, Value>, default_kind: Option<&str>, at: Loc<'_>) -> Option<EntityRef> {
         let part = |key: &str| object.get(key).and_then(Value::as_str);
         let Some(name) = part("name").filter(|n| !n.is_empty()) else {
-            self.error(
-                Rule::InvalidRef,
-                at,
-                "entity reference has a missing or empty name",
-            );
+            self.error(Rule::InvalidRef, at, "entity reference has a missing or empty name");
             return None;
         };
         let context = RefContext {
@@ -553,12 +520,7 @@ impl RefCollector<'_> {
 }
 
 /// Stage 5 and 6: the kind's spec schema, then its references.
-fn check_spec(
-    kind: Kind,
-    spec: &Value,
-    ck: &mut Checker,
-    refs: &mut RefCollector<'_>,
-) -> Option<Spec> {
+fn check_spec(kind: Kind, spec: &Value, ck: &mut Checker, refs: &mut RefCollector<'_>) -> Option<Spec> {
     let p = Loc::Key(&Loc::Root, "spec");
     let s = ck.as_object(spec, p)?;
     let before = ck.diagnostics.len();
@@ -625,11 +587,7 @@ fn check_spec(
             })
         }
         Kind::Resource => {
-            let (t, owner, system) = (
-                string!("type", required),
-                string!("owner", required),
-                string!("system"),
-            );
+            let (t, owner, system) = (string!("type", required), string!("owner", required), string!("system"));
             let depends_on = strings!("dependsOn");
             if ck.diagnostics.len() > before {
                 return None;
@@ -643,11 +601,7 @@ fn check_spec(
             })
         }
         Kind::System => {
-            let (owner, domain, t) = (
-                string!("owner", required),
-                string!("domain"),
-                string!("type"),
-            );
+            let (owner, domain, t) = (string!("owner", required), string!("domain"), string!("type"));
             if ck.diagnostics.len() > before {
                 return None;
             }
@@ -658,11 +612,7 @@ fn check_spec(
             })
         }
         Kind::Domain => {
-            let (owner, sub, t) = (
-                string!("owner", required),
-                string!("subdomainOf"),
-                string!("type"),
-            );
+            let (owner, sub, t) = (string!("owner", required), string!("subdomainOf"), string!("type"));
             if ck.diagnostics.len() > before {
                 return None;
             }
@@ -709,11 +659,7 @@ fn check_spec(
             Spec::Location(LocationSpec {
                 location_type: owned(t),
                 target: owned(target),
-                targets: targets
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(str::to_owned)
-                    .collect(),
+                targets: targets.unwrap_or_default().into_iter().map(str::to_owned).collect(),
                 presence: if presence == Some("optional") {
                     Presence::Optional
                 } else {
@@ -751,15 +697,9 @@ fn check_profile(spec: &Map<String, Value>, p: Loc<'_>, ck: &mut Checker) -> Opt
     let profile = ck.object(spec, "profile", p, false)?;
     let pp = Loc::Key(&p, "profile");
     Some(Profile {
-        display_name: ck
-            .string(profile, "displayName", pp, false, true)
-            .map(str::to_owned),
-        email: ck
-            .string(profile, "email", pp, false, true)
-            .map(str::to_owned),
-        picture: ck
-            .string(profile, "picture", pp, false, true)
-            .map(str::to_owned),
+        display_name: ck.string(profile, "displayName", pp, false, true).map(str::to_owned),
+        email: ck.string(profile, "email", pp, false, true).map(str::to_owned),
+        picture: ck.string(profile, "picture", pp, false, true).map(str::to_owned),
     })
 }
 
@@ -873,12 +813,7 @@ fn check_template(s: &Map<String, Value>, p: Loc<'_>, ck: &mut Checker) -> Optio
                         };
                         check_condition(entry, ip, ck);
                         let fields: &[(&str, bool)] = if key == "links" {
-                            &[
-                                ("url", true),
-                                ("entityRef", true),
-                                ("title", true),
-                                ("icon", true),
-                            ]
+                            &[("url", true), ("entityRef", true), ("title", true), ("icon", true)]
                         } else {
                             &[("title", true), ("icon", true), ("content", false)]
                         };

@@ -15,8 +15,7 @@ use url::Url;
 
 /// Hosts of Backstage's default SCM integrations, which it may read without further
 /// configuration: GitHub, GitLab, Bitbucket Cloud and Azure DevOps.
-pub const DEFAULT_ALLOWED_HOSTS: [&str; 4] =
-    ["github.com", "gitlab.com", "bitbucket.org", "dev.azure.com"];
+pub const DEFAULT_ALLOWED_HOSTS: [&str; 4] = ["github.com", "gitlab.com", "bitbucket.org", "dev.azure.com"];
 
 /// Problems loading reader configuration.
 #[derive(Debug, thiserror::Error)]
@@ -53,10 +52,7 @@ pub struct Reader {
 impl Default for Reader {
     fn default() -> Self {
         Self {
-            allowed_hosts: DEFAULT_ALLOWED_HOSTS
-                .iter()
-                .map(|h| (*h).to_owned())
-                .collect(),
+            allowed_hosts: DEFAULT_ALLOWED_HOSTS.iter().map(|h| (*h).to_owned()).collect(),
             file_roots: Vec::new(),
             url_map: HashMap::new(),
             max_bytes: 16 << 20,
@@ -156,30 +152,22 @@ impl Reader {
     /// `None` means the target is an allowed URL that only the network could answer.
     pub fn read_local(&self, target: &Target) -> Option<Result<Vec<u8>, ReadError>> {
         match target {
-            Target::File(path) => Some(
-                self.file_allowed(path)
-                    .and_then(|real| self.read_file(&real)),
-            ),
+            Target::File(path) => Some(self.file_allowed(path).and_then(|real| self.read_file(&real))),
             Target::Url(url) => {
                 if !self.host_allowed(url) {
                     return Some(Err(refused(format!(
                         "reading from {url} is not allowed; add its host to the allowed hosts"
                     ))));
                 }
-                self.url_map
-                    .get(url.as_str())
-                    .map(|file| self.read_file(file))
+                self.url_map.get(url.as_str()).map(|file| self.read_file(file))
             }
         }
     }
 
     /// Reads a target without the network, failing for URLs the URL map does not answer.
     pub fn read_offline(&self, target: &Target) -> Result<Vec<u8>, ReadError> {
-        self.read_local(target).unwrap_or_else(|| {
-            Err(failed(format!(
-                "{target} is not available offline (no URL map entry)"
-            )))
-        })
+        self.read_local(target)
+            .unwrap_or_else(|| Err(failed(format!("{target} is not available offline (no URL map entry)"))))
     }
 
     fn read_file(&self, path: &Path) -> Result<Vec<u8>, ReadError> {
@@ -200,11 +188,7 @@ impl Reader {
 }
 
 /// Reads a two-column TSV with the given header, skipping blank lines.
-pub fn read_tsv(
-    path: &Path,
-    first: &str,
-    second: &str,
-) -> Result<Vec<(String, String)>, ConfigError> {
+pub fn read_tsv(path: &Path, first: &str, second: &str) -> Result<Vec<(String, String)>, ConfigError> {
     let text = fs::read_to_string(path).map_err(|source| ConfigError::Io {
         path: path.to_path_buf(),
         source,
@@ -216,17 +200,9 @@ pub fn read_tsv(
         message,
     };
     match lines.next() {
-        Some((_, header))
-            if header
-                .trim_end_matches('\r')
-                .split('\t')
-                .take(2)
-                .eq([first, second]) => {}
+        Some((_, header)) if header.trim_end_matches('\r').split('\t').take(2).eq([first, second]) => {}
         _ => {
-            return Err(format(
-                1,
-                format!("expected the header line {first}<TAB>{second}"),
-            ));
+            return Err(format(1, format!("expected the header line {first}<TAB>{second}")));
         }
     }
     let mut rows = Vec::new();
@@ -237,9 +213,7 @@ pub fn read_tsv(
         }
         let mut cells = line.split('\t');
         match (cells.next(), cells.next()) {
-            (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => {
-                rows.push((a.to_owned(), b.to_owned()))
-            }
+            (Some(a), Some(b)) if !a.is_empty() && !b.is_empty() => rows.push((a.to_owned(), b.to_owned())),
             _ => return Err(format(i + 1, "expected two tab-separated columns".into())),
         }
     }
@@ -256,30 +230,20 @@ mod tests {
         let inside = dir.path().join("a.yaml");
         fs::write(&inside, "x").unwrap();
         let outside = tempfile::NamedTempFile::new().unwrap();
-        let reader = Reader::default()
-            .allow_root(dir.path())
-            .allow_host("*.example.com");
-        assert_eq!(
-            reader.read_offline(&Target::File(inside.clone())).unwrap(),
-            b"x"
-        );
+        let reader = Reader::default().allow_root(dir.path()).allow_host("*.example.com");
+        assert_eq!(reader.read_offline(&Target::File(inside.clone())).unwrap(), b"x");
         assert!(
             reader
                 .read_offline(&Target::File(outside.path().to_path_buf()))
                 .unwrap_err()
                 .not_allowed
         );
-        let escape = dir
-            .path()
-            .join("..")
-            .join(outside.path().file_name().unwrap());
+        let escape = dir.path().join("..").join(outside.path().file_name().unwrap());
         assert!(reader.read_offline(&Target::File(escape)).is_err());
         assert!(reader.host_allowed(&Url::parse("https://api.example.com/x").unwrap()));
         assert!(!reader.host_allowed(&Url::parse("https://example.com.evil.net/x").unwrap()));
         assert!(!reader.host_allowed(&Url::parse("file:///etc/passwd").unwrap()));
-        let refused = reader.read_offline(&Target::Url(
-            Url::parse("https://petstore.swagger.io/v2").unwrap(),
-        ));
+        let refused = reader.read_offline(&Target::Url(Url::parse("https://petstore.swagger.io/v2").unwrap()));
         assert!(refused.unwrap_err().not_allowed);
     }
 
@@ -297,12 +261,7 @@ mod tests {
         let url = Url::parse("https://github.com/o/r/tree/main/spec.json").unwrap();
         assert_eq!(reader.read_offline(&Target::Url(url)).unwrap(), b"{}");
         let missing = Url::parse("https://github.com/o/r/tree/main/other.json").unwrap();
-        assert!(
-            !reader
-                .read_offline(&Target::Url(missing))
-                .unwrap_err()
-                .not_allowed
-        );
+        assert!(!reader.read_offline(&Target::Url(missing)).unwrap_err().not_allowed);
     }
 }
 
@@ -358,18 +317,12 @@ mod http {
                         .get(reqwest::header::LOCATION)
                         .and_then(|l| l.to_str().ok())
                         .and_then(|l| current.join(l).ok())
-                        .ok_or_else(|| {
-                            failed(format!(
-                                "{current} redirected without a usable Location header"
-                            ))
-                        })?;
+                        .ok_or_else(|| failed(format!("{current} redirected without a usable Location header")))?;
                     current = location;
                     continue;
                 }
                 if status == reqwest::StatusCode::NOT_FOUND {
-                    return Err(ReadError::not_found(format!(
-                        "{current} was not found (404)"
-                    )));
+                    return Err(ReadError::not_found(format!("{current} was not found (404)")));
                 }
                 if !status.is_success() {
                     return Err(failed(format!("cannot read {current}: HTTP {status}")));
@@ -382,10 +335,7 @@ mod http {
                 {
                     bytes.extend_from_slice(&chunk);
                     if bytes.len() as u64 > self.max_bytes {
-                        return Err(failed(format!(
-                            "{current} is larger than {} bytes",
-                            self.max_bytes
-                        )));
+                        return Err(failed(format!("{current} is larger than {} bytes", self.max_bytes)));
                     }
                 }
                 return Ok(bytes);

@@ -13,12 +13,7 @@ use callboard_events::topics::{DEFAULT_PREFIX, Topics};
 #[derive(Debug, Clone, clap::Args)]
 pub struct LogArgs {
     /// Folder of the embedded log and read model.
-    #[arg(
-        long,
-        env = "CALLBOARD_DATA_DIR",
-        default_value = ".callboard",
-        value_name = "DIR"
-    )]
+    #[arg(long, env = "CALLBOARD_DATA_DIR", default_value = ".callboard", value_name = "DIR")]
     pub data_dir: PathBuf,
     /// Kafka bootstrap servers; when set, the event log is Kafka instead of the embedded file.
     #[arg(long = "kafka", env = "CALLBOARD_KAFKA_BROKERS", value_name = "HOSTS")]
@@ -78,8 +73,7 @@ pub struct WriterLock {
 
 /// Takes the writer lock of an embedded data directory.
 pub fn lock_writer(data_dir: &Path) -> Result<WriterLock> {
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("cannot create {}", data_dir.display()))?;
+    std::fs::create_dir_all(data_dir).with_context(|| format!("cannot create {}", data_dir.display()))?;
     let path = data_dir.join("writer.lock");
     let file = File::options()
         .create(true)
@@ -93,8 +87,6 @@ pub fn lock_writer(data_dir: &Path) -> Result<WriterLock> {
             "another callboard process is writing to {}; stop it first (only one writer per data directory)",
             data_dir.display()
         ),
-        Err(std::fs::TryLockError::Error(e)) => {
-            Err(e).with_context(|| format!("cannot lock {}", path.display()))
-        }
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }

@@ -98,11 +98,9 @@ fn agrees_with_backstage_on_the_corpus() {
         "the corpus holds invalid documents, so the exit status is 1"
     );
     let ours = verdicts(&String::from_utf8(output.stdout).expect("UTF-8 output"));
-    let expected =
-        verdicts(&std::fs::read_to_string(corpus.join("expected.jsonl")).expect("expected.jsonl"));
+    let expected = verdicts(&std::fs::read_to_string(corpus.join("expected.jsonl")).expect("expected.jsonl"));
 
-    let documented = std::fs::read_to_string(workspace().join("docs/compatibility.md"))
-        .expect("docs/compatibility.md");
+    let documented = std::fs::read_to_string(workspace().join("docs/compatibility.md")).expect("docs/compatibility.md");
     let mut undocumented = Vec::new();
     let mut agree = 0;
     for (key, want) in &expected {
@@ -110,28 +108,18 @@ fn agrees_with_backstage_on_the_corpus() {
             Some(got) if got == want => agree += 1,
             got => {
                 if !documented.contains(&format!("{}#{}", key.0, key.1)) {
-                    undocumented.push(format!(
-                        "{}#{}: expected {want:?}, got {got:?}",
-                        key.0, key.1
-                    ));
+                    undocumented.push(format!("{}#{}: expected {want:?}, got {got:?}", key.0, key.1));
                 }
             }
         }
     }
     let extra: Vec<_> = ours.keys().filter(|k| !expected.contains_key(*k)).collect();
-    assert!(
-        extra.is_empty(),
-        "documents Backstage did not report: {extra:?}"
-    );
+    assert!(extra.is_empty(), "documents Backstage did not report: {extra:?}");
     assert!(
         undocumented.is_empty(),
         "differences not listed in docs/compatibility.md:\n{}",
         undocumented.join("\n")
     );
     let share = agree as f64 / expected.len() as f64;
-    assert!(
-        share >= 0.99,
-        "only {agree} of {} documents agree",
-        expected.len()
-    );
+    assert!(share >= 0.99, "only {agree} of {} documents agree", expected.len());
 }

@@ -72,15 +72,10 @@ fn assert_contained_bytes_any(file: &[u8], rules: &[&str]) {
     assert_eq!(lines[1]["valid"], false);
     let error = lines[1]["error"].as_str().expect("error text");
     assert!(
-        rules
-            .iter()
-            .any(|rule| error.contains(&format!("[{rule}]"))),
+        rules.iter().any(|rule| error.contains(&format!("[{rule}]"))),
         "expected one of {rules:?}, got {error}"
     );
-    assert!(
-        error.starts_with("line "),
-        "the error names the line: {error}"
-    );
+    assert!(error.starts_with("line "), "the error names the line: {error}");
 }
 
 #[test]
@@ -95,7 +90,9 @@ fn malformed_yaml() {
 #[test]
 fn invalid_utf8() {
     let mut file = valid(1).into_bytes();
-    file.extend_from_slice(b"---\napiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: caf\xe9\n---\n");
+    file.extend_from_slice(
+        b"---\napiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: caf\xe9\n---\n",
+    );
     file.extend_from_slice(valid(2).as_bytes());
     assert_contained_bytes(&file, "encoding.utf8");
 }
@@ -104,8 +101,7 @@ fn invalid_utf8() {
 fn fifty_megabyte_document() {
     let mut big = String::with_capacity(50 << 20);
     big.push_str("apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: huge\n  description: |\n");
-    let line =
-        "    lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor\n";
+    let line = "    lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod tempor\n";
     while big.len() < 50 << 20 {
         big.push_str(line);
     }
@@ -114,9 +110,7 @@ fn fifty_megabyte_document() {
 
 #[test]
 fn alias_bomb() {
-    let mut bomb = String::from(
-        "a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n",
-    );
+    let mut bomb = String::from("a: &a [\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\",\"lol\"]\n");
     for (name, prev) in [
         ("b", "a"),
         ("c", "b"),
@@ -137,20 +131,12 @@ fn alias_bomb() {
 fn ten_thousand_levels_of_nesting() {
     // The scanner's own flow-nesting limit or our depth limit, whichever comes first.
     let either = ["yaml.depth-limit", "yaml.syntax"];
-    assert_contained_any(
-        &format!("x: {}1{}\n", "[".repeat(10_000), "]".repeat(10_000)),
-        &either,
-    );
+    assert_contained_any(&format!("x: {}1{}\n", "[".repeat(10_000), "]".repeat(10_000)), &either);
     assert_contained_any(
         &format!("x: {}1{}\n", "{a: ".repeat(10_000), "}".repeat(10_000)),
         &either,
     );
-    assert_contained(
-        &format!("x:\n{}1\n", "- ".repeat(10_000)),
-        "yaml.depth-limit",
-    );
-    let indented: String = (0..10_000)
-        .map(|i| format!("{}k:\n", " ".repeat(i)))
-        .collect();
+    assert_contained(&format!("x:\n{}1\n", "- ".repeat(10_000)), "yaml.depth-limit");
+    let indented: String = (0..10_000).map(|i| format!("{}k:\n", " ".repeat(i))).collect();
     assert_contained_any(&indented, &["yaml.depth-limit", "yaml.size-limit"]);
 }

@@ -26,10 +26,7 @@ fn corpus() -> PathBuf {
         if dir.join("shared/corpus/expected.jsonl").is_file() {
             return dir.join("shared/corpus");
         }
-        assert!(
-            dir.pop(),
-            "the conformance corpus was not found; set CALLBOARD_CORPUS"
-        );
+        assert!(dir.pop(), "the conformance corpus was not found; set CALLBOARD_CORPUS");
     }
 }
 
@@ -37,10 +34,7 @@ fn corpus() -> PathBuf {
 struct LocalSchemas(PathBuf);
 
 impl Retrieve for LocalSchemas {
-    fn retrieve(
-        &self,
-        uri: &Uri<String>,
-    ) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
+    fn retrieve(&self, uri: &Uri<String>) -> Result<Value, Box<dyn std::error::Error + Send + Sync>> {
         let name = uri.as_str().rsplit('/').next().unwrap_or_default();
         let text = std::fs::read_to_string(self.0.join(name))?;
         Ok(serde_json::from_str(&text)?)
@@ -49,10 +43,9 @@ impl Retrieve for LocalSchemas {
 
 fn schema_validator() -> jsonschema::Validator {
     let dir = workspace().join("schema/entities");
-    let root: Value = serde_json::from_str(
-        &std::fs::read_to_string(dir.join("catalog-info.schema.json")).expect("schema"),
-    )
-    .expect("schema JSON");
+    let root: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("catalog-info.schema.json")).expect("schema"))
+            .expect("schema JSON");
     jsonschema::options()
         .with_retriever(LocalSchemas(dir))
         .with_pattern_options(jsonschema::PatternOptions::fancy_regex())
@@ -63,10 +56,7 @@ fn schema_validator() -> jsonschema::Validator {
 fn has_placeholder(value: &Value) -> bool {
     match value {
         Value::Object(map) => {
-            (map.len() == 1
-                && map
-                    .keys()
-                    .any(|k| matches!(k.as_str(), "$text" | "$json" | "$yaml")))
+            (map.len() == 1 && map.keys().any(|k| matches!(k.as_str(), "$text" | "$json" | "$yaml")))
                 || map.values().any(has_placeholder)
         }
         Value::Array(items) => items.iter().any(has_placeholder),
@@ -96,27 +86,17 @@ fn mutations(document: &Value) -> Vec<(String, Value)> {
         out.push((what, copy));
     };
     push("extra root field".into(), &|d| d["status2"] = json!(1));
-    push("bad name".into(), &|d| {
-        d["metadata"]["name"] = json!("Bad Name")
-    });
-    push("long name".into(), &|d| {
-        d["metadata"]["name"] = json!("x".repeat(64))
-    });
-    push("numeric name".into(), &|d| {
-        d["metadata"]["name"] = json!(42)
-    });
+    push("bad name".into(), &|d| d["metadata"]["name"] = json!("Bad Name"));
+    push("long name".into(), &|d| d["metadata"]["name"] = json!("x".repeat(64)));
+    push("numeric name".into(), &|d| d["metadata"]["name"] = json!(42));
     push("bad namespace".into(), &|d| {
         d["metadata"]["namespace"] = json!("Team_A")
     });
     push("dashed namespace".into(), &|d| {
         d["metadata"]["namespace"] = json!("team--a")
     });
-    push("bad tag".into(), &|d| {
-        d["metadata"]["tags"] = json!(["Upper"])
-    });
-    push("colon tag".into(), &|d| {
-        d["metadata"]["tags"] = json!(["lang:go"])
-    });
+    push("bad tag".into(), &|d| d["metadata"]["tags"] = json!(["Upper"]));
+    push("colon tag".into(), &|d| d["metadata"]["tags"] = json!(["lang:go"]));
     push("empty tag".into(), &|d| d["metadata"]["tags"] = json!([""]));
     push("bad annotation key".into(), &|d| {
         d["metadata"]["annotations"] = json!({"a/b/c": "x"})
@@ -140,15 +120,11 @@ fn mutations(document: &Value) -> Vec<(String, Value)> {
         let kind = d["kind"].as_str().unwrap_or_default().to_lowercase();
         d["kind"] = json!(kind);
     });
-    push("odd apiVersion".into(), &|d| {
-        d["apiVersion"] = json!("backstage.io/v2")
-    });
+    push("odd apiVersion".into(), &|d| d["apiVersion"] = json!("backstage.io/v2"));
     push("no spec".into(), &|d| {
         d.as_object_mut().map(|o| o.remove("spec"));
     });
-    push("null title".into(), &|d| {
-        d["metadata"]["title"] = json!(null)
-    });
+    push("null title".into(), &|d| d["metadata"]["title"] = json!(null));
     if let Some(spec) = document.get("spec").and_then(Value::as_object) {
         for key in spec.keys() {
             let k = key.clone();

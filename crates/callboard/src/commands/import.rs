@@ -43,8 +43,7 @@ pub fn location_of(text: &str) -> Result<LocationRecord> {
             target: text.to_owned(),
         });
     }
-    let path =
-        std::fs::canonicalize(Path::new(text)).with_context(|| format!("cannot find {text}"))?;
+    let path = std::fs::canonicalize(Path::new(text)).with_context(|| format!("cannot find {text}"))?;
     let location_type = if path.is_dir() { "discovery" } else { "file" };
     Ok(LocationRecord {
         location_type: location_type.into(),
@@ -71,11 +70,7 @@ pub fn reader_for(locations: &[LocationRecord], hosts: &[String]) -> Reader {
 
 /// Runs the command.
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let locations: Vec<LocationRecord> = args
-        .locations
-        .iter()
-        .map(|l| location_of(l))
-        .collect::<Result<_>>()?;
+    let locations: Vec<LocationRecord> = args.locations.iter().map(|l| location_of(l)).collect::<Result<_>>()?;
     let _lock = if args.log.embedded() {
         Some(lock_writer(&args.log.data_dir)?)
     } else {
@@ -147,9 +142,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         writer.state().live_count(),
     );
     if !complete {
-        eprintln!(
-            "warning: some files could not be read; nothing was deleted on their account (see the rejections)"
-        );
+        eprintln!("warning: some files could not be read; nothing was deleted on their account (see the rejections)");
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -92,20 +92,14 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             .file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default();
-        let source = match origins
-            .get(&name)
-            .or_else(|| origins.get(&file.display().to_string()))
-        {
+        let source = match origins.get(&name).or_else(|| origins.get(&file.display().to_string())) {
             Some(origin) => {
-                let url = Url::parse(origin)
-                    .with_context(|| format!("origin of {name} is not a URL: {origin}"))?;
+                let url = Url::parse(origin).with_context(|| format!("origin of {name} is not a URL: {origin}"))?;
                 Source::new(LocationRef::url(&url))
             }
             None => Source::new(LocationRef::file(&cwd.join(file))),
         };
-        let reports = process_bytes(&bytes, &source, &limits, |target| {
-            reader.read_offline(target)
-        });
+        let reports = process_bytes(&bytes, &source, &limits, |target| reader.read_offline(target));
         for report in &reports {
             match &report.outcome {
                 Outcome::Empty => continue,
@@ -154,8 +148,7 @@ fn exit_code(invalid: usize) -> ExitCode {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>> {
-    let metadata =
-        std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
     if metadata.len() > MAX_FILE_BYTES {
         bail!(
             "{} is {} bytes, larger than the {MAX_FILE_BYTES}-byte limit",
@@ -170,8 +163,7 @@ fn read_file(path: &Path) -> Result<Vec<u8>> {
 fn collect_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();
     for path in paths {
-        let metadata =
-            std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let metadata = std::fs::metadata(path).with_context(|| format!("cannot read {}", path.display()))?;
         if metadata.is_dir() {
             let mut found = Vec::new();
             walk(path, &mut found).with_context(|| format!("cannot list {}", path.display()))?;
@@ -194,8 +186,7 @@ fn walk(dir: &Path, found: &mut Vec<PathBuf>) -> io::Result<()> {
             .is_some_and(|n| n.to_string_lossy().starts_with('.') || n == "node_modules");
         if file_type.is_dir() && !hidden_or_vendored {
             walk(&path, found)?;
-        } else if file_type.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml")
-        {
+        } else if file_type.is_file() && path.extension().is_some_and(|e| e == "yaml" || e == "yml") {
             found.push(path);
         }
     }

@@ -1,0 +1,148 @@
+//! Importing a generated 10,000-entity catalog (with invalid documents): exactly one upsert per
+//! valid entity and one rejection per invalid document; re-importing unchanged adds nothing;
+//! deleting one file deletes exactly its entities. On Kafka, a stock client from outside the
+//! project (Python confluent-kafka) reads the topic and validates every message against
+//! `schema/events/`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Command;
+
+use callboard_testkit::CatalogSpec;
+
+use crate::common::{Backend, assert_contiguous, callboard, kafka_brokers, read_events, write_catalog};
+
+const UPSERTED: &str = "dev.callboard.entity.upserted.v1";
+const REJECTED: &str = "dev.callboard.entity.rejected.v1";
+const DELETED: &str = "dev.callboard.entity.deleted.v1";
+
+fn import(backend: &Backend, dir: &Path) {
+    let output = callboard()
+        .arg("import")
+        .arg("--quiet")
+        .args(backend.cli_args())
+        .arg(dir)
+        .output()
+        .expect("run callboard import");
+    assert!(
+        output.status.success(),
+        "import failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn python() -> String {
+    std::env::var("CALLBOARD_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+async fn import_catalog(backend: Backend) {
+    let catalog = tempfile::tempdir().expect("tempdir");
+    let spec = CatalogSpec {
+        documents: 10_000,
+        invalid_every: 50,
+        documents_per_file: 4,
+        seed: 7,
+    };
+    let files = write_catalog(catalog.path(), &spec);
+    let valid: usize = files.iter().map(|f| f.1).sum();
+    let invalid: usize = files.iter().map(|f| f.2).sum();
+    assert_eq!((valid, invalid), (10_000, 200));
+
+    import(&backend, catalog.path());
+    let log = backend.open().await;
+    let topic = backend.topics().entities();
+    let events = read_events(log.as_ref(), &topic).await;
+    let upserted: Vec<_> = events.iter().filter(|e| e.event_type == UPSERTED).collect();
+    let rejected: Vec<_> = events.iter().filter(|e| e.event_type == REJECTED).collect();
+    // Every valid document, plus the Location entity generated for the registered folder.
+    assert_eq!(upserted.len(), valid + 1, "one upsert per valid entity");
+    assert_eq!(
+        upserted.iter().map(|e| &e.subject).collect::<BTreeSet<_>>().len(),
+        valid + 1,
+        "no entity twice"
+    );
+    assert_eq!(rejected.len(), invalid, "one rejection per invalid document");
+    assert!(
+        rejected
+            .iter()
+            .all(|e| e.data["problems"][0]["rule"] == "policy.field-format")
+    );
+    assert_eq!(events.len(), upserted.len() + rejected.len());
+    assert_contiguous(&events);
+
+    // Re-importing unchanged: no event.
+    import(&backend, catalog.path());
+    assert_eq!(
+        read_events(log.as_ref(), &topic).await.len(),
+        events.len(),
+        "an unchanged re-import appends nothing"
+    );
+
+    // Deleting one file: deletions for exactly its entities.
+    let (victim, _, _) = &files[17];
+    let text = std::fs::read_to_string(victim).expect("read");
+    let victims: BTreeSet<String> = text
+        .split("---\n")
+        .filter_map(|doc| {
+            let kind = doc.lines().find_map(|l| l.strip_prefix("kind: "))?;
+            let name = doc.lines().find_map(|l| l.strip_prefix("  name: "))?;
+            Some(format!("{}:default/{}", kind.to_lowercase(), name))
+        })
+        .collect();
+    assert_eq!(victims.len(), 4);
+    std::fs::remove_file(victim).expect("delete the file");
+    import(&backend, catalog.path());
+    let after = read_events(log.as_ref(), &topic).await;
+    // Events are read partition by partition, so the new ones are found by id, not position.
+    let old_ids: BTreeSet<&str> = events.iter().map(|e| e.id.as_str()).collect();
+    let new: Vec<_> = after.iter().filter(|e| !old_ids.contains(e.id.as_str())).collect();
+    assert!(
+        new.iter().all(|e| e.event_type == DELETED),
+        "only deletions: {:?}",
+        new.iter()
+            .map(|e| (&e.event_type, &e.subject, &e.data))
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(new.iter().map(|e| e.subject.clone()).collect::<BTreeSet<_>>(), victims);
+    assert_contiguous(&after);
+
+    if let Backend::Kafka(_) = backend {
+        let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/events");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/stock_client.py");
+        let output = Command::new(python())
+            .arg(script)
+            .args([
+                "--brokers",
+                &kafka_brokers(),
+                "--topic",
+                &topic,
+                "--expect",
+                &after.len().to_string(),
+            ])
+            .arg("--schemas")
+            .arg(schemas)
+            .output()
+            .expect("run python3 (confluent-kafka, jsonschema); scripts/test installs them");
+        assert!(
+            output.status.success(),
+            "stock client failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
+        assert_eq!(report["problems"], serde_json::json!([]), "{report}");
+        assert_eq!(report["read"], after.len());
+        assert_eq!(report["counts"][UPSERTED], valid + 1);
+        assert_eq!(report["counts"][REJECTED], invalid);
+        assert_eq!(report["counts"][DELETED], 4);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_catalog_embedded() {
+    import_catalog(Backend::embedded()).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn import_catalog_kafka() {
+    import_catalog(Backend::kafka()).await;
+}

@@ -1,0 +1,11 @@
+//! Integration tests of the event log and providers, against real components: the embedded
+//! SQLite log and a real Kafka-protocol broker (`scripts/kafka` starts one; set
+//! `CALLBOARD_TEST_KAFKA` to use another). One binary, so rdkafka and friends link once.
+
+mod common;
+mod crash;
+mod freshness;
+mod import;
+mod log_behaviour;
+mod push;
+mod url_reads;
