@@ -16,5 +16,5 @@ pub mod yaml;
 
 pub use location::{Base, LocationRef, Target};
 pub use placeholder::{ReadError, Reads};
-pub use process::{Outcome, ParsedFile, Problem, Report, Source, parse_file, process_bytes};
+pub use process::{Outcome, ParsedFile, Problem, Report, Source, annotate, parse_file, process_bytes};
 pub use yaml::{Limits, YamlError, read_stream};

@@ -245,7 +245,11 @@ fn process_document(
 }
 
 /// Adds the location annotations under `metadata.annotations`, keeping authors' values.
-fn annotate(document: &mut Value, annotations: &[(&'static str, Value)]) {
+///
+/// As Backstage's processing does, `backstage.io/managed-by-location` and
+/// `backstage.io/managed-by-origin-location` are always overwritten (an author cannot claim another
+/// location), while authors' `view-url`, `edit-url` and `source-location` win.
+pub fn annotate(document: &mut Value, annotations: &[(&'static str, Value)]) {
     let Some(Value::Object(metadata)) = document.get_mut("metadata") else {
         return;
     };
@@ -256,7 +260,11 @@ fn annotate(document: &mut Value, annotations: &[(&'static str, Value)]) {
         return;
     };
     for (key, value) in annotations {
-        existing.entry(*key).or_insert_with(|| value.clone());
+        if key.starts_with("backstage.io/managed-by-") {
+            existing.insert((*key).to_owned(), value.clone());
+        } else {
+            existing.entry(*key).or_insert_with(|| value.clone());
+        }
     }
 }
 

@@ -19,7 +19,8 @@ pub struct CloudEvent {
     pub specversion: String,
     /// Unique per event (a UUID).
     pub id: String,
-    /// Where the change came from: a location (`file:/…`, `url:https://…`) or `callboard:api`.
+    /// Where the change came from: a location (`file:/…`, `url:https://…`, `discovery:/…`),
+    /// `callboard:api` for commands, or `callboard:writer` for command outcomes.
     pub source: String,
     /// The versioned type, e.g. `dev.callboard.entity.upserted.v1`.
     #[serde(rename = "type")]
@@ -32,9 +33,10 @@ pub struct CloudEvent {
     pub datacontenttype: String,
     /// URL of the JSON Schema of `data`.
     pub dataschema: String,
-    /// Extension: increases by one with every event about the same subject, starting at 1.
+    /// Extension: increases by one with every event about the same subject, starting at 1, on
+    /// the entities and locations topics; 0 on the commands topic, where it has no meaning.
     pub sequence: u64,
-    /// Extension: who acted — a user's entity ref or `provider:<name>`.
+    /// Extension: who acted — a user's entity ref, `provider:<name>`, or `callboard:writer`.
     pub actor: String,
     /// Extension: the id of the command that caused this event, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

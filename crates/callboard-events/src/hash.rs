@@ -11,20 +11,29 @@ pub fn content_hash(value: &Value) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// [`content_hash`] of an object, without building a `Value` around it.
+pub fn content_hash_object(map: &serde_json::Map<String, Value>) -> String {
+    let mut hasher = Sha256::new();
+    feed_object(map, &mut hasher);
+    hex::encode(hasher.finalize())
+}
+
+fn feed_object(map: &serde_json::Map<String, Value>, hasher: &mut Sha256) {
+    let mut keys: Vec<&String> = map.keys().collect();
+    keys.sort();
+    hasher.update(b"{");
+    for key in keys {
+        feed_str(key, hasher);
+        hasher.update(b":");
+        feed(&map[key], hasher);
+        hasher.update(b",");
+    }
+    hasher.update(b"}");
+}
+
 fn feed(value: &Value, hasher: &mut Sha256) {
     match value {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            hasher.update(b"{");
-            for key in keys {
-                feed_str(key, hasher);
-                hasher.update(b":");
-                feed(&map[key], hasher);
-                hasher.update(b",");
-            }
-            hasher.update(b"}");
-        }
+        Value::Object(map) => feed_object(map, hasher),
         Value::Array(items) => {
             hasher.update(b"[");
             for item in items {

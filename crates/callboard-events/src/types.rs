@@ -213,14 +213,24 @@ pub struct EntityRejected {
     pub content_hash: String,
 }
 
+/// Why a rejection no longer applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClearReason {
+    /// The file was read again and the document is no longer rejected.
+    Fixed,
+    /// The file or its location is gone.
+    Removed,
+}
+
 /// `entity.rejection-cleared.v1`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct RejectionCleared {
     /// The file the rejected document was in.
     pub location: String,
-    /// Why it no longer applies: `fixed` or `removed`.
-    pub reason: String,
+    /// Why it no longer applies.
+    pub reason: ClearReason,
 }
 
 /// A location as events carry it.

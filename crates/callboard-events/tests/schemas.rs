@@ -321,11 +321,11 @@ fn samples(event_type: EventType) -> Vec<CloudEvent> {
         EventType::RejectionCleared => {
             let fixed = RejectionCleared {
                 location: FILE.into(),
-                reason: "fixed".into(),
+                reason: callboard_events::types::ClearReason::Fixed,
             };
             let removed = RejectionCleared {
                 location: "file:/srv/catalog/billing/catalog-info.yaml".into(),
-                reason: "removed".into(),
+                reason: callboard_events::types::ClearReason::Removed,
             };
             vec![
                 CloudEvent::new(event_type, me, 4, FILE, "provider:location", to_value(&fixed)),

@@ -15,10 +15,10 @@
 use std::collections::{HashMap, HashSet};
 
 use callboard_events::CloudEvent;
-use callboard_events::hash::content_hash;
+use callboard_events::hash::{content_hash, content_hash_object};
 use callboard_events::types::{
-    DeleteReason, EntityDeleted, EntityRejected, EntityUpserted, EventType, LocationChanged, LocationRecord,
-    ProblemRecord, RejectionCleared, RelationRecord,
+    ClearReason, DeleteReason, EntityDeleted, EntityRejected, EntityUpserted, EventType, LocationChanged,
+    LocationRecord, ProblemRecord, RejectionCleared, RelationRecord,
 };
 use callboard_model::Entity;
 use serde_json::{Value, json};
@@ -138,25 +138,58 @@ fn to_value<T: serde::Serialize>(payload: &T) -> Value {
 
 /// The upsert payload for an entity.
 pub fn upsert_payload(entity: &Entity, uid: &str, location: &str, origin: &str) -> EntityUpserted {
-    let raw = entity.raw().clone();
-    let content_hash = content_hash(&Value::Object(raw.clone()));
+    upsert_payload_owned(entity.clone(), content_hash_object(entity.raw()), uid, location, origin)
+}
+
+/// The upsert payload, consuming the entity (no copy of its document) with its precomputed hash.
+fn upsert_payload_owned(
+    entity: Entity,
+    content_hash: String,
+    uid: &str,
+    location: &str,
+    origin: &str,
+) -> EntityUpserted {
+    let entity_ref = entity.entity_ref().to_string();
+    let relations = entity
+        .relations()
+        .iter()
+        .map(|r| RelationRecord {
+            relation_type: r.kind.to_string(),
+            source_ref: r.source.to_string(),
+            target_ref: r.target.to_string(),
+        })
+        .collect();
     EntityUpserted {
-        entity_ref: entity.entity_ref().to_string(),
+        entity_ref,
         uid: uid.to_owned(),
-        entity: raw,
-        relations: entity
-            .relations()
-            .iter()
-            .map(|r| RelationRecord {
-                relation_type: r.kind.to_string(),
-                source_ref: r.source.to_string(),
-                target_ref: r.target.to_string(),
-            })
-            .collect(),
+        entity: entity.into_raw(),
+        relations,
         location_key: location.to_owned(),
         origin_location: origin.to_owned(),
         content_hash,
     }
+}
+
+/// The `data` of an upsert, moving the entity document into it.
+fn upsert_data(payload: EntityUpserted) -> Value {
+    let EntityUpserted {
+        entity_ref,
+        uid,
+        entity,
+        relations,
+        location_key,
+        origin_location,
+        content_hash,
+    } = payload;
+    json!({
+        "entityRef": entity_ref,
+        "uid": uid,
+        "entity": Value::Object(entity),
+        "relations": to_value(&relations),
+        "locationKey": location_key,
+        "originLocation": origin_location,
+        "contentHash": content_hash,
+    })
 }
 
 /// The subject of a rejection: the entity ref, or `<file>#<index>` for documents without one.
@@ -348,13 +381,13 @@ impl SyncSession {
                     && self.protected.contains(&pending.location))
             {
                 let reason = if self.scanned.contains(&pending.location) {
-                    "fixed"
+                    ClearReason::Fixed
                 } else {
-                    "removed"
+                    ClearReason::Removed
                 };
                 let payload = RejectionCleared {
                     location: pending.location.clone(),
-                    reason: reason.into(),
+                    reason,
                 };
                 let sequence = seq.next(subject);
                 events.push(CloudEvent::new(
@@ -419,22 +452,24 @@ impl SyncSession {
         let origin = live
             .filter(|l| l.location_key == location)
             .map_or(self.origin.as_str(), |l| l.origin.as_str());
-        let payload = upsert_payload(&entity, &uid, &location, origin);
+        let hash = content_hash_object(entity.raw());
         let pending = subject.and_then(|s| s.rejection.as_ref()).is_some();
-        let changed = live.is_none_or(|l| l.content_hash != payload.content_hash || l.location_key != location);
+        let changed = live.is_none_or(|l| l.content_hash != hash || l.location_key != location);
         if !changed && pending && defer_reaccept {
             self.reaccept.push((entity, location));
             return;
         }
         if changed || pending {
+            let payload = upsert_payload_owned(*entity, hash, &uid, &location, origin);
             let sequence = seq.next(&r);
+            let data = upsert_data(payload);
             events.push(CloudEvent::new(
                 EventType::EntityUpserted,
                 r.clone(),
                 sequence,
                 location,
                 &self.actor,
-                to_value(&payload),
+                data,
             ));
             self.counts.upserted += 1;
             self.upserted.insert(r);
@@ -609,7 +644,7 @@ pub fn decide_unregister(state: &State, location: &LocationRecord, actor: &str) 
         } else if let Some(pending) = s.rejection.as_ref().filter(|p| p.origin == key) {
             let payload = RejectionCleared {
                 location: pending.location.clone(),
-                reason: "removed".into(),
+                reason: ClearReason::Removed,
             };
             let sequence = seq.next(subject);
             decision.entity_events.push(CloudEvent::new(

@@ -12,6 +12,7 @@ use callboard_descriptor::{Base, Limits, LocationRef, Outcome, Reads, Source, Ta
 use callboard_events::types::{LocationRecord, ProblemRecord};
 use callboard_model::{Entity, Spec, validate};
 use callboard_reader::Reader;
+use futures::StreamExt;
 use globset::{Glob, GlobMatcher};
 use serde_json::json;
 use tokio::sync::mpsc;
@@ -44,7 +45,60 @@ pub struct Scan {
     pub files_read: usize,
 }
 
+/// Locations read per wave, and how many at a time.
+const WAVE: usize = 256;
+const CONCURRENCY: usize = 8;
+
+/// What reading one location gave.
+enum Loaded {
+    /// An optional location that does not exist.
+    Skipped,
+    /// It could not be read: why.
+    Unreadable(String),
+    /// Its documents (and its path, for local files).
+    Read {
+        path: Option<PathBuf>,
+        documents: Vec<Scanned>,
+    },
+}
+
+/// Turns a file's reports into scanned documents.
+fn to_scanned(reports: Vec<callboard_descriptor::Report>, location: &str) -> Vec<Scanned> {
+    reports
+        .into_iter()
+        .filter_map(|report| match report.outcome {
+            Outcome::Empty => None,
+            Outcome::Accepted(entity) => Some(Scanned::Accepted {
+                entity,
+                location: location.to_owned(),
+                index: Some(report.index as u32),
+            }),
+            Outcome::Rejected(problems) => Some(Scanned::Rejected {
+                entity_ref: report.entity_ref,
+                location: location.to_owned(),
+                index: Some(report.index as u32),
+                problems: problems
+                    .into_iter()
+                    .map(|p| ProblemRecord {
+                        rule: p.diagnostic.rule.code().to_owned(),
+                        field: if p.diagnostic.path.is_root() {
+                            String::new()
+                        } else {
+                            p.diagnostic.path.to_string()
+                        },
+                        message: p.diagnostic.message,
+                        hint: p.diagnostic.hint,
+                        line: Some(p.line as u32),
+                        column: Some(p.column as u32),
+                    })
+                    .collect(),
+            }),
+        })
+        .collect()
+}
+
 /// A location to read, and the Location entity (and its file) that pointed at it.
+#[derive(Clone)]
 struct Pending {
     location: LocationRef,
     presence_optional: bool,
@@ -178,57 +232,115 @@ impl Scanner {
                     return scan;
                 }
             }
-            let Some(pending) = queue.pop_front() else { break };
-            let key = pending.location.to_string();
-            if !visited.insert(key.clone()) {
-                continue; // A cycle, or two Locations naming the same file.
+            // Read the next wave of pending locations concurrently, then handle the results in
+            // queue order, so what is "first" (for conflicts) does not depend on timing.
+            let mut wave = Vec::new();
+            while wave.len() < WAVE {
+                let Some(pending) = queue.pop_front() else { break };
+                if visited.insert(pending.location.to_string()) {
+                    wave.push(pending);
+                } // else: a cycle, or two Locations naming the same file.
             }
-            let target = match pending.location.location_type.as_str() {
-                "file" => Target::File(PathBuf::from(&pending.location.target)),
-                "url" => match url::Url::parse(&pending.location.target) {
-                    Ok(url) => Target::Url(url),
-                    Err(e) => {
-                        self.unreadable(&mut scan, &pending, &key, format!("{key} is not a valid URL: {e}"));
-                        continue;
+            if wave.is_empty() {
+                break;
+            }
+            let loads: Vec<Loaded> = futures::stream::iter(wave.iter().cloned().map(|pending| {
+                let (scanner, origin) = (self.clone(), origin_ref.clone());
+                async move { scanner.load(&pending, &origin).await }
+            }))
+            .buffered(CONCURRENCY)
+            .collect()
+            .await;
+            for (pending, loaded) in wave.into_iter().zip(loads) {
+                let key = pending.location.to_string();
+                match loaded {
+                    Loaded::Skipped => {}
+                    Loaded::Unreadable(message) => self.unreadable(&mut scan, &pending, &key, message),
+                    Loaded::Read { path, documents } => {
+                        scan.files_read += 1;
+                        self.files_read.fetch_add(1, Ordering::Relaxed);
+                        scan.files.extend(path);
+                        for document in documents {
+                            if let Scanned::Accepted { entity, .. } = &document
+                                && let Spec::Location(spec) = entity.spec()
+                            {
+                                self.enqueue_targets(&mut queue, &mut scan, entity, spec, &pending.location);
+                            }
+                            scan.batch.documents.push(document);
+                        }
                     }
-                },
-                other => {
-                    self.unreadable(
-                        &mut scan,
-                        &pending,
-                        &key,
-                        format!("locations of type {other:?} cannot be read"),
-                    );
-                    continue;
                 }
-            };
-            let bytes = match self.reader.fetch(&target).await {
-                Ok(bytes) => bytes,
-                Err(e) if e.not_found && pending.presence_optional => continue,
-                Err(e) => {
-                    self.unreadable(&mut scan, &pending, &key, e.message);
-                    continue;
-                }
-            };
-            scan.files_read += 1;
-            self.files_read.fetch_add(1, Ordering::Relaxed);
-            if let Target::File(path) = &target {
-                scan.files.push(path.clone());
-            }
-            let source = Source {
-                location: pending.location.clone(),
-                origin: origin_ref.clone(),
-            };
-            for document in self.read_documents(bytes, source).await {
-                if let Scanned::Accepted { entity, .. } = &document
-                    && let Spec::Location(spec) = entity.spec()
-                {
-                    self.enqueue_targets(&mut queue, &mut scan, entity, spec, &pending.location);
-                }
-                scan.batch.documents.push(document);
             }
         }
         scan
+    }
+
+    /// Reads and parses one location.
+    async fn load(&self, pending: &Pending, origin: &LocationRef) -> Loaded {
+        let key = pending.location.to_string();
+        let source = Source {
+            location: pending.location.clone(),
+            origin: origin.clone(),
+        };
+        let bytes = match pending.location.location_type.as_str() {
+            "file" => {
+                let path = PathBuf::from(&pending.location.target);
+                // Read and parse in one trip to the blocking pool: most files need nothing else.
+                let reader = self.reader.clone();
+                let limits = self.limits;
+                let target = Target::File(path.clone());
+                let first = tokio::task::spawn_blocking(move || {
+                    let bytes = reader.read_offline(&target)?;
+                    let parsed = parse_file(&bytes, &limits);
+                    let targets = parsed.read_targets(&source);
+                    Ok::<_, callboard_descriptor::ReadError>(if targets.is_empty() {
+                        Ok(parsed.process(&source, &Reads::new()))
+                    } else {
+                        Err(bytes)
+                    })
+                })
+                .await;
+                match first {
+                    Ok(Ok(Ok(reports))) => {
+                        return Loaded::Read {
+                            path: Some(path),
+                            documents: to_scanned(reports, &key),
+                        };
+                    }
+                    Ok(Ok(Err(bytes))) => {
+                        let documents = self
+                            .read_documents(
+                                bytes,
+                                Source {
+                                    location: pending.location.clone(),
+                                    origin: origin.clone(),
+                                },
+                            )
+                            .await;
+                        return Loaded::Read {
+                            path: Some(path),
+                            documents,
+                        };
+                    }
+                    Ok(Err(e)) if e.not_found && pending.presence_optional => return Loaded::Skipped,
+                    Ok(Err(e)) => return Loaded::Unreadable(e.message),
+                    Err(e) => return Loaded::Unreadable(format!("read task failed: {e}")),
+                }
+            }
+            "url" => match url::Url::parse(&pending.location.target) {
+                Ok(url) => match self.reader.fetch(&Target::Url(url)).await {
+                    Ok(bytes) => bytes,
+                    Err(e) if e.not_found && pending.presence_optional => return Loaded::Skipped,
+                    Err(e) => return Loaded::Unreadable(e.message),
+                },
+                Err(e) => return Loaded::Unreadable(format!("{key} is not a valid URL: {e}")),
+            },
+            other => return Loaded::Unreadable(format!("locations of type {other:?} cannot be read")),
+        };
+        Loaded::Read {
+            path: None,
+            documents: self.read_documents(bytes, source).await,
+        }
     }
 
     /// Parses a file and reads its placeholders. Files without placeholders (nearly all) are
@@ -264,37 +376,7 @@ impl Scanner {
             }
             Err(_) => Vec::new(),
         };
-        reports
-            .into_iter()
-            .filter_map(|report| match report.outcome {
-                Outcome::Empty => None,
-                Outcome::Accepted(entity) => Some(Scanned::Accepted {
-                    entity,
-                    location: location.clone(),
-                    index: Some(report.index as u32),
-                }),
-                Outcome::Rejected(problems) => Some(Scanned::Rejected {
-                    entity_ref: report.entity_ref,
-                    location: location.clone(),
-                    index: Some(report.index as u32),
-                    problems: problems
-                        .into_iter()
-                        .map(|p| ProblemRecord {
-                            rule: p.diagnostic.rule.code().to_owned(),
-                            field: if p.diagnostic.path.is_root() {
-                                String::new()
-                            } else {
-                                p.diagnostic.path.to_string()
-                            },
-                            message: p.diagnostic.message,
-                            hint: p.diagnostic.hint,
-                            line: Some(p.line as u32),
-                            column: Some(p.column as u32),
-                        })
-                        .collect(),
-                }),
-            })
-            .collect()
+        to_scanned(reports, &location)
     }
 
     /// Queues a Location entity's targets, resolved against the file it was read from.

@@ -88,16 +88,32 @@ struct LightEvent {
 }
 
 impl State {
-    /// Applies one entity-topic event.
+    /// Applies one entity-topic event, as read from the log.
     pub fn apply_entity_event(&mut self, bytes: &[u8]) {
         let Ok(event) = serde_json::from_slice::<LightEvent>(bytes) else {
             tracing::warn!("skipping an undecodable event while rebuilding state");
             return;
         };
-        let subject = self.subjects.entry(event.subject).or_default();
-        subject.sequence = subject.sequence.max(event.sequence);
-        let data = event.data;
-        match EventType::from_name(&event.event_type) {
+        self.apply_parts(&event.event_type, event.subject, event.sequence, event.data);
+    }
+
+    /// Applies an entity-topic event the writer just appended (no re-parsing).
+    pub fn apply_event(&mut self, event: &CloudEvent) {
+        let text = |key: &str| event.data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
+        let data = LightData {
+            uid: text("uid"),
+            content_hash: text("contentHash"),
+            location_key: text("locationKey"),
+            origin_location: text("originLocation"),
+            location: event.data.get("location").cloned(),
+        };
+        self.apply_parts(&event.event_type, event.subject.clone(), event.sequence, data);
+    }
+
+    fn apply_parts(&mut self, event_type: &str, subject: String, sequence: u64, data: LightData) {
+        let subject = self.subjects.entry(subject).or_default();
+        subject.sequence = subject.sequence.max(sequence);
+        match EventType::from_name(event_type) {
             Some(EventType::EntityUpserted) => {
                 subject.live = Some(Live {
                     uid: data.uid.unwrap_or_default(),

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callboard_descriptor::LocationRef;
 use callboard_descriptor::location::location_annotations;
+use callboard_descriptor::{LocationRef, annotate};
 use callboard_events::CloudEvent;
 use callboard_events::log::{EventLog, LogError, Position, Record, Subscription};
 use callboard_events::topics::Topics;
@@ -97,6 +97,8 @@ pub struct Writer {
     watched: BTreeMap<String, (Vec<PathBuf>, Vec<PathBuf>)>,
     /// Set after a failed append: the log may hold events the state does not know yet.
     dirty: bool,
+    /// The command being handled: every event appended meanwhile names it as its cause.
+    cause: Option<String>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -132,6 +134,7 @@ impl Writer {
             scanner,
             watched: BTreeMap::new(),
             dirty: false,
+            cause: None,
         })
     }
 
@@ -193,7 +196,16 @@ impl Writer {
 
     /// Appends a decision: location events first, then entity events, in chunks; the state follows
     /// every appended chunk, so a failure part-way leaves it true to the log.
-    async fn append(&mut self, decision: Decision) -> Result<Vec<PositionRecord>, WriterError> {
+    async fn append(&mut self, mut decision: Decision) -> Result<Vec<PositionRecord>, WriterError> {
+        if let Some(cause) = &self.cause {
+            for event in decision
+                .entity_events
+                .iter_mut()
+                .chain(decision.location_events.iter_mut())
+            {
+                event.causationid.get_or_insert_with(|| cause.clone());
+            }
+        }
         let mut positions = Vec::new();
         let chunk = self.config.chunk.max(1);
         for (topic, events, is_entity) in [
@@ -208,14 +220,14 @@ impl Writer {
                         value: e.to_bytes(),
                     })
                     .collect();
-                let appended: Result<Vec<Position>, LogError> = self.log.append(&topic, records.clone()).await;
+                let appended: Result<Vec<Position>, LogError> = self.log.append(&topic, records).await;
                 match appended {
                     Ok(landed) => {
-                        for (record, position) in records.iter().zip(landed) {
+                        for (event, position) in events.iter().zip(landed) {
                             if is_entity {
-                                self.state.apply_entity_event(&record.value);
+                                self.state.apply_event(event);
                             } else {
-                                self.state.apply_location_event(&record.value);
+                                self.state.apply_location_event(&event.to_bytes());
                             }
                             positions.push(PositionRecord {
                                 topic: topic.clone(),
@@ -265,7 +277,9 @@ impl Writer {
     #[tracing::instrument(skip(self), fields(location = %location.key()))]
     pub async fn sync(&mut self, location: &LocationRecord) -> Result<SyncReport, WriterError> {
         self.refresh_if_dirty().await?;
-        let (sender, mut receiver) = mpsc::channel::<Vec<Scanned>>(64);
+        // Each message is a wave of up to 256 files: two in flight keep the pipeline full without
+        // holding a large part of the catalog in memory.
+        let (sender, mut receiver) = mpsc::channel::<Vec<Scanned>>(2);
         let scanner = self.scanner.clone();
         let root = location.clone();
         let actor = self.config.actor.clone();
@@ -370,7 +384,18 @@ impl Writer {
             );
         }
         let actor = command.actor.clone();
-        let result: CommandResult = match command.known_type() {
+        self.cause = Some(command.id.clone());
+        let result = self.carry_out(command, &actor).await;
+        self.cause = None;
+        match result {
+            Ok((positions, refs)) => completed(CommandStatus::Ok, positions, refs, Vec::new(), None),
+            Err((status, problems, message)) => completed(status, Vec::new(), Vec::new(), problems, Some(message)),
+        }
+    }
+
+    async fn carry_out(&mut self, command: &CloudEvent, actor: &str) -> CommandResult {
+        let actor = actor.to_owned();
+        match command.known_type() {
             Some(EventType::ApplyEntity) => match serde_json::from_value::<ApplyEntity>(command.data.clone()) {
                 Ok(apply) => {
                     self.apply_pushed(apply.entity, &actor, &command.source, &command.id)
@@ -402,10 +427,6 @@ impl Writer {
                 Vec::new(),
                 format!("unknown command type {}", command.event_type),
             )),
-        };
-        match result {
-            Ok((positions, refs)) => completed(CommandStatus::Ok, positions, refs, Vec::new(), None),
-            Err((status, problems, message)) => completed(status, Vec::new(), Vec::new(), problems, Some(message)),
         }
     }
 
@@ -439,16 +460,11 @@ impl Writer {
             location_type: "push".into(),
             target: actor.to_owned(),
         };
-        if let Some(Value::Object(metadata)) = entity.get_mut("metadata") {
-            let annotations = metadata
-                .entry("annotations")
-                .or_insert_with(|| Value::Object(Default::default()));
-            if let Value::Object(annotations) = annotations {
-                for (key, value) in location_annotations(&push, &push) {
-                    annotations.entry(key).or_insert(Value::String(value));
-                }
-            }
-        }
+        let annotations: Vec<(&'static str, Value)> = location_annotations(&push, &push)
+            .into_iter()
+            .map(|(k, v)| (k, Value::String(v)))
+            .collect();
+        annotate(&mut entity, &annotations);
         let entity = match validate(entity) {
             Ok(entity) => entity,
             Err(rejection) => {

@@ -143,6 +143,9 @@ impl EventLog for SqliteLog {
         let mut next: Vec<Option<i64>> = vec![None; partitions as usize];
         let mut positions = Vec::with_capacity(records.len());
         let timestamp = now_ms();
+        // Assign partitions and offsets first, then insert in multi-row statements: one statement
+        // per row would cost a round trip to SQLite's worker thread per event.
+        let mut rows = Vec::with_capacity(records.len());
         for record in records {
             let partition = partition_of(&record.key, partitions);
             let slot = &mut next[partition as usize];
@@ -160,20 +163,24 @@ impl EventLog for SqliteLog {
                     row.get::<i64, _>(0)
                 }
             };
-            sqlx::query(
-                "insert into messages (topic, partition, offset, key, value, timestamp_ms) values (?, ?, ?, ?, ?, ?)",
-            )
-            .bind(topic)
-            .bind(partition)
-            .bind(offset)
-            .bind(record.key)
-            .bind(record.value)
-            .bind(timestamp)
-            .execute(&mut *tx)
-            .await
-            .map_err(db_error)?;
             *slot = Some(offset + 1);
             positions.push(Position { partition, offset });
+            rows.push((partition, offset, record));
+        }
+        // SQLite allows 32,766 bound parameters per statement; six per row.
+        for chunk in rows.chunks(2_000) {
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+                "insert into messages (topic, partition, offset, key, value, timestamp_ms) ",
+            );
+            insert.push_values(chunk, |mut row, (partition, offset, record)| {
+                row.push_bind(topic)
+                    .push_bind(*partition)
+                    .push_bind(*offset)
+                    .push_bind(record.key.as_str())
+                    .push_bind(record.value.as_slice())
+                    .push_bind(timestamp);
+            });
+            insert.build().execute(&mut *tx).await.map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         self.appended.send_modify(|n| *n += 1);

@@ -31,7 +31,12 @@ enum Command {
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    // Parsing runs on the blocking pool; a few threads keep the cores busy, while hundreds (the
+    // default cap is 512) would each keep a heap of their own.
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(8)
+        .build()?)
 }
 
 fn main() -> ExitCode {
