@@ -94,11 +94,28 @@ impl CloudEvent {
     }
 }
 
-/// The current time as RFC 3339 with millisecond precision.
+/// The current time as RFC 3339, UTC, always with three fractional digits
+/// (`2026-11-22T10:00:00.000Z`), so times compare correctly as strings.
 pub fn now_rfc3339() -> String {
-    let now = OffsetDateTime::now_utc();
-    let now = now
-        .replace_nanosecond(now.millisecond() as u32 * 1_000_000)
-        .unwrap_or(now);
-    now.format(&Rfc3339).unwrap_or_else(|_| "1970-01-01T00:00:00Z".into())
+    format_time(OffsetDateTime::now_utc())
+}
+
+/// Formats a time the way events carry it.
+pub fn format_time(time: OffsetDateTime) -> String {
+    let t = time.to_offset(time::UtcOffset::UTC);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.millisecond()
+    )
+}
+
+/// Parses any RFC 3339 time and formats it as events carry it; `None` if it is not RFC 3339.
+pub fn normalize_time(text: &str) -> Option<String> {
+    OffsetDateTime::parse(text, &Rfc3339).ok().map(format_time)
 }

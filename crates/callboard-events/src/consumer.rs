@@ -44,6 +44,12 @@ impl PositionedConsumer {
         }
     }
 
+    /// Forgets every cached position, so the next messages are checked against the store again
+    /// (after the consumer's data moved, e.g. to a replayed generation).
+    pub fn reset(&mut self) {
+        self.applied.clear();
+    }
+
     /// The partitions assigned now.
     pub fn assignment(&self) -> Vec<(String, i32)> {
         self.subscription.assignment()

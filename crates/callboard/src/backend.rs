@@ -90,3 +90,42 @@ pub fn lock_writer(data_dir: &Path) -> Result<WriterLock> {
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("cannot lock {}", path.display())),
     }
 }
+
+/// Options of commands that touch the read model.
+#[derive(Debug, Clone, clap::Args)]
+pub struct StoreArgs {
+    /// PostgreSQL URL of the read model (`postgres://…`); without it, the read model is an
+    /// SQLite file in the data directory.
+    #[arg(long = "database-url", env = "CALLBOARD_DATABASE_URL", value_name = "URL")]
+    pub database_url: Option<String>,
+}
+
+/// The read model, as both of its ports.
+pub struct Stores {
+    /// The write side.
+    pub store: Arc<dyn callboard_readmodel::store::ReadStore>,
+    /// A description for logs.
+    pub describe: String,
+}
+
+impl StoreArgs {
+    /// Opens the configured read model.
+    pub async fn open(&self, data_dir: &Path) -> Result<Stores> {
+        if let Some(url) = &self.database_url {
+            let store = Arc::new(
+                callboard_readmodel_postgres::PostgresStore::connect(url)
+                    .await
+                    .context("cannot connect to the read model in PostgreSQL")?,
+            );
+            // Never log the URL: it may carry a password.
+            return Ok(Stores { store, describe: "PostgreSQL".into() });
+        }
+        let path = data_dir.join("catalog.db");
+        let store = Arc::new(
+            callboard_readmodel_sqlite::SqliteStore::open(&path)
+                .await
+                .with_context(|| format!("cannot open the read model at {}", path.display()))?,
+        );
+        Ok(Stores { store, describe: format!("SQLite at {}", path.display()) })
+    }
+}

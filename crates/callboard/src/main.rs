@@ -28,6 +28,10 @@ enum Command {
     Validate(commands::validate::Args),
     /// Register locations and write their entities to the event log once, with progress.
     Import(commands::import::Args),
+    /// Run the projector role: keep the read model up to date from the log.
+    Project(commands::project::Args),
+    /// Rebuild the read model from the start of the log and switch over atomically.
+    Replay(commands::replay::Args),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -46,6 +50,14 @@ fn main() -> ExitCode {
         Command::Import(args) => {
             telemetry::init("warn");
             runtime().and_then(|rt| rt.block_on(commands::import::run(args)))
+        }
+        Command::Project(args) => {
+            telemetry::init("info");
+            runtime().and_then(|rt| rt.block_on(commands::project::run(args)))
+        }
+        Command::Replay(args) => {
+            telemetry::init("warn");
+            runtime().and_then(|rt| rt.block_on(commands::replay::run(args)))
         }
     };
     match result {

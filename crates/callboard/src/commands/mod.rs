@@ -1,4 +1,6 @@
 //! One module per subcommand.
 
 pub mod import;
+pub mod project;
+pub mod replay;
 pub mod validate;

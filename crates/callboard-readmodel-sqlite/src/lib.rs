@@ -1,0 +1,993 @@
+//! The embedded read model: the rows of `callboard-readmodel` in an SQLite file.
+//!
+//! Each generation's tables carry the prefix `g<n>_`; the `read_model` table names the active
+//! one. Filter keys are a JSON array per entity (searched with `json_each`), full-text search is
+//! an FTS5 table keyed by the entity row's id, and counted facets are kept in a table.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use callboard_readmodel::filter::Filter;
+use callboard_readmodel::project::{COUNTED_FACETS, Changes, Loaded};
+use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, RelationKey, SpanRow};
+use callboard_readmodel::search;
+use callboard_readmodel::store::{
+    CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
+};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite, SqlitePool};
+
+/// The read model in an SQLite file.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+}
+
+fn db(e: sqlx::Error) -> StoreError {
+    match e {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) => {
+            StoreError::Unavailable(e.to_string())
+        }
+        other => StoreError::Other(other.to_string()),
+    }
+}
+
+/// Migrations of the registry tables (`migrations/sqlite`).
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/sqlite");
+
+/// The tables of one generation; `{p}` is the prefix.
+const SCHEMA: &str = include_str!("../../../migrations/templates/sqlite-generation.sql");
+
+/// Tables (and their ordering columns) compared by checksums.
+const CHECKED: [(&str, &str, &str); 7] = [
+    (
+        "entities",
+        "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, search_keys, search_text, document",
+        "entity_ref",
+    ),
+    (
+        "history",
+        "subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail",
+        "subject, sequence",
+    ),
+    (
+        "spans",
+        "origin, source, relation_type, target, from_sequence, valid_from, valid_to",
+        "origin, source, relation_type, target, from_sequence",
+    ),
+    (
+        "rejections",
+        "subject, entity_ref, location, origin, document_index, problems, conflicts_with, time, sequence",
+        "subject",
+    ),
+    ("facets", "key, value, count", "key, value"),
+    (
+        "locations",
+        "key, location_type, target, id, entity_ref, registered_at",
+        "key",
+    ),
+    (
+        "positions",
+        "grp, topic, partition, offset, event_time",
+        "grp, topic, partition",
+    ),
+];
+
+/// The statements of a SQL file: comment lines dropped, split at `;`.
+fn statements(text: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+fn prefix(generation: Generation) -> String {
+    format!("g{}_", generation.0)
+}
+
+/// A statement for a generation: the prefix is an integer we format, never input.
+fn sql(generation: Generation, template: &str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(template.replace("{p}", &prefix(generation)))
+}
+
+fn json_list(items: &[String]) -> String {
+    serde_json::to_string(items).unwrap_or_else(|_| "[]".into())
+}
+
+const ENTITY_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, search_keys, search_text, document";
+
+fn entity_row(row: &SqliteRow) -> Result<EntityRow, StoreError> {
+    let keys: String = row.try_get("search_keys").map_err(db)?;
+    let document: String = row.try_get("document").map_err(db)?;
+    Ok(EntityRow {
+        entity_ref: row.try_get("entity_ref").map_err(db)?,
+        uid: row.try_get("uid").map_err(db)?,
+        kind: row.try_get("kind").map_err(db)?,
+        namespace: row.try_get("namespace").map_err(db)?,
+        name: row.try_get("name").map_err(db)?,
+        sequence: row.try_get("sequence").map_err(db)?,
+        content_hash: row.try_get("content_hash").map_err(db)?,
+        location_key: row.try_get("location_key").map_err(db)?,
+        origin: row.try_get("origin").map_err(db)?,
+        created_at: row.try_get("created_at").map_err(db)?,
+        updated_at: row.try_get("updated_at").map_err(db)?,
+        owner: row.try_get("owner").map_err(db)?,
+        title: row.try_get("title").map_err(db)?,
+        spec_type: row.try_get("spec_type").map_err(db)?,
+        lifecycle: row.try_get("lifecycle").map_err(db)?,
+        search_keys: serde_json::from_str(&keys).unwrap_or_default(),
+        search_text: row.try_get("search_text").map_err(db)?,
+        document: serde_json::from_str(&document).unwrap_or(Value::Null),
+    })
+}
+
+fn json_text(value: &Option<Value>) -> Option<String> {
+    value.as_ref().map(Value::to_string)
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the read model at `path`.
+    pub async fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError::Other(format!("cannot create {}: {e}", parent.display())))?;
+        }
+        let options = SqliteConnectOptions::from_str(&format!("sqlite://{}", path.display()))
+            .map_err(db)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // The read model can always be insert from the log: NORMAL is durable across a
+            // process crash, which is all a projection needs.
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(30));
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(options)
+            .await
+            .map_err(db)?;
+        Ok(Self { pool })
+    }
+
+    async fn create_tables(&self, generation: Generation) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for statement in statements(SCHEMA) {
+            sqlx::query(sql(generation, &statement))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn reader_generation(&self) -> Result<Generation, StoreError> {
+        self.active().await
+    }
+}
+
+#[async_trait]
+impl ReadStore for SqliteStore {
+    async fn prepare(&self) -> Result<Generation, StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Other(format!("migrations failed: {e}")))?;
+        let generation = self.active().await?;
+        self.create_tables(generation).await?;
+        Ok(generation)
+    }
+
+    async fn active(&self) -> Result<Generation, StoreError> {
+        let row = sqlx::query("select active from read_model where name = 'catalog'")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(Generation(row.get(0)))
+    }
+
+    async fn create_generation(&self) -> Result<Generation, StoreError> {
+        let row = sqlx::query("update read_model set next = next + 1 where name = 'catalog' returning next - 1")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(db)?;
+        let generation = Generation(row.get(0));
+        self.drop_generation(generation).await?;
+        self.create_tables(generation).await?;
+        Ok(generation)
+    }
+
+    async fn activate(&self, generation: Generation) -> Result<(), StoreError> {
+        sqlx::query("update read_model set active = ? where name = 'catalog'")
+            .bind(generation.0)
+            .execute(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(())
+    }
+
+    async fn drop_generation(&self, generation: Generation) -> Result<(), StoreError> {
+        for table in [
+            "entities",
+            "fts",
+            "history",
+            "spans",
+            "rejections",
+            "facets",
+            "locations",
+            "positions",
+            "meta",
+        ] {
+            let statement = format!("drop table if exists {{p}}{table}");
+            sqlx::query(sql(generation, &statement))
+                .execute(&self.pool)
+                .await
+                .map_err(db)?;
+        }
+        Ok(())
+    }
+
+    async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
+        let mut loaded = Loaded::default();
+        if subjects.is_empty() {
+            return Ok(loaded);
+        }
+        let list = json_list(subjects);
+        let mut conn = self.pool.acquire().await.map_err(db)?;
+        let rows = sqlx::query(sql(generation, "select subject, max(sequence) from {p}history where subject in (select value from json_each(?)) group by subject"))
+            .bind(&list)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?;
+        for row in rows {
+            loaded.applied.insert(row.get(0), row.get(1));
+        }
+        let statement =
+            format!("select {ENTITY_COLUMNS} from {{p}}entities where entity_ref in (select value from json_each(?))");
+        for row in sqlx::query(sql(generation, &statement))
+            .bind(&list)
+            .fetch_all(&mut *conn)
+            .await
+            .map_err(db)?
+        {
+            let entity = entity_row(&row)?;
+            loaded.entities.insert(entity.entity_ref.clone(), entity);
+        }
+        let rows = sqlx::query(sql(
+            generation,
+            "select origin, source, relation_type, target, from_sequence from {p}spans
+             where origin in (select value from json_each(?)) and valid_to is null",
+        ))
+        .bind(&list)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        for row in rows {
+            let key = RelationKey {
+                origin: row.get(0),
+                source: row.get(1),
+                relation_type: row.get(2),
+                target: row.get(3),
+            };
+            loaded
+                .open
+                .entry(key.origin.clone())
+                .or_default()
+                .push((key, row.get(4)));
+        }
+        let rows = sqlx::query(sql(
+            generation,
+            "select subject from {p}rejections where subject in (select value from json_each(?))",
+        ))
+        .bind(&list)
+        .fetch_all(&mut *conn)
+        .await
+        .map_err(db)?;
+        loaded.rejections = rows.into_iter().map(|r| r.get(0)).collect();
+        Ok(loaded)
+    }
+
+    async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError> {
+        let p = prefix(generation);
+        let mut tx = self.pool.begin_with("begin immediate").await.map_err(db)?;
+        for chunk in changes.history.chunks(2_000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!(
+                "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail) "
+            ));
+            insert.push_values(chunk, |mut b, h| {
+                b.push_bind(&h.subject)
+                    .push_bind(h.sequence)
+                    .push_bind(&h.event_id)
+                    .push_bind(&h.event_type)
+                    .push_bind(&h.time)
+                    .push_bind(&h.source)
+                    .push_bind(&h.actor)
+                    .push_bind(&h.causation)
+                    .push_bind(json_text(&h.entity))
+                    .push_bind(json_text(&h.diff))
+                    .push_bind(json_text(&h.detail));
+            });
+            insert.push(" on conflict (subject, sequence) do nothing");
+            insert.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        if !changes.entity_deletes.is_empty() {
+            let list = json_list(&changes.entity_deletes);
+            sqlx::query(sql(generation, "delete from {p}fts where rowid in (select id from {p}entities where entity_ref in (select value from json_each(?)))"))
+                .bind(&list)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(sql(
+                generation,
+                "delete from {p}entities where entity_ref in (select value from json_each(?))",
+            ))
+            .bind(&list)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for chunk in changes.entity_upserts.chunks(1_000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!("insert into {p}entities ({ENTITY_COLUMNS}) "));
+            insert.push_values(chunk, |mut b, e| {
+                b.push_bind(&e.entity_ref)
+                    .push_bind(&e.uid)
+                    .push_bind(&e.kind)
+                    .push_bind(&e.namespace)
+                    .push_bind(&e.name)
+                    .push_bind(e.sequence)
+                    .push_bind(&e.content_hash)
+                    .push_bind(&e.location_key)
+                    .push_bind(&e.origin)
+                    .push_bind(&e.created_at)
+                    .push_bind(&e.updated_at)
+                    .push_bind(&e.owner)
+                    .push_bind(&e.title)
+                    .push_bind(&e.spec_type)
+                    .push_bind(&e.lifecycle)
+                    .push_bind(serde_json::to_string(&e.search_keys).unwrap_or_default())
+                    .push_bind(&e.search_text)
+                    .push_bind(e.document.to_string());
+            });
+            insert.push(format!(
+                " on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
+                  name = excluded.name, sequence = excluded.sequence, content_hash = excluded.content_hash,
+                  location_key = excluded.location_key, origin = excluded.origin, created_at = excluded.created_at,
+                  updated_at = excluded.updated_at, owner = excluded.owner, title = excluded.title, spec_type = excluded.spec_type,
+                  lifecycle = excluded.lifecycle, search_keys = excluded.search_keys, search_text = excluded.search_text,
+                  document = excluded.document
+                  where excluded.sequence > {p}entities.sequence"
+            ));
+            insert.build().execute(&mut *tx).await.map_err(db)?;
+            // Full-text rows follow the entity rows' ids.
+            let refs: Vec<String> = chunk.iter().map(|e| e.entity_ref.clone()).collect();
+            let list = json_list(&refs);
+            sqlx::query(sql(generation, "delete from {p}fts where rowid in (select id from {p}entities where entity_ref in (select value from json_each(?)))"))
+                .bind(&list)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+            sqlx::query(sql(generation, "insert into {p}fts (rowid, text) select id, search_text from {p}entities where entity_ref in (select value from json_each(?))"))
+                .bind(&list)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for (key, from_sequence, time) in &changes.span_closes {
+            sqlx::query(sql(
+                generation,
+                "update {p}spans set valid_to = ? where origin = ? and source = ? and relation_type = ? and target = ? and from_sequence = ? and valid_to is null",
+            ))
+            .bind(time)
+            .bind(&key.origin)
+            .bind(&key.source)
+            .bind(&key.relation_type)
+            .bind(&key.target)
+            .bind(from_sequence)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for chunk in changes.span_opens.chunks(3_000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!(
+                "insert into {p}spans (origin, source, relation_type, target, from_sequence, valid_from, valid_to) "
+            ));
+            insert.push_values(chunk, |mut b, s| {
+                b.push_bind(&s.origin)
+                    .push_bind(&s.source)
+                    .push_bind(&s.relation_type)
+                    .push_bind(&s.target)
+                    .push_bind(s.from_sequence)
+                    .push_bind(&s.valid_from)
+                    .push_bind(&s.valid_to);
+            });
+            insert.push(" on conflict do nothing");
+            insert.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        if !changes.rejection_deletes.is_empty() {
+            sqlx::query(sql(
+                generation,
+                "delete from {p}rejections where subject in (select value from json_each(?))",
+            ))
+            .bind(json_list(&changes.rejection_deletes))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        for chunk in changes.rejection_upserts.chunks(2_000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!(
+                "insert or replace into {p}rejections (subject, entity_ref, location, origin, document_index, problems, conflicts_with, time, sequence) "
+            ));
+            insert.push_values(chunk, |mut b, r| {
+                b.push_bind(&r.subject)
+                    .push_bind(&r.entity_ref)
+                    .push_bind(&r.location)
+                    .push_bind(&r.origin)
+                    .push_bind(r.document_index)
+                    .push_bind(r.problems.to_string())
+                    .push_bind(&r.conflicts_with)
+                    .push_bind(&r.time)
+                    .push_bind(r.sequence);
+            });
+            insert.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        for chunk in changes.facet_deltas.chunks(5_000) {
+            let mut insert = QueryBuilder::<Sqlite>::new(format!("insert into {p}facets (key, value, count) "));
+            insert.push_values(chunk, |mut b, f| {
+                b.push_bind(&f.key).push_bind(&f.value).push_bind(f.delta);
+            });
+            insert.push(" on conflict (key, value) do update set count = count + excluded.count");
+            insert.build().execute(&mut *tx).await.map_err(db)?;
+        }
+        if !changes.facet_deltas.is_empty() {
+            sqlx::query(sql(generation, "delete from {p}facets where count <= 0"))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for location in &changes.location_upserts {
+            sqlx::query(sql(generation, "insert or replace into {p}locations (key, location_type, target, id, entity_ref, registered_at) values (?, ?, ?, ?, ?, ?)"))
+                .bind(&location.key)
+                .bind(&location.location_type)
+                .bind(&location.target)
+                .bind(&location.id)
+                .bind(&location.entity_ref)
+                .bind(&location.registered_at)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        for key in &changes.location_deletes {
+            sqlx::query(sql(generation, "delete from {p}locations where key = ?"))
+                .bind(key)
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let times: HashMap<(&str, i32), &str> = changes
+            .last_times
+            .iter()
+            .map(|(t, p, time)| ((t.as_str(), *p), time.as_str()))
+            .collect();
+        for (topic, position) in &changes.positions {
+            let time = times.get(&(topic.as_str(), position.partition)).copied().unwrap_or("");
+            sqlx::query(sql(
+                generation,
+                "insert into {p}positions (grp, topic, partition, offset, event_time) values (?, ?, ?, ?, ?)
+                 on conflict (grp, topic, partition) do update set offset = excluded.offset,
+                 event_time = case when excluded.event_time = '' then {p}positions.event_time else excluded.event_time end",
+            ))
+            .bind(group)
+            .bind(topic)
+            .bind(position.partition)
+            .bind(position.offset)
+            .bind(time)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        if changes.relations_changed {
+            sqlx::query(sql(
+                generation,
+                "update {p}meta set value = value + 1 where key = 'graph_version'",
+            ))
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+
+    async fn position(
+        &self,
+        generation: Generation,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        let row = sqlx::query(sql(
+            generation,
+            "select offset from {p}positions where grp = ? and topic = ? and partition = ?",
+        ))
+        .bind(group)
+        .bind(topic)
+        .bind(partition)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row.map(|r| r.get(0)))
+    }
+
+    async fn positions(
+        &self,
+        generation: Generation,
+    ) -> Result<BTreeMap<(String, String, i32), (i64, String)>, StoreError> {
+        let rows = sqlx::query(sql(
+            generation,
+            "select grp, topic, partition, offset, event_time from {p}positions",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| ((r.get(0), r.get(1), r.get(2)), (r.get(3), r.get(4))))
+            .collect())
+    }
+
+    async fn checksums(&self, generation: Generation) -> Result<BTreeMap<String, String>, StoreError> {
+        let mut out = BTreeMap::new();
+        for (table, columns, order) in CHECKED {
+            if table == "positions" {
+                continue;
+            }
+            let statement = format!("select {columns} from {{p}}{table} order by {order}");
+            let rows = sqlx::query(sql(generation, &statement))
+                .fetch_all(&self.pool)
+                .await
+                .map_err(db)?;
+            let mut hasher = Sha256::new();
+            for row in &rows {
+                for i in 0..row.len() {
+                    let text: Option<String> = row
+                        .try_get::<Option<String>, _>(i)
+                        .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| v.map(|n| n.to_string())))
+                        .map_err(db)?;
+                    hasher.update(text.as_deref().unwrap_or("\u{0}NULL").as_bytes());
+                    hasher.update(b"\x01");
+                }
+                hasher.update(b"\n");
+            }
+            out.insert(
+                table.to_owned(),
+                format!("{} rows {}", rows.len(), hex::encode(hasher.finalize())),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Appends the SQL of a filter to a query, with bound values.
+fn push_filter(query: &mut QueryBuilder<Sqlite>, filter: &Filter, p: &str) {
+    match filter {
+        Filter::All(items) | Filter::Any(items) if items.is_empty() => {
+            query.push(if matches!(filter, Filter::All(_)) {
+                "1 = 1"
+            } else {
+                "1 = 0"
+            });
+        }
+        Filter::All(items) | Filter::Any(items) => {
+            let joiner = if matches!(filter, Filter::All(_)) {
+                " and "
+            } else {
+                " or "
+            };
+            query.push("(");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    query.push(joiner);
+                }
+                push_filter(query, item, p);
+            }
+            query.push(")");
+        }
+        Filter::Not(inner) => {
+            query.push("not (");
+            push_filter(query, inner, p);
+            query.push(")");
+        }
+        Filter::Field { key, values } => {
+            if let Some(relation) = Filter::relation_key(key) {
+                query.push(format!("exists (select 1 from {p}spans s where s.source = e.entity_ref and s.valid_to is null and lower(s.relation_type) = "));
+                query.push_bind(relation.to_owned());
+                if !values.is_empty() {
+                    query.push(" and s.target in (");
+                    let mut list = query.separated(", ");
+                    for value in values {
+                        list.push_bind(value.clone());
+                    }
+                    list.push_unseparated(")");
+                }
+                query.push(")");
+            } else {
+                query.push("exists (select 1 from json_each(e.search_keys) k where k.value in (");
+                let mut list = query.separated(", ");
+                if values.is_empty() {
+                    list.push_bind(key.clone());
+                } else {
+                    for value in values {
+                        list.push_bind(format!("{key}={value}"));
+                    }
+                }
+                list.push_unseparated("))");
+            }
+        }
+    }
+}
+
+/// An FTS5 query matching every term as a prefix.
+fn fts_query(text: &str) -> Option<String> {
+    let terms: Vec<String> = text
+        .split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .map(|t| format!("\"{}\"*", t.replace('"', "")))
+        .collect();
+    (!terms.is_empty()).then(|| terms.join(" "))
+}
+
+fn push_conditions(query: &mut QueryBuilder<Sqlite>, filter: Option<&Filter>, text: Option<&str>, p: &str) {
+    query.push(" where 1 = 1");
+    if let Some(filter) = filter {
+        query.push(" and ");
+        push_filter(query, filter, p);
+    }
+    if let Some(fts) = text.and_then(fts_query) {
+        query.push(format!(" and e.id in (select rowid from {p}fts where {p}fts match "));
+        query.push_bind(fts);
+        query.push(")");
+    }
+}
+
+fn sort_key(order: Order, row: &EntityRow) -> String {
+    match order {
+        Order::Ref => row.entity_ref.clone(),
+        Order::Name => format!("{}\u{0}{}", row.name, row.entity_ref),
+        Order::UpdatedDesc => format!("{}\u{0}{}", row.updated_at, row.entity_ref),
+    }
+}
+
+#[async_trait]
+impl CatalogReader for SqliteStore {
+    async fn entities(&self, refs: &[String]) -> Result<Vec<EntityRow>, StoreError> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let g = self.reader_generation().await?;
+        let statement =
+            format!("select {ENTITY_COLUMNS} from {{p}}entities where entity_ref in (select value from json_each(?))");
+        let rows = sqlx::query(sql(g, &statement))
+            .bind(json_list(refs))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        rows.iter().map(entity_row).collect()
+    }
+
+    async fn list(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
+        let g = self.reader_generation().await?;
+        let p = prefix(g);
+        let mut q = QueryBuilder::<Sqlite>::new(format!("select {ENTITY_COLUMNS} from {p}entities e"));
+        push_conditions(&mut q, query.filter.as_ref(), query.text.as_deref(), &p);
+        if let Some(after) = &query.after {
+            match query.order {
+                Order::Ref => {
+                    q.push(" and e.entity_ref > ");
+                    q.push_bind(after.clone());
+                }
+                Order::Name => {
+                    let (name, entity_ref) = after
+                        .split_once('\u{0}')
+                        .ok_or_else(|| StoreError::Invalid("bad cursor".into()))?;
+                    q.push(" and (e.name, e.entity_ref) > (");
+                    q.push_bind(name.to_owned());
+                    q.push(", ");
+                    q.push_bind(entity_ref.to_owned());
+                    q.push(")");
+                }
+                Order::UpdatedDesc => {
+                    let (time, entity_ref) = after
+                        .split_once('\u{0}')
+                        .ok_or_else(|| StoreError::Invalid("bad cursor".into()))?;
+                    q.push(" and (e.updated_at, e.entity_ref) < (");
+                    q.push_bind(time.to_owned());
+                    q.push(", ");
+                    q.push_bind(entity_ref.to_owned());
+                    q.push(")");
+                }
+            }
+        }
+        q.push(match query.order {
+            Order::Ref => " order by e.entity_ref",
+            Order::Name => " order by e.name, e.entity_ref",
+            Order::UpdatedDesc => " order by e.updated_at desc, e.entity_ref desc",
+        });
+        q.push(" limit ");
+        q.push_bind(query.limit as i64 + 1);
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
+        let mut entities: Vec<EntityRow> = rows.iter().map(entity_row).collect::<Result<_, _>>()?;
+        let has_more = entities.len() > query.limit;
+        entities.truncate(query.limit);
+        Ok(EntityPage {
+            rows: entities.into_iter().map(|e| (sort_key(query.order, &e), e)).collect(),
+            has_more,
+        })
+    }
+
+    async fn count(&self, filter: Option<&Filter>, text: Option<&str>) -> Result<i64, StoreError> {
+        let g = self.reader_generation().await?;
+        let p = prefix(g);
+        let mut q = QueryBuilder::<Sqlite>::new(format!("select count(*) from {p}entities e"));
+        push_conditions(&mut q, filter, text, &p);
+        let row = q.build().fetch_one(&self.pool).await.map_err(db)?;
+        Ok(row.get(0))
+    }
+
+    async fn facets(&self, key: &str, filter: Option<&Filter>) -> Result<Vec<(String, i64)>, StoreError> {
+        let g = self.reader_generation().await?;
+        let key = key.to_lowercase();
+        if filter.is_none() && COUNTED_FACETS.contains(&key.as_str()) {
+            let rows = sqlx::query(sql(
+                g,
+                "select value, count from {p}facets where key = ? order by count desc, value",
+            ))
+            .bind(&key)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            return Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect());
+        }
+        // Any other key, or a filtered set: count from the documents (original values).
+        let p = prefix(g);
+        let mut q = QueryBuilder::<Sqlite>::new(format!("select document from {p}entities e"));
+        push_conditions(&mut q, filter, None, &p);
+        q.push(" and exists (select 1 from json_each(e.search_keys) k where k.value = ");
+        q.push_bind(key.clone());
+        q.push(")");
+        let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
+        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
+        for row in rows {
+            let document: String = row.get(0);
+            let Ok(document) = serde_json::from_str::<Value>(&document) else {
+                continue;
+            };
+            let values: HashSet<String> = search::pairs(&document)
+                .into_iter()
+                .filter(|pair| pair.key == key)
+                .filter_map(|pair| pair.value.map(|(_, original)| original))
+                .collect();
+            for value in values {
+                *counts.entry(value).or_default() += 1;
+            }
+        }
+        let mut out: Vec<(String, i64)> = counts.into_iter().collect();
+        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+        Ok(out)
+    }
+
+    async fn relations(&self, refs: &[String], incoming: bool) -> Result<Vec<RelationView>, StoreError> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let g = self.reader_generation().await?;
+        let template = if incoming {
+            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.target)
+             from {p}spans s where s.valid_to is null and s.target in (select value from json_each(?))"
+        } else {
+            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.target)
+             from {p}spans s where s.valid_to is null and s.source in (select value from json_each(?))"
+        };
+        let rows = sqlx::query(sql(g, template))
+            .bind(json_list(refs))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let mut out: Vec<RelationView> = rows
+            .into_iter()
+            .map(|r| RelationView {
+                source: r.get(0),
+                relation_type: r.get(1),
+                target: r.get(2),
+                target_exists: r.get::<i64, _>(3) != 0,
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn all_relations(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        let g = self.reader_generation().await?;
+        let rows = sqlx::query(sql(
+            g,
+            "select distinct source, relation_type, target from {p}spans where valid_to is null",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    async fn relations_at(&self, time: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+        let g = self.reader_generation().await?;
+        let rows = sqlx::query(sql(
+            g,
+            "select distinct source, relation_type, target from {p}spans where valid_from <= ? and (valid_to is null or valid_to > ?)",
+        ))
+        .bind(time)
+        .bind(time)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+    }
+
+    async fn spans(&self, origin: &str) -> Result<Vec<SpanRow>, StoreError> {
+        let g = self.reader_generation().await?;
+        let rows = sqlx::query(sql(
+            g,
+            "select origin, source, relation_type, target, from_sequence, valid_from, valid_to from {p}spans where origin = ?
+             order by from_sequence, source, relation_type, target",
+        ))
+        .bind(origin)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| SpanRow {
+                origin: r.get(0),
+                source: r.get(1),
+                relation_type: r.get(2),
+                target: r.get(3),
+                from_sequence: r.get(4),
+                valid_from: r.get(5),
+                valid_to: r.get(6),
+            })
+            .collect())
+    }
+
+    async fn history(
+        &self,
+        subject: &str,
+        limit: usize,
+        before_sequence: Option<i64>,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        let g = self.reader_generation().await?;
+        let rows = sqlx::query(sql(
+            g,
+            "select subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail from {p}history
+             where subject = ? and sequence < ? order by sequence desc limit ?",
+        ))
+        .bind(subject)
+        .bind(before_sequence.unwrap_or(i64::MAX))
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let parse = |text: Option<String>| text.and_then(|t| serde_json::from_str(&t).ok());
+        Ok(rows
+            .into_iter()
+            .map(|r| HistoryRow {
+                subject: r.get(0),
+                sequence: r.get(1),
+                event_id: r.get(2),
+                event_type: r.get(3),
+                time: r.get(4),
+                source: r.get(5),
+                actor: r.get(6),
+                causation: r.get(7),
+                entity: parse(r.get(8)),
+                diff: parse(r.get(9)),
+                detail: parse(r.get(10)),
+            })
+            .collect())
+    }
+
+    async fn entity_at(&self, entity_ref: &str, time: &str) -> Result<Option<Value>, StoreError> {
+        let g = self.reader_generation().await?;
+        let row = sqlx::query(sql(
+            g,
+            "select entity from {p}history where subject = ? and time <= ?
+             and event_type in ('entity.upserted.v1', 'entity.deleted.v1') order by sequence desc limit 1",
+        ))
+        .bind(entity_ref)
+        .bind(time)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(row
+            .and_then(|r| r.get::<Option<String>, _>(0))
+            .and_then(|t| serde_json::from_str(&t).ok()))
+    }
+
+    async fn rejections(&self, by: RejectionsBy<'_>) -> Result<Vec<RejectionRow>, StoreError> {
+        let g = self.reader_generation().await?;
+        let columns = "subject, entity_ref, location, origin, document_index, problems, conflicts_with, time, sequence";
+        let (statement, value) = match by {
+            RejectionsBy::Entity(r) => (
+                format!("select {columns} from {{p}}rejections where entity_ref = ? order by subject"),
+                Some(r),
+            ),
+            RejectionsBy::Location(l) => (
+                format!("select {columns} from {{p}}rejections where location = ? order by subject"),
+                Some(l),
+            ),
+            RejectionsBy::Origin(o) => (
+                format!("select {columns} from {{p}}rejections where origin = ? order by subject"),
+                Some(o),
+            ),
+            RejectionsBy::All => (
+                format!("select {columns} from {{p}}rejections where ? is null order by subject"),
+                None,
+            ),
+        };
+        let rows = sqlx::query(sql(g, &statement))
+            .bind(value)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| RejectionRow {
+                subject: r.get(0),
+                entity_ref: r.get(1),
+                location: r.get(2),
+                origin: r.get(3),
+                document_index: r.get(4),
+                problems: serde_json::from_str(&r.get::<String, _>(5)).unwrap_or(Value::Null),
+                conflicts_with: r.get(6),
+                time: r.get(7),
+                sequence: r.get(8),
+            })
+            .collect())
+    }
+
+    async fn locations(&self) -> Result<Vec<LocationRow>, StoreError> {
+        let g = self.reader_generation().await?;
+        let rows = sqlx::query(sql(
+            g,
+            "select key, location_type, target, id, entity_ref, registered_at from {p}locations order by key",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| LocationRow {
+                key: r.get(0),
+                location_type: r.get(1),
+                target: r.get(2),
+                id: r.get(3),
+                entity_ref: r.get(4),
+                registered_at: r.get(5),
+            })
+            .collect())
+    }
+
+    async fn graph_version(&self) -> Result<i64, StoreError> {
+        let g = self.reader_generation().await?;
+        let row = sqlx::query(sql(g, "select value from {p}meta where key = 'graph_version'"))
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(row.map_or(0, |r| r.get(0)))
+    }
+}

@@ -1,0 +1,284 @@
+//! The projector: consumes the entity and location topics in a consumer group and writes the
+//! projected rows through a [`ReadStore`], storing positions in the same transaction. Killed at
+//! any point and restarted, it converges to the same rows: positions and rows commit together,
+//! and history's (subject, sequence) key skips anything applied twice.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use callboard_events::CloudEvent;
+use callboard_events::consumer::{PositionStore, PositionedConsumer};
+use callboard_events::log::{EventLog, LogError, Message};
+use callboard_events::topics::Topics;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+use crate::project::{StoredEvent, project, subjects};
+use crate::store::{Generation, ReadStore, StoreError};
+
+/// Why the projector stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectorError {
+    /// The log failed.
+    #[error(transparent)]
+    Log(#[from] LogError),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Settings of a projector.
+#[derive(Debug, Clone)]
+pub struct ProjectorConfig {
+    /// Topic names.
+    pub topics: Topics,
+    /// Consumer group; processes in one group split the partitions.
+    pub group: String,
+    /// Most events per transaction.
+    pub batch: usize,
+}
+
+impl ProjectorConfig {
+    /// The default group for `topics`.
+    pub fn new(topics: Topics) -> Self {
+        let group = format!("{}projector", topics.commands().trim_end_matches("commands"));
+        Self {
+            topics,
+            group,
+            batch: 2_000,
+        }
+    }
+}
+
+/// Turns a log message into a stored event.
+pub fn stored(message: Message) -> StoredEvent {
+    let event = CloudEvent::from_bytes(&message.value).ok();
+    if event.is_none() {
+        tracing::warn!(topic = %message.topic, partition = message.partition, offset = message.offset, "skipping a message that is not a CloudEvent");
+    }
+    StoredEvent {
+        topic: message.topic,
+        partition: message.partition,
+        offset: message.offset,
+        event,
+    }
+}
+
+struct StoredPositions {
+    store: Arc<dyn ReadStore>,
+    generation: Generation,
+    group: String,
+}
+
+#[async_trait]
+impl PositionStore for StoredPositions {
+    async fn applied(&self, topic: &str, partition: i32) -> Result<Option<i64>, LogError> {
+        self.store
+            .position(self.generation, &self.group, topic, partition)
+            .await
+            .map_err(|e| LogError::Other(e.to_string()))
+    }
+}
+
+/// Applies one batch: load, project, write. Returns (applied, skipped).
+#[tracing::instrument(skip_all, fields(events = batch.len(), generation = generation.0))]
+pub async fn apply_batch(
+    store: &dyn ReadStore,
+    generation: Generation,
+    group: &str,
+    batch: &[StoredEvent],
+) -> Result<crate::project::Changes, StoreError> {
+    let loaded = store.load(generation, &subjects(batch)).await?;
+    let changes = project(batch, loaded);
+    store.write(generation, group, &changes).await?;
+    tracing::debug!(
+        applied = changes.applied,
+        skipped = changes.skipped,
+        "projection batch written"
+    );
+    Ok(changes)
+}
+
+/// Runs a projector until `shutdown` resolves. After each batch, `progress` is told how many
+/// events were applied.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ReadStore>,
+    config: ProjectorConfig,
+    mut progress: impl FnMut(usize) + Send,
+    shutdown: impl Future<Output = ()> + Send,
+) -> Result<(), ProjectorError> {
+    let mut generation = store.prepare().await?;
+    let topics = vec![config.topics.entities(), config.topics.locations()];
+    log.ensure_topics(&config.topics.specs(1, 1)[..2]).await.ok();
+    let mut consumer = PositionedConsumer::new(log.subscribe(&config.group, &topics).await?);
+    let mut checked = Instant::now();
+    tokio::pin!(shutdown);
+    loop {
+        // A replay may have switched readers to a new generation: follow it.
+        if checked.elapsed() > Duration::from_secs(1) {
+            checked = Instant::now();
+            let active = store.active().await?;
+            if active != generation {
+                tracing::info!(
+                    from = generation.0,
+                    to = active.0,
+                    "the read model moved to a new generation"
+                );
+                generation = active;
+                consumer.reset();
+            }
+        }
+        let positions = StoredPositions {
+            store: store.clone(),
+            generation,
+            group: config.group.clone(),
+        };
+        let messages = tokio::select! {
+            () = &mut shutdown => return Ok(()),
+            polled = consumer.poll(&positions, config.batch, Duration::from_millis(200)) => polled?,
+        };
+        if messages.is_empty() {
+            continue;
+        }
+        let batch: Vec<StoredEvent> = messages.into_iter().map(stored).collect();
+        let changes = apply_batch(store.as_ref(), generation, &config.group, &batch).await?;
+        for (topic, position) in &changes.positions {
+            consumer.stored(topic, position.partition, position.offset).await?;
+        }
+        progress(changes.applied);
+    }
+}
+
+/// Lag of one partition.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Lag {
+    /// Consumer group.
+    pub group: String,
+    /// Topic.
+    pub topic: String,
+    /// Partition.
+    pub partition: i32,
+    /// Events in the log not applied yet.
+    pub events_behind: i64,
+    /// Seconds between the last applied event's time and now, when events are pending (0 when
+    /// caught up).
+    pub seconds_behind: f64,
+}
+
+/// The lag of every partition of the entity and location topics for `group`.
+pub async fn lag(
+    log: &dyn EventLog,
+    store: &dyn ReadStore,
+    topics: &Topics,
+    group: &str,
+) -> Result<Vec<Lag>, ProjectorError> {
+    let generation = store.active().await?;
+    let stored = store.positions(generation).await?;
+    let now = OffsetDateTime::now_utc();
+    let mut out = Vec::new();
+    for topic in [topics.entities(), topics.locations()] {
+        let ends = match log.end_offsets(&topic).await {
+            Ok(ends) => ends,
+            Err(LogError::UnknownTopic(_)) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for (partition, end) in ends.into_iter().enumerate() {
+            let partition = partition as i32;
+            let (applied, time) = stored
+                .get(&(group.to_owned(), topic.clone(), partition))
+                .map_or((-1, None), |(offset, time)| (*offset, Some(time.clone())));
+            let events_behind = (end - 1 - applied).max(0);
+            let seconds_behind = match (events_behind, time) {
+                (0, _) => 0.0,
+                (_, Some(time)) => {
+                    OffsetDateTime::parse(&time, &Rfc3339).map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0))
+                }
+                (_, None) => 0.0,
+            };
+            out.push(Lag {
+                group: group.to_owned(),
+                topic: topic.clone(),
+                partition,
+                events_behind,
+                seconds_behind,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// True when every partition of both topics is applied up to the log's current end.
+pub async fn caught_up(
+    log: &dyn EventLog,
+    store: &dyn ReadStore,
+    topics: &Topics,
+    group: &str,
+) -> Result<bool, ProjectorError> {
+    Ok(lag(log, store, topics, group)
+        .await?
+        .iter()
+        .all(|l| l.events_behind == 0))
+}
+
+/// Rebuilds the read model from the start of the log into a new generation, then switches
+/// readers to it and drops the old one. The old generation keeps serving until the switch.
+/// `progress(done, total)` reports events read.
+pub async fn replay(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ReadStore>,
+    config: &ProjectorConfig,
+    mut progress: impl FnMut(u64, u64) + Send,
+) -> Result<Generation, ProjectorError> {
+    let old = store.prepare().await?;
+    let generation = store.create_generation().await?;
+    let topics = [config.topics.locations(), config.topics.entities()];
+    let mut done: u64 = 0;
+    // Follow the log until a pass finds nothing new: events appended during the replay are
+    // included, and the live projector continues from the positions written here.
+    let mut from: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    loop {
+        let mut ends: Vec<(String, i32, i64)> = Vec::new();
+        for topic in &topics {
+            for (partition, end) in log.end_offsets(topic).await?.into_iter().enumerate() {
+                ends.push((topic.clone(), partition as i32, end));
+            }
+        }
+        let total: u64 = ends.iter().map(|(_, _, e)| *e as u64).sum();
+        let pending: Vec<_> = ends
+            .into_iter()
+            .filter(|(t, p, end)| from.get(&(t.clone(), *p)).copied().unwrap_or(0) < *end)
+            .collect();
+        if pending.is_empty() {
+            break;
+        }
+        for (topic, partition, end) in pending {
+            let mut next = from.get(&(topic.clone(), partition)).copied().unwrap_or(0);
+            while next < end {
+                let messages = log.read(&topic, partition, next, config.batch).await?;
+                if messages.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+                let chunk: Vec<StoredEvent> = messages.into_iter().filter(|m| m.offset < end).map(stored).collect();
+                next = chunk.last().map_or(end, |e| e.offset + 1);
+                if let Err(e) = apply_batch(store.as_ref(), generation, &config.group, &chunk).await {
+                    store.drop_generation(generation).await.ok();
+                    return Err(e.into());
+                }
+                done += chunk.len() as u64;
+                progress(done, total);
+            }
+            from.insert((topic, partition), end);
+        }
+    }
+    store.activate(generation).await?;
+    // Readers mid-query on the old tables finish first; a short grace keeps them from failing.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    if old != generation {
+        store.drop_generation(old).await?;
+    }
+    Ok(generation)
+}

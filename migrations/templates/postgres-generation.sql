@@ -1,0 +1,96 @@
+-- The tables of one read-model generation. Not a migration: a template applied for every new
+-- generation, with {p} replaced by the generation's prefix (g<number>_). Times are stored as
+-- fixed-width UTC text (2026-11-22T10:00:00.000Z), which compares correctly; documents as text,
+-- which keeps authors' key order.
+create table if not exists {p}entities (
+    entity_ref text primary key,
+    uid text not null,
+    kind text not null,
+    namespace text not null,
+    name text not null,
+    sequence bigint not null,
+    content_hash text not null,
+    location_key text not null,
+    origin text not null,
+    created_at text not null,
+    updated_at text not null,
+    owner text,
+    title text,
+    spec_type text,
+    lifecycle text,
+    search_keys text[] not null,
+    search_text text not null,
+    search_vector tsvector generated always as (to_tsvector('simple', search_text)) stored,
+    document text not null
+);
+create index if not exists {p}entities_keys on {p}entities using gin (search_keys);
+create index if not exists {p}entities_text on {p}entities using gin (search_vector);
+create index if not exists {p}entities_name on {p}entities (name, entity_ref);
+create index if not exists {p}entities_updated on {p}entities (updated_at, entity_ref);
+create index if not exists {p}entities_owner on {p}entities (owner);
+create index if not exists {p}entities_kind on {p}entities (kind);
+create table if not exists {p}history (
+    subject text not null,
+    sequence bigint not null,
+    event_id text not null,
+    event_type text not null,
+    time text not null,
+    source text not null,
+    actor text not null,
+    causation text,
+    entity text,
+    diff text,
+    detail text,
+    primary key (subject, sequence)
+);
+create table if not exists {p}spans (
+    origin text not null,
+    source text not null,
+    relation_type text not null,
+    target text not null,
+    from_sequence bigint not null,
+    valid_from text not null,
+    valid_to text,
+    primary key (origin, source, relation_type, target, from_sequence)
+);
+create index if not exists {p}spans_open_source on {p}spans (source) where valid_to is null;
+create index if not exists {p}spans_open_target on {p}spans (target) where valid_to is null;
+create index if not exists {p}spans_from on {p}spans (valid_from);
+create table if not exists {p}rejections (
+    subject text primary key,
+    entity_ref text,
+    location text not null,
+    origin text not null,
+    document_index bigint,
+    problems text not null,
+    conflicts_with text,
+    time text not null,
+    sequence bigint not null
+);
+create index if not exists {p}rejections_entity on {p}rejections (entity_ref);
+create index if not exists {p}rejections_location on {p}rejections (location);
+create index if not exists {p}rejections_origin on {p}rejections (origin);
+create table if not exists {p}facets (
+    key text not null,
+    value text not null,
+    count bigint not null,
+    primary key (key, value)
+);
+create table if not exists {p}locations (
+    key text primary key,
+    location_type text not null,
+    target text not null,
+    id text not null,
+    entity_ref text not null,
+    registered_at text not null
+);
+create table if not exists {p}positions (
+    grp text not null,
+    topic text not null,
+    partition integer not null,
+    "offset" bigint not null,
+    event_time text not null,
+    primary key (grp, topic, partition)
+);
+create table if not exists {p}meta (key text primary key, value bigint not null);
+insert into {p}meta (key, value) values ('graph_version', 0) on conflict (key) do nothing;
