@@ -16,9 +16,9 @@ use async_trait::async_trait;
 use callboard_events::cloudevent::CONTENT_TYPE;
 use callboard_events::log::{EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec};
 use rdkafka::admin::{AdminClient, AdminOptions, NewTopic, TopicReplication};
-use rdkafka::client::DefaultClientContext;
+use rdkafka::client::{ClientContext, DefaultClientContext};
 use rdkafka::config::ClientConfig;
-use rdkafka::consumer::{Consumer, StreamConsumer};
+use rdkafka::consumer::{Consumer, ConsumerContext, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::message::{Header, Message as _, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord, Producer};
@@ -32,6 +32,10 @@ pub struct KafkaConfig {
     pub brokers: String,
     /// Extra librdkafka properties (security settings and the like), applied to every client.
     pub extra: Vec<(String, String)>,
+    /// A stable identity of this process (e.g. a StatefulSet pod name). With it, consumer groups
+    /// use static membership: a restarted process takes its partitions back at once instead of
+    /// waiting for its old session to time out. Two live processes must never share it.
+    pub instance_id: Option<String>,
 }
 
 impl KafkaConfig {
@@ -40,6 +44,7 @@ impl KafkaConfig {
         Self {
             brokers: brokers.into(),
             extra: Vec::new(),
+            instance_id: None,
         }
     }
 
@@ -71,8 +76,22 @@ impl std::fmt::Debug for KafkaLog {
     }
 }
 
+/// The reader's client context: the end of a partition is how a read finishes, not an error, but
+/// librdkafka also reports it as a client-wide error, which the default context logs at `error`.
+struct EofIsNormal;
+
+impl ClientContext for EofIsNormal {
+    fn error(&self, error: KafkaError, reason: &str) {
+        if !matches!(error, KafkaError::Global(RDKafkaErrorCode::PartitionEOF)) {
+            tracing::error!(%error, reason, "librdkafka client error");
+        }
+    }
+}
+
+impl ConsumerContext for EofIsNormal {}
+
 struct Reader {
-    consumer: StreamConsumer,
+    consumer: StreamConsumer<EofIsNormal>,
     /// (topic, partition, next offset) of the current assignment.
     at: Option<(String, i32, i64)>,
 }
@@ -107,14 +126,14 @@ impl KafkaLog {
             .create()
             .map_err(kafka_error)?;
         let admin: AdminClient<DefaultClientContext> = config.client().create().map_err(kafka_error)?;
-        let consumer: StreamConsumer = config
+        let consumer: StreamConsumer<EofIsNormal> = config
             .client()
             .set("group.id", format!("callboard-reader-{}", std::process::id()))
             .set("enable.auto.commit", "false")
             .set("enable.partition.eof", "true")
             // Reads stop at the end of a partition; do not let the broker hold an empty fetch.
             .set("fetch.wait.max.ms", "20")
-            .create()
+            .create_with_context(EofIsNormal)
             .map_err(kafka_error)?;
         Ok(Self {
             config,
@@ -274,9 +293,8 @@ impl EventLog for KafkaLog {
     }
 
     async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, LogError> {
-        let consumer: StreamConsumer = self
-            .config
-            .client()
+        let mut config = self.config.client();
+        config
             .set("group.id", group)
             .set("enable.auto.commit", "true")
             .set("auto.commit.interval.ms", "1000")
@@ -288,9 +306,11 @@ impl EventLog for KafkaLog {
             .set("heartbeat.interval.ms", "1000")
             // A member busy with one long batch (a large import or replay) keeps its partitions:
             // letting them move would put two writers or projectors on them at once.
-            .set("max.poll.interval.ms", "1800000")
-            .create()
-            .map_err(kafka_error)?;
+            .set("max.poll.interval.ms", "1800000");
+        if let Some(instance) = &self.config.instance_id {
+            config.set("group.instance.id", format!("{instance}.{group}"));
+        }
+        let consumer: StreamConsumer = config.create().map_err(kafka_error)?;
         let names: Vec<&str> = topics.iter().map(String::as_str).collect();
         consumer.subscribe(&names).map_err(kafka_error)?;
         Ok(Box::new(KafkaSubscription { consumer }))

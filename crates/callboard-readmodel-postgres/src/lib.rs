@@ -175,10 +175,15 @@ impl PostgresStore {
                     .connect_with(options.clone().database("postgres"))
                     .await
                     .map_err(db)?;
-                sqlx::query(AssertSqlSafe(format!("create database {name}")))
+                match sqlx::query(AssertSqlSafe(format!("create database {name}")))
                     .execute(&admin)
                     .await
-                    .map_err(db)?;
+                {
+                    Ok(_) => {}
+                    // Another process created it at the same moment.
+                    Err(sqlx::Error::Database(e)) if matches!(e.code().as_deref(), Some("42P04" | "23505")) => {}
+                    Err(e) => return Err(db(e)),
+                }
                 admin.close().await;
                 PgPoolOptions::new()
                     .max_connections(8)

@@ -27,6 +27,10 @@ pub struct LogArgs {
     /// Replication factor of created Kafka topics.
     #[arg(long, env = "CALLBOARD_REPLICATION", default_value_t = 1)]
     pub replication: i16,
+    /// A stable identity for this process (e.g. the pod name of a StatefulSet): a restart then
+    /// takes its Kafka partitions back at once. Never give two running processes the same one.
+    #[arg(long, env = "CALLBOARD_INSTANCE_ID", value_name = "NAME")]
+    pub instance_id: Option<String>,
 }
 
 impl LogArgs {
@@ -38,7 +42,7 @@ impl LogArgs {
     /// Opens the configured log.
     pub async fn open(&self) -> Result<Arc<dyn EventLog>> {
         if let Some(brokers) = &self.kafka_brokers {
-            return open_kafka(brokers);
+            return open_kafka(brokers, self.instance_id.clone());
         }
         let path = self.data_dir.join("events.db");
         let log = callboard_log_sqlite::SqliteLog::open(&path)
@@ -54,14 +58,16 @@ impl LogArgs {
 }
 
 #[cfg(feature = "kafka")]
-fn open_kafka(brokers: &str) -> Result<Arc<dyn EventLog>> {
-    let log = callboard_kafka::KafkaLog::connect(callboard_kafka::KafkaConfig::new(brokers))
-        .with_context(|| format!("cannot connect to Kafka at {brokers}"))?;
+fn open_kafka(brokers: &str, instance_id: Option<String>) -> Result<Arc<dyn EventLog>> {
+    let mut config = callboard_kafka::KafkaConfig::new(brokers);
+    config.instance_id = instance_id;
+    let log =
+        callboard_kafka::KafkaLog::connect(config).with_context(|| format!("cannot connect to Kafka at {brokers}"))?;
     Ok(Arc::new(log))
 }
 
 #[cfg(not(feature = "kafka"))]
-fn open_kafka(_: &str) -> Result<Arc<dyn EventLog>> {
+fn open_kafka(_: &str, _: Option<String>) -> Result<Arc<dyn EventLog>> {
     bail!("this callboard was built without Kafka support (the `kafka` cargo feature)")
 }
 
@@ -118,7 +124,10 @@ impl StoreArgs {
                     .context("cannot connect to the read model in PostgreSQL")?,
             );
             // Never log the URL: it may carry a password.
-            return Ok(Stores { store, describe: "PostgreSQL".into() });
+            return Ok(Stores {
+                store,
+                describe: "PostgreSQL".into(),
+            });
         }
         let path = data_dir.join("catalog.db");
         let store = Arc::new(
@@ -126,6 +135,9 @@ impl StoreArgs {
                 .await
                 .with_context(|| format!("cannot open the read model at {}", path.display()))?,
         );
-        Ok(Stores { store, describe: format!("SQLite at {}", path.display()) })
+        Ok(Stores {
+            store,
+            describe: format!("SQLite at {}", path.display()),
+        })
     }
 }

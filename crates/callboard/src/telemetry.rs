@@ -3,8 +3,14 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// Directives added to every default filter: PostgreSQL's notices ("relation already exists,
+/// skipping" on each idempotent `create … if not exists`) say nothing an operator needs.
+const QUIET: &str = "sqlx::postgres::notice=warn";
+
 /// Installs the global subscriber with `default` as the filter when none is configured.
 pub fn init(default: &str) {
+    let default = format!("{default},{QUIET}");
+    let default = default.as_str();
     let filter = std::env::var("CALLBOARD_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| default.to_owned());

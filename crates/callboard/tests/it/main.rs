@@ -7,5 +7,7 @@ mod crash;
 mod freshness;
 mod import;
 mod log_behaviour;
+mod projection;
 mod push;
+mod stores;
 mod url_reads;

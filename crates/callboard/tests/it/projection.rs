@@ -1,0 +1,552 @@
+//! Projections end to end: incremental projection equals a full replay (table checksums, both
+//! read models), `kill -9` of the projector during an import, two projector processes sharing a
+//! consumer group, and the queries every read model answers.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use callboard_readmodel::filter::Filter;
+use callboard_readmodel::store::{EntityQuery, Order, RejectionsBy};
+use callboard_testkit::CatalogSpec;
+
+use crate::common::{Backend, callboard, live, read_events, write_catalog};
+use crate::stores::Store;
+
+/// The data directory of the CLI for a backend (the embedded log's folder, or a scratch one).
+fn data_dir_args(backend: &Backend, scratch: &Path) -> Vec<String> {
+    match backend {
+        Backend::Embedded(_) => Vec::new(),
+        Backend::Kafka(_) => vec!["--data-dir".into(), scratch.display().to_string()],
+    }
+}
+
+fn run(args: &[String]) {
+    let output = callboard().args(args).output().expect("run callboard");
+    assert!(
+        output.status.success(),
+        "callboard {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
+fn import(backend: &Backend, scratch: &Path, location: &Path) {
+    let mut args: Vec<String> = vec!["import".into(), "--quiet".into()];
+    args.extend(backend.cli_args());
+    args.extend(data_dir_args(backend, scratch));
+    args.push(location.display().to_string());
+    run(&args);
+}
+
+fn project(backend: &Backend, store: &Store, scratch: &Path, extra: &[&str]) -> String {
+    let mut args: Vec<String> = vec!["project".into(), "--until-caught-up".into()];
+    args.extend(backend.cli_args());
+    args.extend(data_dir_args(backend, scratch));
+    args.extend(store.cli_args());
+    args.extend(extra.iter().map(|s| (*s).to_owned()));
+    let output = callboard().args(&args).output().expect("run callboard project");
+    assert!(
+        output.status.success(),
+        "project failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn replay(backend: &Backend, store: &Store, scratch: &Path) {
+    let mut args: Vec<String> = vec!["replay".into(), "--quiet".into()];
+    args.extend(backend.cli_args());
+    args.extend(data_dir_args(backend, scratch));
+    args.extend(store.cli_args());
+    run(&args);
+}
+
+/// A catalog that changes: updates, a deleted file, a broken file later fixed, a duplicate.
+fn evolve(catalog: &Path, step: usize, files: &[(std::path::PathBuf, usize, usize)]) {
+    match step {
+        0 => {}
+        1 => {
+            for (path, _, _) in files.iter().take(30) {
+                let text = std::fs::read_to_string(path).expect("read");
+                std::fs::write(
+                    path,
+                    text.replace("Handles part of the order flow", "Handles the order flow, now faster"),
+                )
+                .expect("write");
+            }
+            std::fs::remove_file(&files[40].0).expect("delete a file");
+            std::fs::create_dir_all(catalog.join("broken")).expect("mkdir");
+            std::fs::write(
+                catalog.join("broken/catalog-info.yaml"),
+                "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: [oops\n",
+            )
+            .expect("write");
+            let first = std::fs::read_to_string(&files[50].0).expect("read");
+            std::fs::write(catalog.join("teams/duplicate/catalog-info.yaml").as_path(), first).unwrap_or_else(|_| {
+                std::fs::create_dir_all(catalog.join("teams/duplicate")).expect("mkdir");
+                std::fs::write(
+                    catalog.join("teams/duplicate/catalog-info.yaml"),
+                    std::fs::read_to_string(&files[50].0).expect("read"),
+                )
+                .expect("write");
+            });
+        }
+        _ => {
+            std::fs::write(catalog.join("broken/catalog-info.yaml"), "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: fixed}\nspec: {type: service, lifecycle: production, owner: team-a}\n").expect("write");
+            std::fs::remove_dir_all(catalog.join("teams/duplicate")).expect("remove the duplicate");
+        }
+    }
+}
+
+async fn incremental_equals_replay(backend: Backend, store: Store) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let catalog = tempfile::tempdir().expect("tempdir");
+    let files = write_catalog(
+        catalog.path(),
+        &CatalogSpec {
+            documents: 2_000,
+            invalid_every: 100,
+            documents_per_file: 4,
+            seed: 11,
+        },
+    );
+    for step in 0..3 {
+        evolve(catalog.path(), step, &files);
+        import(&backend, scratch.path(), catalog.path());
+        // Small batches, several runs: the incremental path, not one big batch.
+        project(&backend, &store, scratch.path(), &["--batch", "150"]);
+    }
+    let (read_store, reader) = store.open().await;
+    let generation = read_store.active().await.expect("active");
+    let incremental = read_store.checksums(generation).await.expect("checksums");
+    // The read model agrees with the log.
+    let log = backend.open().await;
+    let events = read_events(log.as_ref(), &backend.topics().entities()).await;
+    let expected_live = live(&events);
+    assert_eq!(
+        reader.count(None, None).await.expect("count") as usize,
+        expected_live.len()
+    );
+    assert!(
+        incremental["history"].starts_with(&format!("{} rows", events.len())),
+        "{incremental:?}"
+    );
+    assert!(
+        !reader
+            .rejections(RejectionsBy::All)
+            .await
+            .expect("rejections")
+            .is_empty(),
+        "the invalid documents are pending"
+    );
+
+    replay(&backend, &store, scratch.path());
+    let replayed_generation = read_store.active().await.expect("active");
+    assert_ne!(replayed_generation, generation, "a replay builds a new generation");
+    let replayed = read_store.checksums(replayed_generation).await.expect("checksums");
+    assert_eq!(
+        incremental, replayed,
+        "incremental projection and replay give identical tables"
+    );
+    // The projector continues on the new generation from where the replay left off.
+    evolve(catalog.path(), 0, &files);
+    std::fs::create_dir_all(catalog.path().join("late")).expect("mkdir");
+    std::fs::write(catalog.path().join("late/catalog-info.yaml"), "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: late-team}\nspec: {type: team, children: []}\n").expect("write");
+    import(&backend, scratch.path(), catalog.path());
+    project(&backend, &store, scratch.path(), &[]);
+    assert_eq!(
+        reader
+            .entities(&["group:default/late-team".into()])
+            .await
+            .expect("entities")
+            .len(),
+        1
+    );
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_equals_replay_embedded_sqlite() {
+    let backend = Backend::embedded();
+    let store = match &backend {
+        Backend::Embedded(dir) => Store::sqlite(dir.path()),
+        Backend::Kafka(_) => unreachable!(),
+    };
+    incremental_equals_replay(backend, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn incremental_equals_replay_kafka_postgres() {
+    incremental_equals_replay(Backend::kafka(), Store::postgres()).await;
+}
+
+/// Per subject, history holds sequences 1..n exactly once.
+async fn assert_history_contiguous(
+    reader: &dyn callboard_readmodel::store::CatalogReader,
+    events: &[callboard_events::CloudEvent],
+) {
+    let mut by_subject: BTreeMap<&str, u64> = BTreeMap::new();
+    for event in events {
+        let slot = by_subject.entry(event.subject.as_str()).or_default();
+        *slot = (*slot).max(event.sequence);
+    }
+    for (subject, last) in by_subject {
+        let history = reader.history(subject, 10_000, None).await.expect("history");
+        let mut sequences: Vec<i64> = history.iter().map(|h| h.sequence).collect();
+        sequences.reverse();
+        assert_eq!(sequences, (1..=last as i64).collect::<Vec<_>>(), "history of {subject}");
+    }
+}
+
+/// Events in the entity topic so far.
+async fn log_size(log: &std::sync::Arc<dyn callboard_events::log::EventLog>, backend: &Backend) -> i64 {
+    log.end_offsets(&backend.topics().entities())
+        .await
+        .map(|ends| ends.iter().sum())
+        .unwrap_or(0)
+}
+
+async fn kill_projector(backend: Backend, store: Store) {
+    const ROUNDS: usize = 20;
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let staging = tempfile::tempdir().expect("tempdir");
+    let catalog = tempfile::tempdir().expect("tempdir");
+    let files = write_catalog(
+        staging.path(),
+        &CatalogSpec {
+            documents: 10_000,
+            invalid_every: 0,
+            documents_per_file: 4,
+            seed: 5,
+        },
+    );
+    let mut import_args: Vec<String> = vec!["import".into(), "--quiet".into()];
+    import_args.extend(backend.cli_args());
+    import_args.extend(data_dir_args(&backend, scratch.path()));
+    import_args.push(catalog.path().display().to_string());
+    // A stable instance id, as a restarted pod has: the next projector takes the partitions back
+    // at once instead of waiting for the killed one's session to expire.
+    let mut project_args: Vec<String> = vec![
+        "project".into(),
+        "--batch".into(),
+        "50".into(),
+        "--instance-id".into(),
+        "projector-0".into(),
+    ];
+    project_args.extend(backend.cli_args());
+    project_args.extend(data_dir_args(&backend, scratch.path()));
+    project_args.extend(store.cli_args());
+    let (_, reader) = store.open().await;
+    let log = backend.open().await;
+    let mut before = 0;
+    // The import proceeds in twenty slices of the catalog; in each, a projector runs while the
+    // slice is imported and is killed at a random moment.
+    for (round, slice) in files.chunks(files.len().div_ceil(ROUNDS)).enumerate() {
+        for (path, _, _) in slice {
+            let relative = path.strip_prefix(staging.path()).expect("relative");
+            let destination = catalog.path().join(relative);
+            std::fs::create_dir_all(destination.parent().expect("parent")).expect("mkdir");
+            std::fs::copy(path, destination).expect("copy");
+        }
+        let mut importer = callboard()
+            .args(&import_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("import");
+        // Start the projector once the slice's events begin to arrive, so it has work when killed.
+        let appended_before = log_size(&log, &backend).await;
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while log_size(&log, &backend).await == appended_before && importer.try_wait().expect("wait").is_none() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the import of slice {round} appended nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let mut projector = callboard()
+            .args(&project_args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("project");
+        // Kill it at a random moment after it has started writing, so every kill hits a projector
+        // at work (mid-batch or between batches) rather than one still joining its group.
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while reader.count(None, None).await.unwrap_or(before) == before {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the projector of slice {round} projected nothing"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rand::random_range(0..400))).await;
+        let _ = projector.kill(); // SIGKILL, mid-batch or not
+        let _ = projector.wait();
+        assert!(importer.wait().expect("import").success(), "import of slice {round}");
+        before = reader.count(None, None).await.unwrap_or(before);
+    }
+    project(&backend, &store, scratch.path(), &[]);
+
+    let events = read_events(log.as_ref(), &backend.topics().entities()).await;
+    let (read_store, reader) = store.open().await;
+    let expected = live(&events);
+    assert_eq!(expected.len(), 10_001);
+    assert_eq!(
+        reader.count(None, None).await.expect("count") as usize,
+        expected.len(),
+        "no entity missing"
+    );
+    let generation = read_store.active().await.expect("active");
+    let checksums = read_store.checksums(generation).await.expect("checksums");
+    assert!(
+        checksums["history"].starts_with(&format!("{} rows", events.len())),
+        "no version duplicated: {checksums:?}"
+    );
+    // Spot-check contiguity on a sample of subjects (all of them on the small catalogs above).
+    let sample: Vec<_> = events.iter().step_by(97).cloned().collect();
+    assert_history_contiguous(reader.as_ref(), &sample).await;
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_projector_embedded_sqlite() {
+    let backend = Backend::embedded();
+    let store = match &backend {
+        Backend::Embedded(dir) => Store::sqlite(dir.path()),
+        Backend::Kafka(_) => unreachable!(),
+    };
+    kill_projector(backend, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn kill_9_projector_kafka_postgres() {
+    kill_projector(Backend::kafka(), Store::postgres()).await;
+}
+
+/// Two projector processes in one consumer group split the partitions and together build the
+/// same read model as one process.
+#[tokio::test(flavor = "multi_thread")]
+async fn two_projectors_share_a_group() {
+    let backend = Backend::kafka();
+    let store = Store::postgres();
+    let (read_store, _) = store.open().await;
+    read_store.prepare().await.expect("prepare");
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let catalog = tempfile::tempdir().expect("tempdir");
+    write_catalog(
+        catalog.path(),
+        &CatalogSpec {
+            documents: 6_000,
+            invalid_every: 200,
+            documents_per_file: 4,
+            seed: 9,
+        },
+    );
+    // Both members join before any event exists, so the group splits the partitions between them.
+    let log = backend.open().await;
+    log.ensure_topics(&backend.topics().specs(6, 1)).await.expect("topics");
+    let mut args: Vec<String> = vec!["project".into(), "--batch".into(), "200".into()];
+    args.extend(backend.cli_args());
+    args.extend(data_dir_args(&backend, scratch.path()));
+    args.extend(store.cli_args());
+    let spawn = || {
+        callboard()
+            .args(&args)
+            .env("CALLBOARD_LOG", "warn")
+            .stderr(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("project")
+    };
+    let (first, second) = (spawn(), spawn());
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    import(&backend, scratch.path(), catalog.path());
+    let topics = backend.topics();
+    let group = callboard_readmodel::projector::ProjectorConfig::new(topics.clone()).group;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !callboard_readmodel::projector::caught_up(log.as_ref(), read_store.as_ref(), &topics, &group)
+        .await
+        .expect("lag")
+    {
+        assert!(std::time::Instant::now() < deadline, "the projectors did not catch up");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Stop both gracefully (SIGINT) to read how much each did.
+    for child in [&first, &second] {
+        let _ = std::process::Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+    }
+    let (first, second) = (
+        first.wait_with_output().expect("first"),
+        second.wait_with_output().expect("second"),
+    );
+    assert!(
+        first.status.success() && second.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&first.stderr),
+        String::from_utf8_lossy(&second.stderr)
+    );
+    let projected = |output: &std::process::Output| -> u64 {
+        let text = String::from_utf8_lossy(&output.stderr);
+        text.lines()
+            .find_map(|l| l.strip_prefix("projected ")?.split(' ').next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let (a, b) = (projected(&first), projected(&second));
+    assert!(a > 0 && b > 0, "both processes did part of the work: {a} and {b}");
+    let together = read_store
+        .checksums(read_store.active().await.expect("active"))
+        .await
+        .expect("checksums");
+    // One process from scratch (a replay is one process reading every partition).
+    replay(&backend, &store, scratch.path());
+    let alone = read_store
+        .checksums(read_store.active().await.expect("active"))
+        .await
+        .expect("checksums");
+    assert_eq!(together, alone);
+    store.cleanup().await;
+}
+
+/// What every read model answers, on the demo catalog plus a broken file.
+async fn queries(backend: Backend, store: Store) {
+    let scratch = tempfile::tempdir().expect("tempdir");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/demo");
+    let broken = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        broken.path().join("catalog-info.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: Bad Name\nspec: {}\n",
+    )
+    .expect("write");
+    import(&backend, scratch.path(), &demo.join("catalog-info.yaml"));
+    import(&backend, scratch.path(), broken.path());
+    project(&backend, &store, scratch.path(), &[]);
+    let (_, reader) = store.open().await;
+
+    let rows = reader
+        .entities(&[
+            "component:default/booking-service".into(),
+            "component:default/nope".into(),
+        ])
+        .await
+        .expect("entities");
+    assert_eq!(rows.len(), 1);
+    let booking = &rows[0];
+    assert_eq!(booking.document["metadata"]["uid"], booking.uid.as_str());
+    assert_eq!(booking.owner.as_deref(), Some("group:default/team-ticketing"));
+
+    let components = Filter::eq("kind", "component");
+    let total = reader.count(Some(&components), None).await.expect("count");
+    assert_eq!(total, 65);
+    // Paging through a filtered list visits every match once.
+    let mut seen = Vec::new();
+    let mut after = None;
+    loop {
+        let page = reader
+            .list(&EntityQuery {
+                filter: Some(components.clone()),
+                order: Order::Name,
+                after: after.clone(),
+                limit: 20,
+                ..Default::default()
+            })
+            .await
+            .expect("list");
+        seen.extend(page.rows.iter().map(|(_, r)| r.entity_ref.clone()));
+        after = page.rows.last().map(|(k, _)| k.clone());
+        if !page.has_more {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 65);
+    let mut sorted = seen.clone();
+    sorted.dedup();
+    assert_eq!(sorted.len(), 65, "no duplicates across pages");
+
+    // Backstage filter semantics: OR of ANDs, case-insensitive, existence, relations.
+    let filter = Filter::parse_backstage(&[
+        "kind=Component,spec.type=website".into(),
+        "kind=API,spec.type=GRAPHQL".into(),
+    ])
+    .expect("filter");
+    let websites_and_graphql = reader.count(filter.as_ref(), None).await.expect("count");
+    assert_eq!(websites_and_graphql, 8 + 2);
+    let owned = Filter::parse_backstage(&["relations.ownedBy=group:default/team-ticketing".into()]).expect("filter");
+    assert!(reader.count(owned.as_ref(), None).await.expect("count") >= 1);
+    let tagged = Filter::parse_backstage(&["metadata.tags.java".into()]).expect("filter");
+    let with_java = reader.count(tagged.as_ref(), None).await.expect("count");
+    assert!(with_java > 0);
+
+    // Full-text search over names, titles, descriptions, tags.
+    assert!(reader.count(None, Some("booking")).await.expect("search") >= 3);
+    assert_eq!(reader.count(None, Some("zzzz-nothing")).await.expect("search"), 0);
+
+    // Facets: counted ones and any field, filtered or not.
+    let kinds = reader.facets("kind", None).await.expect("facets");
+    assert_eq!(kinds[0], ("Component".to_owned(), 65));
+    let lifecycles = reader
+        .facets("spec.lifecycle", Some(&components))
+        .await
+        .expect("facets");
+    assert_eq!(lifecycles.iter().map(|(_, n)| n).sum::<i64>(), 65);
+    let annotations = reader
+        .facets("metadata.annotations.github.com/project-slug", None)
+        .await
+        .expect("facets");
+    assert!(!annotations.is_empty(), "facets over any field");
+
+    // Relations, both directions, dangling targets marked.
+    let relations = reader
+        .relations(&["component:default/legacy-booking-portal".into()], false)
+        .await
+        .expect("relations");
+    let dangling: Vec<_> = relations.iter().filter(|r| !r.target_exists).collect();
+    assert!(
+        dangling
+            .iter()
+            .any(|r| r.target == "resource:default/legacy-oracle-reservations"),
+        "{relations:?}"
+    );
+    let incoming = reader
+        .relations(&["group:default/team-ticketing".into()], true)
+        .await
+        .expect("relations");
+    assert!(incoming.iter().any(|r| r.relation_type == "ownedBy"));
+
+    // History, rejections, locations.
+    let history = reader
+        .history("component:default/booking-service", 10, None)
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].event_type, "entity.upserted.v1");
+    let rejections = reader.rejections(RejectionsBy::All).await.expect("rejections");
+    assert_eq!(rejections.len(), 1);
+    assert_eq!(rejections[0].problems[0]["field"], "metadata.name");
+    let by_location = reader
+        .rejections(RejectionsBy::Location(&rejections[0].location))
+        .await
+        .expect("rejections");
+    assert_eq!(by_location.len(), 1);
+    assert_eq!(reader.locations().await.expect("locations").len(), 2);
+    assert!(reader.graph_version().await.expect("version") > 0);
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_embedded_sqlite() {
+    let backend = Backend::embedded();
+    let store = match &backend {
+        Backend::Embedded(dir) => Store::sqlite(dir.path()),
+        Backend::Kafka(_) => unreachable!(),
+    };
+    queries(backend, store).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queries_kafka_postgres() {
+    queries(Backend::kafka(), Store::postgres()).await;
+}
