@@ -6,7 +6,7 @@
 //! [`PositionedConsumer`] compares every newly seen partition with the stored position and seeks
 //! or skips, so each message is applied exactly once whatever the log remembers.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -25,6 +25,9 @@ pub struct PositionedConsumer {
     subscription: Box<dyn Subscription>,
     /// Last applied offset per partition, for partitions assigned to us; loaded on first sight.
     applied: HashMap<(String, i32), Option<i64>>,
+    /// Partitions whose next delivered message must be exactly the stored successor: anything
+    /// later means the log resumed past our data, and we seek back.
+    verify: HashSet<(String, i32)>,
 }
 
 impl std::fmt::Debug for PositionedConsumer {
@@ -41,6 +44,7 @@ impl PositionedConsumer {
         Self {
             subscription,
             applied: HashMap::new(),
+            verify: HashSet::new(),
         }
     }
 
@@ -48,6 +52,7 @@ impl PositionedConsumer {
     /// (after the consumer's data moved, e.g. to a replayed generation).
     pub fn reset(&mut self) {
         self.applied.clear();
+        self.verify.clear();
     }
 
     /// The partitions assigned now.
@@ -66,6 +71,26 @@ impl PositionedConsumer {
         // position may have advanced.
         let assigned: Vec<(String, i32)> = self.subscription.assignment();
         self.applied.retain(|k, _| assigned.contains(k));
+        self.verify.retain(|k| assigned.contains(k));
+        // Position newly assigned partitions from our data before reading: the log's resume
+        // point may be past it (a rebuilt read model) with nothing new to deliver, which the
+        // check on delivered messages below could never notice.
+        for key in assigned {
+            if self.applied.contains_key(&key) {
+                continue;
+            }
+            let applied = store.applied(&key.0, key.1).await?;
+            let next = applied.map_or(0, |a| a + 1);
+            match self.subscription.seek(&key.0, key.1, next).await {
+                Ok(()) => {
+                    self.applied.insert(key.clone(), applied);
+                    self.verify.insert(key);
+                }
+                // Kafka refuses seeks until a partition's fetcher has started; try again on the
+                // next poll (delivered messages are checked meanwhile).
+                Err(error) => tracing::debug!(%error, topic = key.0, partition = key.1, "seek deferred"),
+            }
+        }
 
         let messages = self.subscription.poll(max, wait).await?;
         let mut out = Vec::with_capacity(messages.len());
@@ -75,12 +100,13 @@ impl PositionedConsumer {
             if reseek.iter().any(|(t, p, _)| *t == key.0 && *p == key.1) {
                 continue;
             }
-            let (applied, first_sight) = match self.applied.get(&key) {
-                Some(applied) => (*applied, false),
+            let applied = match self.applied.get(&key) {
+                Some(applied) => *applied,
                 None => {
                     let applied = store.applied(&key.0, key.1).await?;
                     self.applied.insert(key.clone(), applied);
-                    (applied, true)
+                    self.verify.insert(key.clone());
+                    applied
                 }
             };
             let next = applied.map_or(0, |a| a + 1);
@@ -89,7 +115,7 @@ impl PositionedConsumer {
             }
             // Only the first message after (re)assignment is compared strictly: later gaps in
             // offsets are legitimate in Kafka (e.g. transaction markers of other producers).
-            if first_sight && message.offset > next {
+            if self.verify.remove(&key) && message.offset > next {
                 // The log resumed past what our data reflects (a rebuilt read model, a lost
                 // transaction): go back.
                 reseek.push((key.0, key.1, next));
