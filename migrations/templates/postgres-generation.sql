@@ -43,6 +43,9 @@ create table if not exists {p}history (
     detail text,
     primary key (subject, sequence)
 );
+-- Relations over time. Every relation is stored in both directions by the entity that declares
+-- it (its origin), so relations *into* an entity are found through the source index as the
+-- inverse rows: no target index is needed. Two narrow indexes instead of a five-column key.
 create table if not exists {p}spans (
     origin text not null,
     source text not null,
@@ -50,12 +53,10 @@ create table if not exists {p}spans (
     target text not null,
     from_sequence bigint not null,
     valid_from text not null,
-    valid_to text,
-    primary key (origin, source, relation_type, target, from_sequence)
+    valid_to text
 );
+create index if not exists {p}spans_origin on {p}spans (origin);
 create index if not exists {p}spans_open_source on {p}spans (source) where valid_to is null;
-create index if not exists {p}spans_open_target on {p}spans (target) where valid_to is null;
-create index if not exists {p}spans_from on {p}spans (valid_from);
 create table if not exists {p}rejections (
     subject text primary key,
     entity_ref text,
@@ -94,3 +95,6 @@ create table if not exists {p}positions (
 );
 create table if not exists {p}meta (key text primary key, value bigint not null);
 insert into {p}meta (key, value) values ('graph_version', 0) on conflict (key) do nothing;
+-- A random identity of this generation, so cached graph answers (shared in Redis by every
+-- replica, and by every deployment pointed at the same Redis) never outlive the tables they came from.
+insert into {p}meta (key, value) values ('graph_epoch', (floor(random() * 9e15))::bigint) on conflict (key) do nothing;

@@ -1,6 +1,7 @@
 -- The tables of one read-model generation (template: {p} is the generation's prefix, g<number>_).
--- Times are fixed-width UTC text; filter keys a JSON array; full-text search an FTS5 table keyed
--- by the entity row's id.
+-- Times are fixed-width UTC text. An entity row is small: its document lives once, in the history
+-- row of its current version (joined on read), and its filter keys and search text live only in
+-- the FTS5 index (keys as hashed words, see `search::key_token`), keyed by the entity row's id.
 create table if not exists {p}entities (
     id integer primary key,
     entity_ref text not null unique,
@@ -17,16 +18,16 @@ create table if not exists {p}entities (
     owner text,
     title text,
     spec_type text,
-    lifecycle text,
-    search_keys text not null,
-    search_text text not null,
-    document text not null
+    lifecycle text
 );
 create index if not exists {p}entities_name on {p}entities (name, entity_ref);
 create index if not exists {p}entities_updated on {p}entities (updated_at, entity_ref);
 create index if not exists {p}entities_owner on {p}entities (owner);
 create index if not exists {p}entities_kind on {p}entities (kind);
-create virtual table if not exists {p}fts using fts5 (text, content = '', contentless_delete = 1);
+-- `detail = column` keeps what column filters need (`keys : …`, `text : …`) and no positions.
+create virtual table if not exists {p}fts using fts5 (text, keys, content = '', contentless_delete = 1, detail = column);
+-- History and spans are rowid tables: new rows append at the end of the table instead of landing
+-- all over a clustered primary key, which made projection several times slower.
 create table if not exists {p}history (
     subject text not null,
     sequence integer not null,
@@ -38,9 +39,12 @@ create table if not exists {p}history (
     causation text,
     entity text,
     diff text,
-    detail text,
-    primary key (subject, sequence)
-) without rowid;
+    detail text
+);
+create unique index if not exists {p}history_subject on {p}history (subject, sequence);
+-- Relations over time. Every relation is stored in both directions by the entity that declares
+-- it (its origin), so relations *into* an entity are found through the source index as the
+-- inverse rows: no target index is needed.
 create table if not exists {p}spans (
     origin text not null,
     source text not null,
@@ -48,12 +52,10 @@ create table if not exists {p}spans (
     target text not null,
     from_sequence integer not null,
     valid_from text not null,
-    valid_to text,
-    primary key (origin, source, relation_type, target, from_sequence)
-) without rowid;
+    valid_to text
+);
+create index if not exists {p}spans_origin on {p}spans (origin);
 create index if not exists {p}spans_open_source on {p}spans (source) where valid_to is null;
-create index if not exists {p}spans_open_target on {p}spans (target) where valid_to is null;
-create index if not exists {p}spans_from on {p}spans (valid_from);
 create table if not exists {p}rejections (
     subject text primary key,
     entity_ref text,
@@ -92,3 +94,6 @@ create table if not exists {p}positions (
 ) without rowid;
 create table if not exists {p}meta (key text primary key, value integer not null);
 insert into {p}meta (key, value) values ('graph_version', 0) on conflict (key) do nothing;
+-- A random identity of this generation, so cached graph answers (shared in Redis by every
+-- replica, and by every deployment pointed at the same Redis) never outlive the tables they came from.
+insert into {p}meta (key, value) values ('graph_epoch', abs(random() % 9000000000000000)) on conflict (key) do nothing;

@@ -134,7 +134,7 @@ pub enum Served {
 #[derive(Clone)]
 pub struct GraphService {
     reader: Arc<dyn CatalogReader>,
-    /// Built graphs by version (`v<n>` now, `at:<time>` in the past).
+    /// Built graphs by version (`v<token>` now, `v<token>@<time>` in the past).
     graphs: Cache<String, Arc<Graph>>,
     /// Answers by key.
     answers: Cache<String, Arc<String>>,
@@ -183,10 +183,7 @@ impl GraphService {
 
     /// The graph now, or as of `time` (RFC 3339, normalised by the caller).
     pub async fn graph(&self, at: Option<&str>) -> Result<(String, Arc<Graph>), GraphError> {
-        let version = match at {
-            None => format!("v{}", self.reader.graph_version().await?),
-            Some(time) => format!("at:{time}"),
-        };
+        let version = self.version(at).await?;
         if let Some(graph) = self.graphs.get(&version).await {
             return Ok((version, graph));
         }
@@ -265,10 +262,14 @@ impl GraphService {
         .await
     }
 
+    /// The cache key of the graph asked for. A past graph is keyed by the current version too:
+    /// the log may still deliver an event stamped before `time` (another partition lagging), and
+    /// an instant in the future is a moving target.
     async fn version(&self, at: Option<&str>) -> Result<String, GraphError> {
+        let now = self.reader.graph_version().await?;
         Ok(match at {
-            None => format!("v{}", self.reader.graph_version().await?),
-            Some(time) => format!("at:{time}"),
+            None => format!("v{now}"),
+            Some(time) => format!("v{now}@{time}"),
         })
     }
 

@@ -16,6 +16,7 @@ use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow
 use callboard_readmodel::search;
 use callboard_readmodel::store::{
     CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
+    incoming_from_outgoing,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -437,7 +438,6 @@ impl ReadStore for PostgresStore {
                     .push_bind(&s.valid_from)
                     .push_bind(&s.valid_to);
             });
-            insert.push(" on conflict do nothing");
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
         if !changes.rejection_deletes.is_empty() {
@@ -824,25 +824,32 @@ impl CatalogReader for PostgresStore {
             return Ok(Vec::new());
         }
         let g = self.reader_generation().await?;
+        // Both directions are read from the rows leaving `refs` (see `incoming_from_outgoing`).
         let template = if incoming {
-            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.target)
-             from {p}spans s where s.valid_to is null and s.target = any(?)"
+            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.source)
+             from {p}spans s where s.valid_to is null and s.source = any(?)"
         } else {
             "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.target)
              from {p}spans s where s.valid_to is null and s.source = any(?)"
         };
-        let rows = sqlx::query(sql(g, template))
+        let rows: Vec<(String, String, String, bool)> = sqlx::query(sql(g, template))
             .bind(json_list(refs))
             .fetch_all(&self.pool)
             .await
-            .map_err(db)?;
+            .map_err(db)?
+            .into_iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<bool, _>(3)))
+            .collect();
+        if incoming {
+            return Ok(incoming_from_outgoing(rows));
+        }
         let mut out: Vec<RelationView> = rows
             .into_iter()
-            .map(|r| RelationView {
-                source: r.get(0),
-                relation_type: r.get(1),
-                target: r.get(2),
-                target_exists: r.get::<bool, _>(3),
+            .map(|(source, relation_type, target, target_exists)| RelationView {
+                source,
+                relation_type,
+                target,
+                target_exists,
             })
             .collect();
         out.sort();
@@ -1018,12 +1025,20 @@ impl CatalogReader for PostgresStore {
             .collect())
     }
 
-    async fn graph_version(&self) -> Result<i64, StoreError> {
+    async fn graph_version(&self) -> Result<String, StoreError> {
         let g = self.reader_generation().await?;
-        let row = sqlx::query(sql(g, "select value from {p}meta where key = 'graph_version'"))
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(row.map_or(0, |r| r.get(0)))
+        let rows = sqlx::query(sql(
+            g,
+            "select key, value from {p}meta where key in ('graph_epoch', 'graph_version')",
+        ))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        let value = |name: &str| {
+            rows.iter()
+                .find(|r| r.get::<String, _>(0) == name)
+                .map_or(0, |r| r.get::<i64, _>(1))
+        };
+        Ok(format!("{:x}.{}", value("graph_epoch"), value("graph_version")))
     }
 }

@@ -13,7 +13,6 @@ use callboard_events::consumer::{PositionStore, PositionedConsumer};
 use callboard_events::log::{EventLog, LogError, Message};
 use callboard_events::topics::Topics;
 use time::OffsetDateTime;
-use time::format_description::well_known::Rfc3339;
 
 use crate::project::{StoredEvent, project, subjects};
 use crate::store::{Generation, ReadStore, StoreError};
@@ -102,12 +101,13 @@ pub async fn apply_batch(
 }
 
 /// Runs a projector until `shutdown` resolves. After each batch, `progress` is told how many
-/// events were applied.
+/// events were applied and how long the batch took. A batch in flight when `shutdown` resolves
+/// is finished first: shutdown is only observed between batches.
 pub async fn run(
     log: Arc<dyn EventLog>,
     store: Arc<dyn ReadStore>,
     config: ProjectorConfig,
-    mut progress: impl FnMut(usize) + Send,
+    mut progress: impl FnMut(usize, Duration) + Send,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ProjectorError> {
     let mut generation = store.prepare().await?;
@@ -143,12 +143,13 @@ pub async fn run(
         if messages.is_empty() {
             continue;
         }
+        let started = Instant::now();
         let batch: Vec<StoredEvent> = messages.into_iter().map(stored).collect();
         let changes = apply_batch(store.as_ref(), generation, &config.group, &batch).await?;
         for (topic, position) in &changes.positions {
             consumer.stored(topic, position.partition, position.offset).await?;
         }
-        progress(changes.applied);
+        progress(changes.applied, started.elapsed());
     }
 }
 
@@ -163,8 +164,8 @@ pub struct Lag {
     pub partition: i32,
     /// Events in the log not applied yet.
     pub events_behind: i64,
-    /// Seconds between the last applied event's time and now, when events are pending (0 when
-    /// caught up).
+    /// How long the oldest pending event has been in the log, in seconds (0 when caught up):
+    /// the delay a reader of the read model sees right now.
     pub seconds_behind: f64,
 }
 
@@ -175,9 +176,18 @@ pub async fn lag(
     topics: &Topics,
     group: &str,
 ) -> Result<Vec<Lag>, ProjectorError> {
+    lag_of(log, store, topics, group, true).await
+}
+
+async fn lag_of(
+    log: &dyn EventLog,
+    store: &dyn ReadStore,
+    topics: &Topics,
+    group: &str,
+    with_time: bool,
+) -> Result<Vec<Lag>, ProjectorError> {
     let generation = store.active().await?;
     let stored = store.positions(generation).await?;
-    let now = OffsetDateTime::now_utc();
     let mut out = Vec::new();
     for topic in [topics.entities(), topics.locations()] {
         let ends = match log.end_offsets(&topic).await {
@@ -187,17 +197,19 @@ pub async fn lag(
         };
         for (partition, end) in ends.into_iter().enumerate() {
             let partition = partition as i32;
-            let (applied, time) = stored
+            let applied = stored
                 .get(&(group.to_owned(), topic.clone(), partition))
-                .map_or((-1, None), |(offset, time)| (*offset, Some(time.clone())));
+                .map_or(-1, |(offset, _)| *offset);
             let events_behind = (end - 1 - applied).max(0);
-            let seconds_behind = match (events_behind, time) {
-                (0, _) => 0.0,
-                (_, Some(time)) => {
-                    OffsetDateTime::parse(&time, &Rfc3339).map_or(0.0, |t| (now - t).as_seconds_f64().max(0.0))
+            let mut seconds_behind = 0.0;
+            if events_behind > 0 && with_time {
+                // The first pending event says how long readers have been missing it.
+                let pending = log.read(&topic, partition, applied + 1, 1).await?;
+                if let Some(first) = pending.first() {
+                    let now_ms = (OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+                    seconds_behind = ((now_ms - first.timestamp_ms).max(0) as f64) / 1000.0;
                 }
-                (_, None) => 0.0,
-            };
+            }
             out.push(Lag {
                 group: group.to_owned(),
                 topic: topic.clone(),
@@ -217,7 +229,7 @@ pub async fn caught_up(
     topics: &Topics,
     group: &str,
 ) -> Result<bool, ProjectorError> {
-    Ok(lag(log, store, topics, group)
+    Ok(lag_of(log, store, topics, group, false)
         .await?
         .iter()
         .all(|l| l.events_behind == 0))

@@ -86,6 +86,21 @@ pub fn keys(pairs: &[Pair]) -> Vec<String> {
     out
 }
 
+/// A filter key as one word an inverted index can hold exactly (`k` and 32 hex digits): the
+/// 128-bit FNV-1a hash of the key. The SQLite read model keeps these in its full-text index, where
+/// a filter is one index lookup instead of a scan; at 128 bits, collisions between distinct keys
+/// are not a practical concern (about 10^-20 for a million keys).
+pub fn key_token(key: &str) -> String {
+    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+    const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
+    let mut hash = OFFSET;
+    for byte in key.bytes() {
+        hash ^= u128::from(byte);
+        hash = hash.wrapping_mul(PRIME);
+    }
+    format!("k{hash:032x}")
+}
+
 /// Annotations whose values full-text search also matches.
 pub const SEARCHED_ANNOTATIONS: [&str; 3] = [
     "github.com/project-slug",
@@ -154,5 +169,19 @@ mod tests {
             "long values are existence-only"
         );
         assert_eq!(text(&entity), "Component Payments service Java web");
+    }
+
+    #[test]
+    fn key_tokens_are_stable_words() {
+        // Stored in read models: a change of hash would silently break filters on old rows.
+        assert_eq!(key_token(""), "k6c62272e07bb014262b821756295c58d");
+        assert_eq!(key_token("kind=component"), key_token("kind=component"));
+        assert_ne!(key_token("kind=component"), key_token("kind=api"));
+        assert!(
+            key_token("spec.owner=group:default/team-a")
+                .chars()
+                .skip(1)
+                .all(|c| c.is_ascii_hexdigit())
+        );
     }
 }

@@ -8,6 +8,7 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use callboard_model::relations::RelationType;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -128,6 +129,28 @@ pub struct RelationView {
     pub target_exists: bool,
 }
 
+/// Relations *into* `refs`, from the rows stored *out of* them: every relation is stored in both
+/// directions, so `(x, ownerOf, y)` is there exactly when `(y, ownedBy, x)` is. `rows` are
+/// `(source, type, target, source exists)` with the source in `refs`; unknown types (which no
+/// processor emits) have no inverse and are left out.
+pub fn incoming_from_outgoing(rows: Vec<(String, String, String, bool)>) -> Vec<RelationView> {
+    let mut out: Vec<RelationView> = rows
+        .into_iter()
+        .filter_map(|(source, relation_type, target, source_exists)| {
+            let inverse = relation_type.parse::<RelationType>().ok()?.inverse()?;
+            Some(RelationView {
+                source: target,
+                relation_type: inverse.as_str().to_owned(),
+                target: source,
+                target_exists: source_exists,
+            })
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// The questions the API asks.
 #[async_trait]
 pub trait CatalogReader: Send + Sync {
@@ -173,8 +196,9 @@ pub trait CatalogReader: Send + Sync {
     /// Registered locations.
     async fn locations(&self) -> Result<Vec<LocationRow>, StoreError>;
 
-    /// A number that changes whenever relation rows change (graph caches key on it).
-    async fn graph_version(&self) -> Result<i64, StoreError>;
+    /// An opaque token that changes whenever relation rows change and is never reused by another
+    /// generation or database (graph caches, including the shared one, key on it).
+    async fn graph_version(&self) -> Result<String, StoreError>;
 }
 
 /// Which rejections.
