@@ -6,6 +6,7 @@ use clap::{Parser, Subcommand};
 
 mod backend;
 mod commands;
+mod metrics;
 mod output;
 mod telemetry;
 

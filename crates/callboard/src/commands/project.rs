@@ -28,6 +28,10 @@ pub struct Args {
     /// Stop once everything in the log is projected (for scripts and benchmarks).
     #[arg(long)]
     until_caught_up: bool,
+    /// Serve `/metrics` (Prometheus text: lag per partition, events applied, batch times) and
+    /// `/healthz` on this address, e.g. `0.0.0.0:9464`.
+    #[arg(long, env = "CALLBOARD_METRICS_LISTEN", value_name = "ADDR")]
+    metrics_listen: Option<std::net::SocketAddr>,
 }
 
 /// Runs the command.
@@ -40,18 +44,32 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     config.batch = args.batch;
     tracing::info!(log = %log.describe(), store = %stores.describe, group = %config.group, "projecting");
+    let mut sampler = None;
+    if let Some(addr) = args.metrics_listen {
+        let bound = crate::metrics::listen(addr, crate::metrics::install()?).await?;
+        // Printed, not logged: scripts (and tests) read the bound port from here.
+        eprintln!("metrics on http://{bound}/metrics");
+        sampler = Some(tokio::spawn(crate::metrics::sample_lag(
+            log.clone(),
+            stores.store.clone(),
+            args.log.topics(),
+            config.group.clone(),
+        )));
+    }
     let applied = Arc::new(AtomicUsize::new(0));
     let counter = applied.clone();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let running = {
         let (log, store, config) = (log.clone(), stores.store.clone(), config.clone());
+        let group = config.group.clone();
         tokio::spawn(async move {
             projector::run(
                 log,
                 store,
                 config,
-                move |n| {
+                move |n, took| {
                     counter.fetch_add(n, Ordering::Relaxed);
+                    crate::metrics::batch_applied(&group, n, took);
                 },
                 async move {
                     let _ = stopped.await;
@@ -77,6 +95,9 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     let _ = stop.send(());
     running.await??;
+    if let Some(sampler) = sampler {
+        sampler.abort();
+    }
     eprintln!("projected {} events", applied.load(Ordering::Relaxed));
     Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,10 @@
 mod common;
 mod crash;
 mod freshness;
+mod history;
 mod import;
 mod log_behaviour;
+mod metrics;
 mod projection;
 mod push;
 mod stores;

@@ -15,14 +15,14 @@ use crate::common::{Backend, callboard, live, read_events, write_catalog};
 use crate::stores::Store;
 
 /// The data directory of the CLI for a backend (the embedded log's folder, or a scratch one).
-fn data_dir_args(backend: &Backend, scratch: &Path) -> Vec<String> {
+pub(crate) fn data_dir_args(backend: &Backend, scratch: &Path) -> Vec<String> {
     match backend {
         Backend::Embedded(_) => Vec::new(),
         Backend::Kafka(_) => vec!["--data-dir".into(), scratch.display().to_string()],
     }
 }
 
-fn run(args: &[String]) {
+pub(crate) fn run(args: &[String]) {
     let output = callboard().args(args).output().expect("run callboard");
     assert!(
         output.status.success(),
@@ -31,7 +31,7 @@ fn run(args: &[String]) {
     );
 }
 
-fn import(backend: &Backend, scratch: &Path, location: &Path) {
+pub(crate) fn import(backend: &Backend, scratch: &Path, location: &Path) {
     let mut args: Vec<String> = vec!["import".into(), "--quiet".into()];
     args.extend(backend.cli_args());
     args.extend(data_dir_args(backend, scratch));
@@ -39,7 +39,7 @@ fn import(backend: &Backend, scratch: &Path, location: &Path) {
     run(&args);
 }
 
-fn project(backend: &Backend, store: &Store, scratch: &Path, extra: &[&str]) -> String {
+pub(crate) fn project(backend: &Backend, store: &Store, scratch: &Path, extra: &[&str]) -> String {
     let mut args: Vec<String> = vec!["project".into(), "--until-caught-up".into()];
     args.extend(backend.cli_args());
     args.extend(data_dir_args(backend, scratch));
@@ -54,7 +54,7 @@ fn project(backend: &Backend, store: &Store, scratch: &Path, extra: &[&str]) -> 
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
-fn replay(backend: &Backend, store: &Store, scratch: &Path) {
+pub(crate) fn replay(backend: &Backend, store: &Store, scratch: &Path) {
     let mut args: Vec<String> = vec!["replay".into(), "--quiet".into()];
     args.extend(backend.cli_args());
     args.extend(data_dir_args(backend, scratch));
@@ -532,7 +532,7 @@ async fn queries(backend: Backend, store: Store) {
         .expect("rejections");
     assert_eq!(by_location.len(), 1);
     assert_eq!(reader.locations().await.expect("locations").len(), 2);
-    assert!(reader.graph_version().await.expect("version") > 0);
+    assert!(!reader.graph_version().await.expect("version").ends_with(".0"));
     store.cleanup().await;
 }
 
