@@ -18,7 +18,8 @@ create table if not exists {p}entities (
     title text,
     spec_type text,
     lifecycle text,
-    search_keys text[] not null,
+    -- Filter keys (`field`, `field=value`) as 64-bit hashes: see search::key_hash64.
+    search_keys bigint[] not null,
     search_text text not null,
     search_vector tsvector generated always as (to_tsvector('simple', search_text)) stored,
     document text not null

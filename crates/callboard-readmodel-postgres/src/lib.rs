@@ -44,11 +44,16 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 /// The tables of one generation; `{p}` is the prefix.
 const SCHEMA: &str = include_str!("../../../migrations/templates/postgres-generation.sql");
 
+/// The identity of [`SCHEMA`], kept in each generation's `meta`.
+fn layout() -> i64 {
+    search::key_hash64(SCHEMA)
+}
+
 /// Tables (and their ordering columns) compared by checksums.
 const CHECKED: [(&str, &str, &str); 7] = [
     (
         "entities",
-        "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, search_keys, search_text, document",
+        "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, search_keys::text, search_text, document",
         "entity_ref",
     ),
     (
@@ -122,8 +127,27 @@ fn json_list(items: &[String]) -> Vec<String> {
 
 const ENTITY_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, search_keys, search_text, document";
 
+/// The array literal of a set of filter keys, as their 64-bit hashes.
+fn key_array(keys: &[String]) -> String {
+    let mut out = String::with_capacity(keys.len() * 21 + 2);
+    out.push('{');
+    for (i, key) in keys.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&search::key_hash64(key).to_string());
+    }
+    out.push('}');
+    out
+}
+
+fn key_hashes<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<i64> {
+    keys.into_iter().map(|k| search::key_hash64(k)).collect()
+}
+
+/// An entity row as read. Its filter keys are only hashes in the index, so they come back empty:
+/// readers use the document.
 fn entity_row(row: &PgRow) -> Result<EntityRow, StoreError> {
-    let keys: Vec<String> = row.try_get("search_keys").map_err(db)?;
     let document: String = row.try_get("document").map_err(db)?;
     Ok(EntityRow {
         entity_ref: row.try_get("entity_ref").map_err(db)?,
@@ -141,7 +165,7 @@ fn entity_row(row: &PgRow) -> Result<EntityRow, StoreError> {
         title: row.try_get("title").map_err(db)?,
         spec_type: row.try_get("spec_type").map_err(db)?,
         lifecycle: row.try_get("lifecycle").map_err(db)?,
-        search_keys: keys,
+        search_keys: Vec::new(),
         search_text: row.try_get("search_text").map_err(db)?,
         document: serde_json::from_str(&document).unwrap_or(Value::Null),
     })
@@ -203,20 +227,42 @@ impl PostgresStore {
         &self.pool
     }
 
-    async fn create_tables(&self, generation: Generation) -> Result<(), StoreError> {
+    /// Creates a generation's tables if missing; tells whether they have the current layout.
+    async fn create_tables(&self, generation: Generation) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Concurrent projector processes may prepare at once: serialise schema changes.
         sqlx::query("select pg_advisory_xact_lock(8147001)")
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        let existed: bool = sqlx::query(sql(generation, "select to_regclass('{p}meta') is not null"))
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db)?
+            .get(0);
         for statement in statements(SCHEMA) {
             sqlx::query(sql(generation, &statement))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        tx.commit().await.map_err(db)
+        // The layout these tables were built with (tables from before layouts were recorded have
+        // none): a generation built from another version of the template is rebuilt rather than
+        // written with statements that no longer fit it.
+        if !existed {
+            sqlx::query(sql(generation, "insert into {p}meta (key, value) values ('layout', ?)"))
+                .bind(layout())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let built: Option<i64> = sqlx::query(sql(generation, "select value from {p}meta where key = 'layout'"))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .map(|row| row.get(0));
+        tx.commit().await.map_err(db)?;
+        Ok(built == Some(layout()))
     }
 
     async fn reader_generation(&self) -> Result<Generation, StoreError> {
@@ -232,8 +278,19 @@ impl ReadStore for PostgresStore {
             .await
             .map_err(|e| StoreError::Other(format!("migrations failed: {e}")))?;
         let generation = self.active().await?;
-        self.create_tables(generation).await?;
-        Ok(generation)
+        if self.create_tables(generation).await? {
+            return Ok(generation);
+        }
+        // Built by a version of Callboard with other tables: start a fresh generation, which the
+        // projector fills from the start of the log (positions live in the generation).
+        tracing::warn!(
+            generation = generation.0,
+            "the read model was built with another table layout; rebuilding it from the log"
+        );
+        let fresh = self.create_generation().await?;
+        self.activate(fresh).await?;
+        self.drop_generation(generation).await?;
+        Ok(fresh)
     }
 
     async fn active(&self) -> Result<Generation, StoreError> {
@@ -349,25 +406,31 @@ impl ReadStore for PostgresStore {
     async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError> {
         let p = prefix(generation);
         let mut tx = self.pool.begin().await.map_err(db)?;
-        for chunk in changes.history.chunks(2_000) {
-            let mut insert = QueryBuilder::<Postgres>::new(format!(
-                "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail) "
-            ));
-            insert.push_values(chunk, |mut b, h| {
-                b.push_bind(&h.subject)
-                    .push_bind(h.sequence)
-                    .push_bind(&h.event_id)
-                    .push_bind(&h.event_type)
-                    .push_bind(&h.time)
-                    .push_bind(&h.source)
-                    .push_bind(&h.actor)
-                    .push_bind(&h.causation)
-                    .push_bind(json_text(&h.entity))
-                    .push_bind(json_text(&h.diff))
-                    .push_bind(json_text(&h.detail));
-            });
-            insert.push(" on conflict (subject, sequence) do nothing");
-            insert.build().execute(&mut *tx).await.map_err(db)?;
+        // Rows go in as one array per column through `unnest`: one small statement that the
+        // connection prepares once, instead of a statement with thousands of parameters that
+        // PostgreSQL parses and plans anew for every batch.
+        if !changes.history.is_empty() {
+            let h = &changes.history;
+            sqlx::query(sql(
+                generation,
+                "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail)
+                 select * from unnest(?::text[], ?::int8[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+                 on conflict (subject, sequence) do nothing",
+            ))
+            .bind(h.iter().map(|r| r.subject.as_str()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.sequence).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.event_id.as_str()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.event_type.as_str()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.time.as_str()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.causation.as_deref()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| json_text(&r.entity)).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| json_text(&r.diff)).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| json_text(&r.detail)).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         if !changes.entity_deletes.is_empty() {
             let list = json_list(&changes.entity_deletes);
@@ -377,38 +440,49 @@ impl ReadStore for PostgresStore {
                 .await
                 .map_err(db)?;
         }
-        for chunk in changes.entity_upserts.chunks(1_000) {
-            let mut insert = QueryBuilder::<Postgres>::new(format!("insert into {p}entities ({ENTITY_COLUMNS}) "));
-            insert.push_values(chunk, |mut b, e| {
-                b.push_bind(&e.entity_ref)
-                    .push_bind(&e.uid)
-                    .push_bind(&e.kind)
-                    .push_bind(&e.namespace)
-                    .push_bind(&e.name)
-                    .push_bind(e.sequence)
-                    .push_bind(&e.content_hash)
-                    .push_bind(&e.location_key)
-                    .push_bind(&e.origin)
-                    .push_bind(&e.created_at)
-                    .push_bind(&e.updated_at)
-                    .push_bind(&e.owner)
-                    .push_bind(&e.title)
-                    .push_bind(&e.spec_type)
-                    .push_bind(&e.lifecycle)
-                    .push_bind(e.search_keys.clone())
-                    .push_bind(&e.search_text)
-                    .push_bind(e.document.to_string());
-            });
-            insert.push(format!(
-                " on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
-                  name = excluded.name, sequence = excluded.sequence, content_hash = excluded.content_hash,
-                  location_key = excluded.location_key, origin = excluded.origin, created_at = excluded.created_at,
-                  updated_at = excluded.updated_at, owner = excluded.owner, title = excluded.title, spec_type = excluded.spec_type,
-                  lifecycle = excluded.lifecycle, search_keys = excluded.search_keys, search_text = excluded.search_text,
-                  document = excluded.document
-                  where excluded.sequence > {p}entities.sequence"
-            ));
-            insert.build().execute(&mut *tx).await.map_err(db)?;
+        if !changes.entity_upserts.is_empty() {
+            let e = &changes.entity_upserts;
+            // Arrays of arrays must be rectangular in PostgreSQL, so each entity's key hashes
+            // travel as one text (`{1,2,3}`, an array literal) and are cast back.
+            let keys: Vec<String> = e.iter().map(|r| key_array(&r.search_keys)).collect();
+            sqlx::query(sql(
+                generation,
+                "insert into {p}entities (entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin,
+                   created_at, updated_at, owner, title, spec_type, lifecycle, search_keys, search_text, document)
+                 select r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc,
+                   keys::int8[], txt, doc
+                 from unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::int8[], ?::text[], ?::text[], ?::text[],
+                   ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+                   as t(r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, keys, txt, doc)
+                 on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
+                   name = excluded.name, sequence = excluded.sequence, content_hash = excluded.content_hash,
+                   location_key = excluded.location_key, origin = excluded.origin, created_at = excluded.created_at,
+                   updated_at = excluded.updated_at, owner = excluded.owner, title = excluded.title, spec_type = excluded.spec_type,
+                   lifecycle = excluded.lifecycle, search_keys = excluded.search_keys, search_text = excluded.search_text,
+                   document = excluded.document
+                 where excluded.sequence > {p}entities.sequence",
+            ))
+            .bind(e.iter().map(|r| r.entity_ref.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.uid.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.kind.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.namespace.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.name.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.sequence).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.content_hash.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.location_key.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.origin.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.created_at.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.updated_at.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.owner.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.title.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.spec_type.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.lifecycle.as_deref()).collect::<Vec<_>>())
+            .bind(keys)
+            .bind(e.iter().map(|r| r.search_text.as_str()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.document.to_string()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         for (key, from_sequence, time) in &changes.span_closes {
             sqlx::query(sql(
@@ -425,20 +499,23 @@ impl ReadStore for PostgresStore {
             .await
             .map_err(db)?;
         }
-        for chunk in changes.span_opens.chunks(3_000) {
-            let mut insert = QueryBuilder::<Postgres>::new(format!(
-                "insert into {p}spans (origin, source, relation_type, target, from_sequence, valid_from, valid_to) "
-            ));
-            insert.push_values(chunk, |mut b, s| {
-                b.push_bind(&s.origin)
-                    .push_bind(&s.source)
-                    .push_bind(&s.relation_type)
-                    .push_bind(&s.target)
-                    .push_bind(s.from_sequence)
-                    .push_bind(&s.valid_from)
-                    .push_bind(&s.valid_to);
-            });
-            insert.build().execute(&mut *tx).await.map_err(db)?;
+        if !changes.span_opens.is_empty() {
+            let o = &changes.span_opens;
+            sqlx::query(sql(
+                generation,
+                "insert into {p}spans (origin, source, relation_type, target, from_sequence, valid_from, valid_to)
+                 select * from unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::int8[], ?::text[], ?::text[])",
+            ))
+            .bind(o.iter().map(|r| r.origin.as_str()).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.relation_type.as_str()).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.target.as_str()).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.from_sequence).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.valid_from.as_str()).collect::<Vec<_>>())
+            .bind(o.iter().map(|r| r.valid_to.as_deref()).collect::<Vec<_>>())
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         }
         if !changes.rejection_deletes.is_empty() {
             sqlx::query(sql(generation, "delete from {p}rejections where subject = any(?)"))
@@ -595,10 +672,6 @@ impl ReadStore for PostgresStore {
                         .try_get::<Option<String>, _>(i)
                         .or_else(|_| row.try_get::<Option<i64>, _>(i).map(|v| v.map(|n| n.to_string())))
                         .or_else(|_| row.try_get::<Option<i32>, _>(i).map(|v| v.map(|n| n.to_string())))
-                        .or_else(|_| {
-                            row.try_get::<Option<Vec<String>>, _>(i)
-                                .map(|v| v.map(|a| serde_json::to_string(&a).unwrap_or_default()))
-                        })
                         .map_err(db)?;
                     hasher.update(text.as_deref().unwrap_or("\u{0}NULL").as_bytes());
                     hasher.update(b"\x01");
@@ -665,7 +738,7 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &Filter, p: &str) {
                     values.iter().map(|v| format!("{key}={v}")).collect()
                 };
                 query.push("e.search_keys && ");
-                query.push_bind(wanted);
+                query.push_bind(key_hashes(&wanted));
             }
         }
     }
@@ -797,7 +870,7 @@ impl CatalogReader for PostgresStore {
         let mut q = QueryBuilder::<Postgres>::new(format!("select document from {p}entities e"));
         push_conditions(&mut q, filter, None, &p);
         q.push(" and e.search_keys @> ");
-        q.push_bind(vec![key.clone()]);
+        q.push_bind(vec![search::key_hash64(&key)]);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();
         for row in rows {

@@ -45,6 +45,11 @@ pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/
 /// The tables of one generation; `{p}` is the prefix.
 const SCHEMA: &str = include_str!("../../../migrations/templates/sqlite-generation.sql");
 
+/// The identity of [`SCHEMA`], kept in each generation's `meta`.
+fn layout() -> i64 {
+    search::key_hash64(SCHEMA)
+}
+
 /// Tables (and their ordering columns) compared by checksums.
 const CHECKED: [(&str, &str, &str); 7] = [
     (
@@ -181,15 +186,40 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    async fn create_tables(&self, generation: Generation) -> Result<(), StoreError> {
+    /// Creates a generation's tables if missing; tells whether they have the current layout.
+    async fn create_tables(&self, generation: Generation) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
+        let existed: bool = sqlx::query(sql(
+            generation,
+            "select count(*) > 0 from sqlite_master where name = '{p}meta'",
+        ))
+        .fetch_one(&mut *tx)
+        .await
+        .map_err(db)?
+        .get(0);
         for statement in statements(SCHEMA) {
             sqlx::query(sql(generation, &statement))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        tx.commit().await.map_err(db)
+        // The layout these tables were built with (tables from before layouts were recorded have
+        // none): a generation built from another version of the template is rebuilt rather than
+        // written with statements that no longer fit it.
+        if !existed {
+            sqlx::query(sql(generation, "insert into {p}meta (key, value) values ('layout', ?)"))
+                .bind(layout())
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
+        let built: Option<i64> = sqlx::query(sql(generation, "select value from {p}meta where key = 'layout'"))
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?
+            .map(|row| row.get(0));
+        tx.commit().await.map_err(db)?;
+        Ok(built == Some(layout()))
     }
 
     async fn reader_generation(&self) -> Result<Generation, StoreError> {
@@ -205,8 +235,19 @@ impl ReadStore for SqliteStore {
             .await
             .map_err(|e| StoreError::Other(format!("migrations failed: {e}")))?;
         let generation = self.active().await?;
-        self.create_tables(generation).await?;
-        Ok(generation)
+        if self.create_tables(generation).await? {
+            return Ok(generation);
+        }
+        // Built by a version of Callboard with other tables: start a fresh generation, which the
+        // projector fills from the start of the log (positions live in the generation).
+        tracing::warn!(
+            generation = generation.0,
+            "the read model was built with another table layout; rebuilding it from the log"
+        );
+        let fresh = self.create_generation().await?;
+        self.activate(fresh).await?;
+        self.drop_generation(generation).await?;
+        Ok(fresh)
     }
 
     async fn active(&self) -> Result<Generation, StoreError> {

@@ -89,12 +89,18 @@ pub async fn apply_batch(
     group: &str,
     batch: &[StoredEvent],
 ) -> Result<crate::project::Changes, StoreError> {
+    let started = Instant::now();
     let loaded = store.load(generation, &subjects(batch)).await?;
+    let load_ms = started.elapsed().as_millis() as u64;
     let changes = project(batch, loaded);
+    let project_ms = started.elapsed().as_millis() as u64 - load_ms;
     store.write(generation, group, &changes).await?;
     tracing::debug!(
         applied = changes.applied,
         skipped = changes.skipped,
+        load_ms,
+        project_ms,
+        write_ms = started.elapsed().as_millis() as u64 - load_ms - project_ms,
         "projection batch written"
     );
     Ok(changes)

@@ -91,6 +91,18 @@ pub fn keys(pairs: &[Pair]) -> Vec<String> {
 /// a filter is one index lookup instead of a scan; at 128 bits, collisions between distinct keys
 /// are not a practical concern (about 10^-20 for a million keys).
 pub fn key_token(key: &str) -> String {
+    format!("k{:032x}", fnv1a_128(key))
+}
+
+/// A filter key as a 64-bit integer (the 128-bit FNV-1a hash, folded): what the PostgreSQL read
+/// model stores in its GIN-indexed `bigint[]`, a third the size of the keys as text and faster to
+/// index. At 64 bits, the chance that any two of a million distinct keys collide is about 10^-8.
+pub fn key_hash64(key: &str) -> i64 {
+    let hash = fnv1a_128(key);
+    ((hash >> 64) as u64 ^ hash as u64) as i64
+}
+
+fn fnv1a_128(key: &str) -> u128 {
     const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
     let mut hash = OFFSET;
@@ -98,7 +110,7 @@ pub fn key_token(key: &str) -> String {
         hash ^= u128::from(byte);
         hash = hash.wrapping_mul(PRIME);
     }
-    format!("k{hash:032x}")
+    hash
 }
 
 /// Annotations whose values full-text search also matches.
