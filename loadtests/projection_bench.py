@@ -1,0 +1,155 @@
+#!/usr/bin/env python3
+"""Files to queryable, and replay, on each stack.
+
+    loadtests/projection_bench.py [--documents 100000] [--runs 3] [--stacks embedded,kafka-postgres]
+    loadtests/projection_bench.py --replay-only --documents 1000000 --runs 1
+
+Builds the release binaries and writes a generated catalog (callboard-testkit's catalog-gen). Then,
+for each stack and run, into a fresh log and a fresh read model:
+
+* files -> queryable: a projector (`callboard project`, exporting metrics) is started, then
+  `callboard import` reads the catalog; the clock runs from the start of the import until the
+  projector has applied every event the import appended (read from its /metrics, polled every
+  20 ms). This is the time from "here are my files" to "every entity answers queries".
+* replay: `callboard replay` rebuilds the read model from the start of the log into fresh tables
+  and switches over; timed as a whole process.
+
+Stacks: `embedded` (SQLite log and read model in a data directory) and `kafka-postgres` (the broker
+scripts/kafka starts, PostgreSQL on 127.0.0.1:5432 with a fresh database per run).
+"""
+import argparse
+import os
+import pathlib
+import re
+import statistics
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.request
+import uuid
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("CALLBOARD_BENCH_PG_ADMIN", "postgres://postgres@127.0.0.1:5432/postgres")
+
+
+def psql(sql: str) -> None:
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", PG_ADMIN, "-c", sql], check=True, capture_output=True)
+
+
+def applied(metrics_url: str) -> float:
+    text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+               if line.startswith("callboard_projector_events_total"))
+
+
+class Stack:
+    def __init__(self, name: str, work: pathlib.Path, run: int, brokers: str | None):
+        self.name = name
+        self.data_dir = work / f"data-{name}-{run}"
+        self.args = ["--data-dir", str(self.data_dir)]
+        self.database = None
+        if name == "kafka-postgres":
+            tag = uuid.uuid4().hex[:8]
+            self.database = f"callboard_bench_{tag}"
+            psql(f"create database {self.database}")
+            self.args += ["--kafka", brokers, "--topic-prefix", f"bench-{tag}.",
+                          "--database-url", f"postgres://postgres@127.0.0.1:5432/{self.database}?sslmode=disable"]
+
+    def drop(self) -> None:
+        if self.database:
+            psql(f"drop database if exists {self.database} with (force)")
+
+
+def import_args(stack: Stack) -> list[str]:
+    # `import` takes the log options only.
+    return [a for a in stack.args if not a.startswith("postgres://") and a != "--database-url"]
+
+
+def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Path) -> tuple[float, int]:
+    projector = subprocess.Popen([bin_dir / "callboard", "project", *stack.args, "--metrics-listen", "127.0.0.1:0"],
+                                 stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
+    try:
+        metrics_url = None
+        for line in projector.stderr:
+            found = re.search(r"metrics on (http://\S+)", line)
+            if found:
+                metrics_url = found.group(1)
+                break
+        if metrics_url is None:
+            raise SystemExit("the projector did not start")
+        # Keep draining its stderr so it never blocks on a full pipe.
+        threading.Thread(target=lambda: [None for _ in projector.stderr], daemon=True).start()
+        started = time.perf_counter()
+        out = subprocess.run([bin_dir / "callboard", "import", "--quiet", *import_args(stack), catalog],
+                             capture_output=True, text=True, check=True).stdout
+        imported = time.perf_counter() - started
+        events = int(re.search(r"(\d+) events", out).group(1))
+        # Location events (one per registered location) are projected too.
+        while applied(metrics_url) < events + 1:
+            if projector.poll() is not None:
+                raise SystemExit(f"the projector exited with {projector.returncode}")
+            time.sleep(0.02)
+        elapsed = time.perf_counter() - started
+        print(f"  import alone took {imported:.2f} s")
+        return elapsed, events
+    finally:
+        projector.terminate()
+        projector.wait()
+
+
+def replay(bin_dir: pathlib.Path, stack: Stack) -> tuple[float, str]:
+    started = time.perf_counter()
+    out = subprocess.run([bin_dir / "callboard", "replay", "--quiet", *stack.args],
+                         capture_output=True, text=True, check=True).stdout
+    return time.perf_counter() - started, out.strip()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--documents", type=int, default=100_000)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--stacks", default="embedded,kafka-postgres")
+    parser.add_argument("--replay-only", action="store_true",
+                        help="import without a projector (untimed), then time the replay")
+    parser.add_argument("--catalog", type=pathlib.Path, help="reuse a catalog written by catalog-gen")
+    args = parser.parse_args()
+
+    env = dict(os.environ)
+    env.setdefault("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/callboard/target"))
+    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "callboard", "-p", "callboard-testkit"],
+                   cwd=ROOT, env=env, check=True)
+    bin_dir = pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"
+    with tempfile.TemporaryDirectory() as tmp:
+        work = pathlib.Path(tmp)
+        catalog = args.catalog
+        if catalog is None:
+            catalog = work / "catalog"
+            subprocess.run([bin_dir / "catalog-gen", catalog, str(args.documents)], check=True)
+        brokers = None
+        if "kafka-postgres" in args.stacks:
+            brokers = subprocess.run([ROOT / "scripts/kafka"], capture_output=True, text=True, check=True).stdout.strip()
+        for name in args.stacks.split(","):
+            queryable, replays = [], []
+            for run in range(1, args.runs + 1):
+                stack = Stack(name, work, run, brokers)
+                try:
+                    if args.replay_only:
+                        subprocess.run([bin_dir / "callboard", "import", "--quiet", *import_args(stack), catalog],
+                                       capture_output=True, check=True)
+                    else:
+                        elapsed, events = files_to_queryable(bin_dir, stack, catalog)
+                        queryable.append(elapsed)
+                        print(f"{name} run {run}: {events} events from files to queryable in {elapsed:.2f} s")
+                    elapsed, out = replay(bin_dir, stack)
+                    replays.append(elapsed)
+                    print(f"{name} run {run}: replay took {elapsed:.2f} s ({out})")
+                finally:
+                    stack.drop()
+            if queryable:
+                print(f"{name} median files to queryable: {statistics.median(queryable):.2f} s")
+            print(f"{name} median replay: {statistics.median(replays):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
