@@ -23,6 +23,11 @@ impl Topics {
         Self { prefix: prefix.into() }
     }
 
+    /// The prefix of every topic (`callboard.` by default).
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     /// Entity events: upserted, deleted, rejected. Kept forever: it *is* the history.
     pub fn entities(&self) -> String {
         format!("{}entities", self.prefix)

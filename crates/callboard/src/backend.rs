@@ -110,6 +110,8 @@ pub struct StoreArgs {
 pub struct Stores {
     /// The write side.
     pub store: Arc<dyn callboard_readmodel::store::ReadStore>,
+    /// The read side.
+    pub reader: Arc<dyn callboard_readmodel::store::CatalogReader>,
     /// A description for logs.
     pub describe: String,
 }
@@ -125,6 +127,7 @@ impl StoreArgs {
             );
             // Never log the URL: it may carry a password.
             return Ok(Stores {
+                reader: store.clone(),
                 store,
                 describe: "PostgreSQL".into(),
             });
@@ -136,6 +139,7 @@ impl StoreArgs {
                 .with_context(|| format!("cannot open the read model at {}", path.display()))?,
         );
         Ok(Stores {
+            reader: store.clone(),
             store,
             describe: format!("SQLite at {}", path.display()),
         })

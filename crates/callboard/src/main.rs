@@ -33,6 +33,8 @@ enum Command {
     Project(commands::project::Args),
     /// Rebuild the read model from the start of the log and switch over atomically.
     Replay(commands::replay::Args),
+    /// Serve the catalog: GraphQL API, providers and projectors (every role by default).
+    Serve(commands::serve::Args),
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -55,6 +57,10 @@ fn main() -> ExitCode {
         Command::Project(args) => {
             telemetry::init("info");
             runtime().and_then(|rt| rt.block_on(commands::project::run(args)))
+        }
+        Command::Serve(args) => {
+            telemetry::init("info");
+            runtime().and_then(|rt| rt.block_on(commands::serve::run(args)))
         }
         Command::Replay(args) => {
             telemetry::init("warn");

@@ -3,4 +3,5 @@
 pub mod import;
 pub mod project;
 pub mod replay;
+pub mod serve;
 pub mod validate;

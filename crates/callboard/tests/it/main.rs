@@ -11,5 +11,6 @@ mod log_behaviour;
 mod metrics;
 mod projection;
 mod push;
+mod serve;
 mod stores;
 mod url_reads;

@@ -1,0 +1,208 @@
+//! The change feed behind subscriptions: tails the entity topic and publishes each event once the
+//! read model reflects it, so a subscriber that queries on notification sees the change.
+//!
+//! Every API process tails the log itself (its own consumer group, never committed, starting at
+//! the end), so API replicas need no projector in-process and stay stateless. Subscribers share
+//! one bounded broadcast buffer: a subscriber that falls behind skips what it missed (and is told
+//! in the log) instead of slowing the feed or other subscribers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callboard_events::CloudEvent;
+use callboard_events::log::EventLog;
+use callboard_events::topics::Topics;
+use callboard_readmodel::store::ReadStore;
+use futures::Stream;
+use serde_json::Value;
+use tokio::sync::broadcast;
+
+/// One change, as subscribers filter it.
+#[derive(Debug, Clone)]
+pub struct Change {
+    /// The subject (an entity ref, or a rejection's subject).
+    pub entity_ref: String,
+    /// True when the subject is an entity ref.
+    pub is_entity: bool,
+    /// The event type, e.g. `entity.upserted.v1`.
+    pub event_type: String,
+    /// The per-subject sequence.
+    pub sequence: i64,
+    /// When it was appended.
+    pub time: String,
+    /// Who acted.
+    pub actor: String,
+    /// Lowercased kind (from the ref).
+    pub kind: String,
+    /// Lowercased namespace (from the ref).
+    pub namespace: String,
+    /// The owner ref, when known.
+    pub owner: Option<String>,
+    /// The registered location the document came through, when known.
+    pub origin: Option<String>,
+    /// The event's data.
+    pub data: Value,
+}
+
+impl Change {
+    /// The change an event describes.
+    pub fn from_event(event: &CloudEvent) -> Self {
+        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
+        let entity_ref = text(event.data.get("entityRef")).unwrap_or_else(|| event.subject.clone());
+        let (kind, rest) = entity_ref.split_once(':').unwrap_or(("", &entity_ref));
+        let namespace = rest.split_once('/').map_or("", |(ns, _)| ns);
+        let owner = event
+            .data
+            .get("relations")
+            .and_then(Value::as_array)
+            .and_then(|rows| {
+                rows.iter().find(|r| {
+                    r.get("type").and_then(Value::as_str) == Some("ownedBy")
+                        && r.get("sourceRef").and_then(Value::as_str) == Some(entity_ref.as_str())
+                })
+            })
+            .and_then(|r| text(r.get("targetRef")));
+        Self {
+            is_entity: entity_ref.contains(':'),
+            kind: kind.to_lowercase(),
+            namespace: namespace.to_lowercase(),
+            owner,
+            origin: text(event.data.get("originLocation")),
+            event_type: event.event_type.trim_start_matches("dev.callboard.").to_owned(),
+            sequence: event.sequence as i64,
+            time: event.time.clone(),
+            actor: event.actor.clone(),
+            data: event.data.clone(),
+            entity_ref,
+        }
+    }
+}
+
+/// The feed subscribers listen to.
+#[derive(Debug, Clone)]
+pub struct Feed {
+    sender: broadcast::Sender<Arc<Change>>,
+}
+
+impl Feed {
+    /// A feed whose subscribers may fall `capacity` changes behind before skipping.
+    pub fn new(capacity: usize) -> Self {
+        Self {
+            sender: broadcast::channel(capacity.max(1)).0,
+        }
+    }
+
+    /// Publishes a change to every current subscriber.
+    pub fn publish(&self, change: Change) {
+        // No subscribers is not an error.
+        let _ = self.sender.send(Arc::new(change));
+    }
+
+    /// Changes from now on.
+    pub fn subscribe(&self) -> impl Stream<Item = Arc<Change>> + Send + use<> {
+        let receiver = self.sender.subscribe();
+        futures::stream::unfold(receiver, |mut receiver| async move {
+            loop {
+                match receiver.recv().await {
+                    Ok(change) => return Some((change, receiver)),
+                    Err(broadcast::error::RecvError::Lagged(missed)) => {
+                        tracing::warn!(missed, "a slow subscriber skipped changes");
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                }
+            }
+        })
+    }
+
+    /// How many subscribers listen now.
+    pub fn subscribers(&self) -> usize {
+        self.sender.receiver_count()
+    }
+}
+
+/// Tails the entity topic from its current end and publishes each event once the projectors of
+/// `group` have applied it. Runs until `shutdown` resolves.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    store: Arc<dyn ReadStore>,
+    topics: Topics,
+    group: String,
+    feed: Feed,
+    shutdown: impl Future<Output = ()> + Send,
+) {
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => return,
+            result = tail(log.as_ref(), store.as_ref(), &topics, &group, &feed) => {
+                if let Err(e) = result {
+                    tracing::warn!(error = %e, "the change feed failed; restarting it");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+async fn tail(
+    log: &dyn EventLog,
+    store: &dyn ReadStore,
+    topics: &Topics,
+    group: &str,
+    feed: &Feed,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let topic = topics.entities();
+    let start: Vec<i64> = log.end_offsets(&topic).await?;
+    let feed_group = format!("{}api-feed-{}", topics.prefix(), uuid_like());
+    let mut subscription = log.subscribe(&feed_group, std::slice::from_ref(&topic)).await?;
+    let mut sought: HashMap<i32, bool> = HashMap::new();
+    loop {
+        let messages = subscription.poll(500, Duration::from_millis(200)).await?;
+        // Newly assigned partitions start at the end as of start-up (the past is history).
+        for (t, partition) in subscription.assignment() {
+            if t == topic && !sought.contains_key(&partition) {
+                let end = start.get(partition as usize).copied().unwrap_or(0);
+                subscription.seek(&t, partition, end).await?;
+                sought.insert(partition, true);
+            }
+        }
+        for message in messages {
+            let end = start.get(message.partition as usize).copied().unwrap_or(0);
+            if message.offset < end {
+                continue;
+            }
+            let Ok(event) = CloudEvent::from_bytes(&message.value) else {
+                continue;
+            };
+            wait_applied(store, group, &topic, message.partition, message.offset).await?;
+            feed.publish(Change::from_event(&event));
+        }
+    }
+}
+
+/// Waits until the projectors of `group` have applied `offset` of `topic`/`partition`.
+async fn wait_applied(
+    store: &dyn ReadStore,
+    group: &str,
+    topic: &str,
+    partition: i32,
+    offset: i64,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    loop {
+        let generation = store.active().await?;
+        if let Some(applied) = store.position(generation, group, topic, partition).await?
+            && applied >= offset
+        {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A process-unique suffix, so each API process tails with a group of its own.
+fn uuid_like() -> String {
+    use std::time::{SystemTime, UNIX_EPOCH};
+    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
+    format!("{:x}-{:x}", std::process::id(), nanos)
+}

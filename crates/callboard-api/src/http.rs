@@ -1,0 +1,250 @@
+//! GraphQL over HTTP on `/graphql`: POST and GET (queries only), WebSocket subscriptions
+//! (`graphql-transport-ws`) on the same path, and the GraphiQL IDE for browsers.
+
+use std::sync::Arc;
+
+use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
+use async_graphql::parser::types::OperationType;
+use async_graphql::{BatchRequest, BatchResponse, Request, ServerError};
+use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, FromRequestParts, State, WebSocketUpgrade};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use axum::routing::get;
+
+use crate::{CatalogSchema, Limits};
+
+const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+#[derive(Clone)]
+struct App {
+    schema: CatalogSchema,
+    limits: Arc<Limits>,
+}
+
+/// The `/graphql` routes (and `/graphiql`, the IDE), with the request limits applied.
+pub fn routes(schema: CatalogSchema, limits: &Limits) -> Router {
+    let app = App {
+        schema,
+        limits: Arc::new(limits.clone()),
+    };
+    Router::new()
+        .route("/graphql", get(get_graphql).post(post_graphql))
+        .route("/graphiql", get(ide))
+        .layer(DefaultBodyLimit::max(limits.body_bytes))
+        .with_state(app)
+}
+
+async fn ide() -> Html<String> {
+    Html(
+        GraphiQLSource::build()
+            .endpoint("/graphql")
+            .subscription_endpoint("/graphql")
+            .title("Callboard")
+            .finish(),
+    )
+}
+
+/// Which media type the client wants: the GraphQL-over-HTTP one, or plain JSON (the default).
+fn wants_graphql_response(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| {
+            let graphql = accept.find(GRAPHQL_RESPONSE);
+            let json = accept
+                .split(',')
+                .position(|part| part.trim().starts_with("application/json"));
+            match (graphql, json) {
+                (Some(_), None) => true,
+                (Some(g), Some(j)) => {
+                    // The one listed first wins.
+                    let g_index = accept[..g].matches(',').count();
+                    g_index <= j
+                }
+                _ => false,
+            }
+        })
+}
+
+fn request_error(status_for_graphql_response: StatusCode, wants_graphql: bool, message: String) -> Response {
+    let body = serde_json::json!({"errors": [{"message": message}]});
+    let (status, content_type) = if wants_graphql {
+        (status_for_graphql_response, GRAPHQL_RESPONSE)
+    } else {
+        (StatusCode::BAD_REQUEST, "application/json")
+    };
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body.to_string(),
+    )
+        .into_response()
+}
+
+async fn execute(app: &App, request: BatchRequest, wants_graphql: bool) -> Response {
+    let response = match tokio::time::timeout(app.limits.timeout, app.schema.execute_batch(request)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout = ?app.limits.timeout, "a request took too long");
+            BatchResponse::Single(async_graphql::Response::from_errors(vec![ServerError::new(
+                format!("the request took longer than {} s", app.limits.timeout.as_secs()),
+                None,
+            )]))
+        }
+    };
+    let mut response = response;
+    match &mut response {
+        BatchResponse::Single(r) => r.errors.iter_mut().for_each(tidy),
+        BatchResponse::Batch(all) => all.iter_mut().flat_map(|r| r.errors.iter_mut()).for_each(tidy),
+    }
+    // A request that failed before execution (parse or validation error) has no data.
+    let failed_before_execution = match &response {
+        BatchResponse::Single(r) => r.is_err() && r.data == async_graphql::Value::Null,
+        BatchResponse::Batch(_) => false,
+    };
+    let (status, content_type) = if wants_graphql {
+        let status = if failed_before_execution {
+            StatusCode::BAD_REQUEST
+        } else {
+            StatusCode::OK
+        };
+        (status, GRAPHQL_RESPONSE)
+    } else {
+        (StatusCode::OK, "application/json")
+    };
+    let body =
+        serde_json::to_string(&response).unwrap_or_else(|_| r#"{"errors":[{"message":"internal error"}]}"#.into());
+    (
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static(content_type))],
+        body,
+    )
+        .into_response()
+}
+
+/// Parse errors come from the parser formatted for a terminal, with the query line echoed — for
+/// a hostile query, megabytes. Clients get the position and the reason only.
+fn tidy(error: &mut ServerError) {
+    let message = &error.message;
+    if !message.trim_start().starts_with("-->") {
+        return;
+    }
+    let at = message
+        .trim_start()
+        .trim_start_matches("-->")
+        .lines()
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let reason = message
+        .lines()
+        .rev()
+        .find_map(|line| line.trim().strip_prefix("= "))
+        .unwrap_or("syntax error")
+        .to_owned();
+    let hint = if reason.contains("stack limit") {
+        " (the query is nested too deeply)"
+    } else {
+        ""
+    };
+    error.message = format!("query parse error at {at}: {reason}{hint}");
+}
+
+#[tracing::instrument(name = "graphql", skip_all, fields(method = "POST"))]
+async fn post_graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -> Response {
+    let wants_graphql = wants_graphql_response(&headers);
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let media = content_type.split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    if media != "application/json" && media != "application/graphql-request+json" {
+        return (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            format!("send GraphQL requests as application/json (got {content_type:?})"),
+        )
+            .into_response();
+    }
+    let request: BatchRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return request_error(
+                StatusCode::BAD_REQUEST,
+                wants_graphql,
+                format!("the body is not a GraphQL request: {e}"),
+            );
+        }
+    };
+    execute(&app, request, wants_graphql).await
+}
+
+#[tracing::instrument(name = "graphql", skip_all, fields(method = "GET"))]
+async fn get_graphql(State(app): State<App>, request: axum::extract::Request) -> Response {
+    let (mut parts, _) = request.into_parts();
+    let is_upgrade = parts
+        .headers
+        .get(header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if is_upgrade {
+        let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
+            Ok(protocol) => protocol,
+            Err(e) => return e.into_response(),
+        };
+        let upgrade = match WebSocketUpgrade::from_request_parts(&mut parts, &()).await {
+            Ok(upgrade) => upgrade,
+            Err(e) => return e.into_response(),
+        };
+        let schema = app.schema.clone();
+        return upgrade
+            .protocols(ALL_WEBSOCKET_PROTOCOLS)
+            .on_upgrade(move |socket| GraphQLWebSocket::new(socket, schema, protocol).serve());
+    }
+    let query = parts.uri.query().unwrap_or("");
+    let wants_graphql = wants_graphql_response(&parts.headers);
+    // A browser asking for the page without a query gets the IDE.
+    let wants_html = parts
+        .headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"));
+    if query.is_empty() && wants_html {
+        return ide().await.into_response();
+    }
+    let request: Request = match async_graphql::http::parse_query_string(query) {
+        Ok(request) => request,
+        Err(e) => return request_error(StatusCode::BAD_REQUEST, wants_graphql, format!("invalid request: {e}")),
+    };
+    if request.query.is_empty() {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            wants_graphql,
+            "the query parameter is missing".into(),
+        );
+    }
+    // GET must not change anything: refuse mutations (GraphQL over HTTP, §GET).
+    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
+        let selected = document
+            .operations
+            .iter()
+            .find(|(name, _)| match &request.operation_name {
+                Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
+                None => true,
+            });
+        if let Some((_, operation)) = selected
+            && operation.node.ty != OperationType::Query
+        {
+            return (
+                StatusCode::METHOD_NOT_ALLOWED,
+                [(header::ALLOW, HeaderValue::from_static("POST"))],
+                "mutations and subscriptions are not allowed over GET: use POST (or a WebSocket)",
+            )
+                .into_response();
+        }
+    }
+    execute(&app, BatchRequest::Single(request), wants_graphql).await
+}
