@@ -200,9 +200,15 @@ async fn get_graphql(State(app): State<App>, request: axum::extract::Request) ->
             Err(e) => return e.into_response(),
         };
         let schema = app.schema.clone();
+        let max = app.limits.subscriptions_per_connection;
         return upgrade
             .protocols(ALL_WEBSOCKET_PROTOCOLS)
-            .on_upgrade(move |socket| GraphQLWebSocket::new(socket, schema, protocol).serve());
+            .max_message_size(app.limits.body_bytes)
+            .on_upgrade(move |socket| {
+                let mut data = async_graphql::Data::default();
+                data.insert(crate::ConnectionBudget::new(max));
+                GraphQLWebSocket::new(socket, schema, protocol).with_data(data).serve()
+            });
     }
     let query = parts.uri.query().unwrap_or("");
     let wants_graphql = wants_graphql_response(&parts.headers);

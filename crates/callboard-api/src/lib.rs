@@ -60,6 +60,51 @@ impl Default for Limits {
     }
 }
 
+/// The subscriptions one WebSocket connection holds, against its limit.
+#[derive(Debug, Clone)]
+pub struct ConnectionBudget {
+    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    max: usize,
+}
+
+/// One subscription's place in its connection's budget, given back when the stream is dropped.
+#[derive(Debug)]
+pub struct BudgetSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+
+impl Drop for BudgetSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl ConnectionBudget {
+    /// A budget of `max` subscriptions.
+    pub fn new(max: usize) -> Self {
+        Self {
+            held: Default::default(),
+            max,
+        }
+    }
+
+    /// Takes a slot, or `None` when the connection holds `max` subscriptions already.
+    pub fn acquire(&self) -> Option<BudgetSlot> {
+        use std::sync::atomic::Ordering;
+        let mut current = self.held.load(Ordering::SeqCst);
+        loop {
+            if current >= self.max {
+                return None;
+            }
+            match self
+                .held
+                .compare_exchange(current, current + 1, Ordering::SeqCst, Ordering::SeqCst)
+            {
+                Ok(_) => return Some(BudgetSlot(self.held.clone())),
+                Err(actual) => current = actual,
+            }
+        }
+    }
+}
+
 /// The acting user of a request (`user:default/guest` until sign-in exists).
 #[derive(Debug, Clone)]
 pub struct Actor(pub String);

@@ -51,8 +51,14 @@ impl std::fmt::Debug for Services {
 /// Builds the schema with its limits.
 pub fn build(services: Services, limits: &Limits) -> CatalogSchema {
     let loaders = (
-        DataLoader::new(EntityLoader(services.reader.clone()), tokio::spawn).max_batch_size(1_000),
-        DataLoader::new(RelationLoader(services.reader.clone()), tokio::spawn).max_batch_size(1_000),
+        // Keys requested within a few milliseconds of each other share one query: resolvers of
+        // one list level all start in the same poll, so the delay only has to cover a poll pass.
+        DataLoader::new(EntityLoader(services.reader.clone()), tokio::spawn)
+            .max_batch_size(1_000)
+            .delay(Duration::from_millis(5)),
+        DataLoader::new(RelationLoader(services.reader.clone()), tokio::spawn)
+            .max_batch_size(1_000)
+            .delay(Duration::from_millis(5)),
     );
     let mut builder = Schema::build(Query, Mutation, SubscriptionRoot)
         .data(services)
@@ -159,6 +165,10 @@ pub struct Entity {
     document: Arc<Value>,
     row: Option<Arc<EntityRow>>,
     at: Option<String>,
+    /// Outgoing relations, when the list that produced this entity loaded them for the page.
+    relations: Option<Arc<Vec<Relation>>>,
+    /// The related entities of the whole page, loaded with it.
+    neighbours: Option<Arc<HashMap<String, Arc<EntityRow>>>>,
 }
 
 impl Entity {
@@ -168,6 +178,8 @@ impl Entity {
             document: Arc::new(row.document.clone()),
             row: Some(row),
             at: None,
+            relations: None,
+            neighbours: None,
         }
     }
 
@@ -180,6 +192,9 @@ impl Entity {
 
     /// Relations leaving this entity (now, or at the instant it was read for).
     async fn outgoing(&self, ctx: &Context<'_>) -> Result<Vec<Relation>> {
+        if let Some(relations) = &self.relations {
+            return Ok(relations.as_ref().clone());
+        }
         match &self.at {
             None => Ok(load_relations(ctx, &self.entity_ref).await?.as_ref().clone()),
             Some(at) => {
@@ -215,16 +230,35 @@ impl Entity {
             .collect())
     }
 
+    /// The entities `refs` name, in order (absent ones left out). One batched load for the
+    /// whole list: loading them one by one would cost a round of queries per element.
     async fn resolve(&self, ctx: &Context<'_>, refs: Vec<String>) -> Result<Vec<Entity>> {
-        let mut out = Vec::with_capacity(refs.len());
-        for entity_ref in refs {
-            let found = match &self.at {
-                None => load_entity(ctx, &entity_ref).await?,
-                Some(at) => entity_at(ctx, &entity_ref, at).await?,
-            };
-            out.extend(found);
+        if let (None, Some(neighbours)) = (&self.at, &self.neighbours) {
+            // Loaded with the page: every existing target is here.
+            return Ok(refs
+                .iter()
+                .filter_map(|r| neighbours.get(&r.to_lowercase()))
+                .map(|row| Entity::current(row.clone()))
+                .collect());
         }
-        Ok(out)
+        match &self.at {
+            None => {
+                let loader = ctx.data_unchecked::<DataLoader<EntityLoader>>();
+                let mut found = loader
+                    .load_many(refs.iter().map(|r| r.to_lowercase()))
+                    .await
+                    .map_err(internal)?;
+                Ok(refs
+                    .iter()
+                    .filter_map(|r| found.remove(&r.to_lowercase()))
+                    .map(Entity::current)
+                    .collect())
+            }
+            Some(at) => {
+                let found = futures::future::try_join_all(refs.iter().map(|r| entity_at(ctx, r, at))).await?;
+                Ok(found.into_iter().flatten().collect())
+            }
+        }
     }
 }
 
@@ -240,6 +274,8 @@ async fn entity_at(ctx: &Context<'_>, entity_ref: &str, at: &str) -> Result<Opti
         document: Arc::new(document),
         row: None,
         at: Some(at.to_owned()),
+        relations: None,
+        neighbours: None,
     }))
 }
 
@@ -812,12 +848,45 @@ impl Query {
             })
             .await
             .map_err(internal)?;
+        // The page's relations and the entities they point at, in two queries whatever the page
+        // size: nodes resolve their relation fields from these without further queries.
+        let reader = &services(ctx).reader;
+        let refs: Vec<String> = page.rows.iter().map(|(_, row)| row.entity_ref.clone()).collect();
+        let mut relations: HashMap<String, Vec<Relation>> = refs.iter().map(|r| (r.clone(), Vec::new())).collect();
+        let mut targets: Vec<String> = Vec::new();
+        for row in reader.relations(&refs, false).await.map_err(internal)? {
+            if row.target_exists {
+                targets.push(row.target.clone());
+            }
+            relations.entry(row.source.clone()).or_default().push(Relation {
+                relation_type: row.relation_type,
+                source_ref: row.source,
+                target_ref: row.target,
+                dangling: !row.target_exists,
+            });
+        }
+        targets.sort();
+        targets.dedup();
+        let neighbours: Arc<HashMap<String, Arc<EntityRow>>> = Arc::new(
+            reader
+                .entities(&targets)
+                .await
+                .map_err(internal)?
+                .into_iter()
+                .map(|row| (row.entity_ref.clone(), Arc::new(row)))
+                .collect(),
+        );
         let edges: Vec<EntityEdge> = page
             .rows
             .into_iter()
-            .map(|(key, row)| EntityEdge {
-                cursor: cursor::encode(&key, order),
-                node: Entity::current(Arc::new(row)),
+            .map(|(key, row)| {
+                let mut node = Entity::current(Arc::new(row));
+                node.relations = Some(Arc::new(relations.remove(&node.entity_ref).unwrap_or_default()));
+                node.neighbours = Some(neighbours.clone());
+                EntityEdge {
+                    cursor: cursor::encode(&key, order),
+                    node,
+                }
             })
             .collect();
         Ok(EntityConnection {
@@ -1230,6 +1299,21 @@ impl EntityChange {
     }
 }
 
+/// A place in the connection's subscription budget (subscriptions run only over WebSockets,
+/// where the connection carries one).
+fn budget_slot(ctx: &Context<'_>) -> Result<Option<crate::BudgetSlot>> {
+    match ctx.data_opt::<crate::ConnectionBudget>() {
+        None => {
+            tracing::warn!("a subscription without a connection budget");
+            Ok(None)
+        }
+        Some(budget) => budget.acquire().map(Some).ok_or_else(|| {
+            Error::new("this connection holds as many subscriptions as it may; close one first")
+                .extend_with(|_, e| e.set("code", "LIMIT"))
+        }),
+    }
+}
+
 /// The root of subscriptions.
 #[derive(Debug, Default)]
 pub struct SubscriptionRoot;
@@ -1252,8 +1336,10 @@ impl SubscriptionRoot {
         let refs = refs
             .map(|refs| refs.iter().map(|r| normalise_ref(r)).collect::<Result<Vec<_>>>())
             .transpose()?;
+        let slot = budget_slot(ctx)?;
         let stream = services(ctx).feed.subscribe();
         Ok(stream.filter_map(move |change: Arc<Change>| {
+            let _held = &slot;
             let keep = change.is_entity
                 && kinds.as_ref().is_none_or(|k| k.contains(&change.kind))
                 && namespaces.as_ref().is_none_or(|n| n.contains(&change.namespace))
@@ -1281,8 +1367,10 @@ impl SubscriptionRoot {
         owners: Option<Vec<String>>,
     ) -> Result<impl Stream<Item = Json<Value>> + use<>> {
         let owners = owners.map(|v| v.into_iter().map(|s| s.to_lowercase()).collect::<Vec<_>>());
+        let slot = budget_slot(ctx)?;
         let stream = services(ctx).feed.subscribe();
         Ok(stream.filter_map(move |change: Arc<Change>| {
+            let _held = &slot;
             let keep = change.event_type.starts_with("entity.rejected")
                 && location
                     .as_ref()

@@ -81,6 +81,9 @@ pub struct Args {
     /// Time limit of one request, in seconds.
     #[arg(long, env = "CALLBOARD_REQUEST_TIMEOUT", default_value_t = 30)]
     request_timeout: u64,
+    /// Subscriptions one WebSocket connection may hold.
+    #[arg(long, env = "CALLBOARD_MAX_SUBSCRIPTIONS", default_value_t = Limits::default().subscriptions_per_connection)]
+    max_subscriptions: usize,
     /// Turn GraphQL introspection off (the IDE then cannot show the schema).
     #[arg(long, env = "CALLBOARD_NO_INTROSPECTION")]
     no_introspection: bool,
@@ -263,6 +266,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             body_bytes: args.max_body,
             timeout: Duration::from_secs(args.request_timeout),
             introspection: !args.no_introspection,
+            subscriptions_per_connection: args.max_subscriptions,
             ..Limits::default()
         };
         let shared = match &args.redis_url {

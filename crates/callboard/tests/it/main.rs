@@ -2,6 +2,7 @@
 //! SQLite log and a real Kafka-protocol broker (`scripts/kafka` starts one; set
 //! `CALLBOARD_TEST_KAFKA` to use another). One binary, so rdkafka and friends link once.
 
+mod api_batching;
 mod common;
 mod crash;
 mod freshness;

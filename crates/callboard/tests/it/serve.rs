@@ -458,3 +458,33 @@ fn graphql_ws_client_receives_a_saved_edit() {
     println!("saved edit to subscriber: {} ms", latency.as_millis());
     assert!(latency < Duration::from_secs(5), "took {latency:?}");
 }
+
+#[test]
+fn subscriptions_per_connection_are_limited() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().display().to_string();
+    let server = Server::start(&["--data-dir", &data_dir, "--max-subscriptions", "3"]);
+    let output = node("many.mjs")
+        .arg(format!("ws://{}/graphql", server.addr))
+        .arg("5")
+        .output()
+        .expect("run the graphql-ws client");
+    let report: Value = serde_json::from_slice(&output.stdout).unwrap_or_else(|_| {
+        panic!(
+            "no report: {} {}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    assert_eq!(report["accepted"], 3, "{report}");
+    assert_eq!(report["refused"], 2, "{report}");
+    assert!(
+        report["errors"][0]
+            .as_str()
+            .unwrap_or_default()
+            .contains("subscriptions"),
+        "{report}"
+    );
+    // The server is unaffected.
+    assert_eq!(http(&server.addr, "GET", "/healthz", &[], b"").0, 200);
+}

@@ -1,0 +1,170 @@
+//! No N+1: a page of components with their owners, systems, APIs and dependencies costs the same
+//! number of read-model queries for 10 entities as for 100. Every call through the read port is
+//! counted (each is one SQL statement on both adapters, plus the generation lookup). The list
+//! resolver loads the page's relations and their targets itself, so this is deterministic; deeper
+//! levels (a system's owner) are batched by the DataLoaders, which group the keys requested within
+//! a few milliseconds — not asserted here, as that would make the test depend on timing.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use async_trait::async_trait;
+use callboard_api::feed::Feed;
+use callboard_api::{Limits, Services};
+use callboard_graph::GraphService;
+use callboard_readmodel::filter::Filter;
+use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
+use callboard_readmodel::store::{CatalogReader, EntityPage, EntityQuery, RejectionsBy, RelationView, StoreError};
+use callboard_testkit::CatalogSpec;
+use serde_json::Value;
+
+use crate::common::{Backend, write_catalog};
+use crate::projection::{import, project};
+use crate::stores::Store;
+
+/// A read port that counts the calls made through it.
+struct Counting {
+    inner: Arc<dyn CatalogReader>,
+    calls: AtomicUsize,
+}
+
+impl Counting {
+    fn tick(&self) {
+        self.calls.fetch_add(1, Ordering::Relaxed);
+    }
+}
+
+#[async_trait]
+impl CatalogReader for Counting {
+    async fn entities(&self, refs: &[String]) -> Result<Vec<EntityRow>, StoreError> {
+        self.tick();
+        self.inner.entities(refs).await
+    }
+    async fn list(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
+        self.tick();
+        self.inner.list(query).await
+    }
+    async fn count(&self, filter: Option<&Filter>, text: Option<&str>) -> Result<i64, StoreError> {
+        self.tick();
+        self.inner.count(filter, text).await
+    }
+    async fn facets(&self, key: &str, filter: Option<&Filter>) -> Result<Vec<(String, i64)>, StoreError> {
+        self.tick();
+        self.inner.facets(key, filter).await
+    }
+    async fn relations(&self, refs: &[String], incoming: bool) -> Result<Vec<RelationView>, StoreError> {
+        self.tick();
+        self.inner.relations(refs, incoming).await
+    }
+    async fn all_relations(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.tick();
+        self.inner.all_relations().await
+    }
+    async fn relations_at(&self, time: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+        self.tick();
+        self.inner.relations_at(time).await
+    }
+    async fn spans(&self, origin: &str) -> Result<Vec<SpanRow>, StoreError> {
+        self.tick();
+        self.inner.spans(origin).await
+    }
+    async fn history(
+        &self,
+        subject: &str,
+        limit: usize,
+        before_sequence: Option<i64>,
+    ) -> Result<Vec<HistoryRow>, StoreError> {
+        self.tick();
+        self.inner.history(subject, limit, before_sequence).await
+    }
+    async fn entity_at(&self, entity_ref: &str, time: &str) -> Result<Option<Value>, StoreError> {
+        self.tick();
+        self.inner.entity_at(entity_ref, time).await
+    }
+    async fn rejections(&self, by: RejectionsBy<'_>) -> Result<Vec<RejectionRow>, StoreError> {
+        self.tick();
+        self.inner.rejections(by).await
+    }
+    async fn locations(&self) -> Result<Vec<LocationRow>, StoreError> {
+        self.tick();
+        self.inner.locations().await
+    }
+    async fn graph_version(&self) -> Result<String, StoreError> {
+        self.tick();
+        self.inner.graph_version().await
+    }
+}
+
+const PAGE: &str = r#"query($n: Int!) {
+  entities(filter: [{all: ["kind=component"]}], first: $n) {
+    nodes { ref owner { ref title } system { ref title } providesApis { ref } consumesApis { ref } dependsOn { ref } }
+  }
+}"#;
+
+async fn queries_per_page(postgres: bool) {
+    let backend = Backend::embedded();
+    let Backend::Embedded(data) = &backend else {
+        unreachable!()
+    };
+    let store = if postgres {
+        Store::postgres()
+    } else {
+        Store::sqlite(data.path())
+    };
+    let catalog = tempfile::tempdir().expect("tempdir");
+    write_catalog(catalog.path(), &CatalogSpec::valid(1_200));
+    import(&backend, data.path(), catalog.path());
+    project(&backend, &store, data.path(), &[]);
+    let (write, reader) = store.open().await;
+    let counting = Arc::new(Counting {
+        inner: reader,
+        calls: AtomicUsize::new(0),
+    });
+    let services = Services {
+        reader: counting.clone(),
+        store: write,
+        graph: Arc::new(GraphService::new(counting.clone(), None)),
+        commands: None,
+        feed: Feed::new(16),
+        projector_group: "callboard.projector".into(),
+    };
+    let schema = callboard_api::build(services, &Limits::default());
+    let mut costs = Vec::new();
+    for n in [10, 100] {
+        counting.calls.store(0, Ordering::Relaxed);
+        let request = async_graphql::Request::new(PAGE)
+            .variables(async_graphql::Variables::from_json(serde_json::json!({"n": n})));
+        let response = schema.execute(request).await;
+        assert!(response.errors.is_empty(), "{:?}", response.errors);
+        let data = response.data.into_json().expect("json");
+        let nodes = data["entities"]["nodes"].as_array().expect("nodes");
+        assert_eq!(nodes.len(), n, "a full page");
+        let owned = nodes.iter().filter(|n| n["owner"]["ref"].is_string()).count();
+        let in_system = nodes.iter().filter(|n| n["system"]["ref"].is_string()).count();
+        let with_apis = nodes
+            .iter()
+            .filter(|n| n["providesApis"].as_array().is_some_and(|a| !a.is_empty()))
+            .count();
+        assert_eq!(owned, n, "every component's owner resolves");
+        assert!(
+            in_system > 0 && with_apis > 0,
+            "the page exercises systems ({in_system}) and APIs ({with_apis})"
+        );
+        costs.push(counting.calls.load(Ordering::Relaxed));
+    }
+    println!("read-port calls for a page of 10: {}, of 100: {}", costs[0], costs[1]);
+    assert_eq!(costs[0], costs[1], "the number of queries grows with the page size");
+    // The list, the page's relations, the entities they point at.
+    assert_eq!(costs[1], 3, "queries for one page");
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_costs_the_same_queries_at_any_size_sqlite() {
+    queries_per_page(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_page_costs_the_same_queries_at_any_size_postgres() {
+    queries_per_page(true).await;
+}
