@@ -3,8 +3,9 @@
 //
 //   node load.mjs http://127.0.0.1:7007/graphql [--rate 500] [--seconds 20] [--subscribers 1000]
 //
-// Rates are open-loop: requests start on schedule whether or not earlier ones have finished, so
-// a slow server shows up as latency, not as a politely reduced load.
+// Entity by ref runs open-loop at --rate: requests start on schedule whether or not earlier ones
+// have finished, so a slow server shows up as latency, not as a politely reduced load. The other
+// scenarios run one request at a time (latency without queueing).
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
 
@@ -105,12 +106,12 @@ await openLoop('warm-up', 100, 3, (i) => gql('query($r: String!) { entity(ref: $
 await openLoop('entity by ref', RATE, SECONDS, (i) =>
   gql('query($r: String!) { entity(ref: $r) { ref title owner { ref } system { ref } } }', { r: pick(i) }),
 );
-await openLoop('filtered list (20, with owners)', 50, 10, (i) =>
+await sequential('filtered list (20, with owners, totalCount)', 50, (i) =>
   gql(
     '{ entities(filter: [{all: ["kind=component", "spec.lifecycle=production"]}], first: 20) { totalCount nodes { ref owner { ref } } } }',
   ),
 );
-await openLoop('full-text search', 50, 10, (i) =>
+await sequential('full-text search (20, totalCount)', 50, (i) =>
   gql('query($q: String!) { entities(search: $q, first: 20) { totalCount nodes { ref } } }', {
     q: ['order', 'payment', 'service 1', 'python', 'web'][i % 5],
   }),
@@ -119,7 +120,7 @@ await sequential('facets (spec.type, all entities)', 50, () => gql('{ facets(fie
 await sequential('facets (metadata.tags, components)', 50, () =>
   gql('{ facets(field: "metadata.tags", filter: [{all: ["kind=component"]}]) { value count } }'),
 );
-await openLoop('graph: dependencies at depth 3', 50, 10, (i) =>
+await sequential('graph: dependencies at depth 3', 200, (i) =>
   gql('query($r: String!) { dependencies(ref: $r, depth: 3) { ref depth } }', { r: pick(i) }),
 );
 await sequential('mutation: applyEntity, waiting for the read model', 30, (i) =>

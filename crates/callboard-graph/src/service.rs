@@ -19,6 +19,9 @@ pub enum GraphError {
     /// The read model failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Building the graph failed (shared by every caller that waited for the same build).
+    #[error("building the graph failed: {0}")]
+    Build(String),
 }
 
 /// The shared cache. Every operation is bounded in time and its failures are swallowed (logged):
@@ -184,23 +187,32 @@ impl GraphService {
     /// The graph now, or as of `time` (RFC 3339, normalised by the caller).
     pub async fn graph(&self, at: Option<&str>) -> Result<(String, Arc<Graph>), GraphError> {
         let version = self.version(at).await?;
-        if let Some(graph) = self.graphs.get(&version).await {
-            return Ok((version, graph));
-        }
-        let rows = match at {
-            None => self.reader.all_relations().await?,
-            Some(time) => self.reader.relations_at(time).await?,
-        };
-        let started = Instant::now();
-        let graph = Arc::new(Graph::from_edges(rows));
-        tracing::debug!(
-            version,
-            nodes = graph.size().0,
-            edges = graph.size().1,
-            ms = started.elapsed().as_millis() as u64,
-            "graph built"
-        );
-        self.graphs.insert(version.clone(), graph.clone()).await;
+        // One build per version however many requests ask at once: the others wait for it
+        // (building from every relation row takes seconds at a million rows).
+        let graph = self
+            .graphs
+            .try_get_with(version.clone(), async {
+                let rows = match at {
+                    None => self.reader.all_relations().await?,
+                    Some(time) => self.reader.relations_at(time).await?,
+                };
+                let started = Instant::now();
+                let graph = tokio::task::spawn_blocking(move || Graph::from_edges(rows))
+                    .await
+                    .map_err(|e| GraphError::Build(e.to_string()))?;
+                tracing::debug!(
+                    nodes = graph.size().0,
+                    edges = graph.size().1,
+                    ms = started.elapsed().as_millis() as u64,
+                    "graph built"
+                );
+                Ok::<_, GraphError>(Arc::new(graph))
+            })
+            .await
+            .map_err(|e: Arc<GraphError>| match e.as_ref() {
+                GraphError::Build(message) => GraphError::Build(message.clone()),
+                other => GraphError::Build(other.to_string()),
+            })?;
         Ok((version, graph))
     }
 

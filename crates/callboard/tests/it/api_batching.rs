@@ -3,7 +3,7 @@
 //! counted (each is one SQL statement on both adapters, plus the generation lookup). The list
 //! resolver loads the page's relations and their targets itself, so this is deterministic; deeper
 //! levels (a system's owner) are batched by the DataLoaders, which group the keys requested within
-//! a few milliseconds — not asserted here, as that would make the test depend on timing.
+//! a millisecond — not asserted here, as that would make the test depend on timing.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
