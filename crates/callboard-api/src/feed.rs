@@ -157,6 +157,7 @@ async fn tail(
     let feed_group = format!("{}api-feed-{}", topics.prefix(), uuid_like());
     let mut subscription = log.subscribe(&feed_group, std::slice::from_ref(&topic)).await?;
     let mut sought: HashMap<i32, bool> = HashMap::new();
+    let mut applied: HashMap<i32, i64> = HashMap::new();
     loop {
         let messages = subscription.poll(500, Duration::from_millis(200)).await?;
         // Newly assigned partitions start at the end as of start-up (the past is history).
@@ -175,26 +176,32 @@ async fn tail(
             let Ok(event) = CloudEvent::from_bytes(&message.value) else {
                 continue;
             };
-            wait_applied(store, group, &topic, message.partition, message.offset).await?;
+            // The position last seen covers the rest of a burst: ask the store only beyond it.
+            let known = applied.get(&message.partition).copied().unwrap_or(-1);
+            if known < message.offset {
+                let now = wait_applied(store, group, &topic, message.partition, message.offset).await?;
+                applied.insert(message.partition, now);
+            }
             feed.publish(Change::from_event(&event));
         }
     }
 }
 
-/// Waits until the projectors of `group` have applied `offset` of `topic`/`partition`.
+/// Waits until the projectors of `group` have applied `offset` of `topic`/`partition`; returns
+/// the position applied then.
 async fn wait_applied(
     store: &dyn ReadStore,
     group: &str,
     topic: &str,
     partition: i32,
     offset: i64,
-) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
     loop {
         let generation = store.active().await?;
         if let Some(applied) = store.position(generation, group, topic, partition).await?
             && applied >= offset
         {
-            return Ok(());
+            return Ok(applied);
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }

@@ -15,7 +15,9 @@ use callboard_graph::{GraphService, Question};
 use callboard_ingest::commands::CommandClient;
 use callboard_readmodel::filter::Filter;
 use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow};
-use callboard_readmodel::store::{CatalogReader, EntityQuery, Order, ReadStore, RejectionsBy, final_entity};
+use callboard_readmodel::store::{
+    CatalogReader, EntityQuery, Order, ReadStore, RejectionsBy, attach_relations, final_entity,
+};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
@@ -163,8 +165,10 @@ async fn load_relations(ctx: &Context<'_>, entity_ref: &str) -> Result<Arc<Vec<R
 #[derive(Debug, Clone)]
 pub struct Entity {
     entity_ref: String,
-    document: Arc<Value>,
+    /// The current row; `None` for a past version.
     row: Option<Arc<EntityRow>>,
+    /// A past version's document (a current entity's is in its row).
+    past: Option<Arc<Value>>,
     at: Option<String>,
     /// Outgoing relations, when the list that produced this entity loaded them for the page.
     relations: Option<Arc<Vec<Relation>>>,
@@ -176,16 +180,24 @@ impl Entity {
     fn current(row: Arc<EntityRow>) -> Self {
         Self {
             entity_ref: row.entity_ref.clone(),
-            document: Arc::new(row.document.clone()),
             row: Some(row),
+            past: None,
             at: None,
             relations: None,
             neighbours: None,
         }
     }
 
+    fn document(&self) -> &Value {
+        match (&self.row, &self.past) {
+            (Some(row), _) => &row.document,
+            (None, Some(past)) => past,
+            (None, None) => &Value::Null,
+        }
+    }
+
     fn str_at(&self, pointer: &str) -> Option<String> {
-        self.document
+        self.document()
             .pointer(pointer)
             .and_then(Value::as_str)
             .map(str::to_owned)
@@ -231,6 +243,12 @@ impl Entity {
             .collect())
     }
 
+    /// The entities related by `relation_type`.
+    async fn related_entities(&self, ctx: &Context<'_>, relation_type: &str) -> Result<Vec<Entity>> {
+        let refs = self.related(ctx, relation_type).await?;
+        self.resolve(ctx, refs).await
+    }
+
     /// The entities `refs` name, in order (absent ones left out). One batched load for the
     /// whole list: loading them one by one would cost a round of queries per element.
     async fn resolve(&self, ctx: &Context<'_>, refs: Vec<String>) -> Result<Vec<Entity>> {
@@ -272,8 +290,8 @@ async fn entity_at(ctx: &Context<'_>, entity_ref: &str, at: &str) -> Result<Opti
         .map_err(internal)?;
     Ok(document.map(|document| Entity {
         entity_ref,
-        document: Arc::new(document),
         row: None,
+        past: Some(Arc::new(document)),
         at: Some(at.to_owned()),
         relations: None,
         neighbours: None,
@@ -330,7 +348,7 @@ impl Entity {
 
     /// `metadata.tags`.
     async fn tags(&self) -> Vec<String> {
-        self.document
+        self.document()
             .pointer("/metadata/tags")
             .and_then(Value::as_array)
             .map(|tags| tags.iter().filter_map(Value::as_str).map(str::to_owned).collect())
@@ -383,18 +401,8 @@ impl Entity {
         Ok(Json(match &self.row {
             Some(row) => final_entity(row, &relations),
             None => {
-                let mut document = self.document.as_ref().clone();
-                if let Value::Object(map) = &mut document {
-                    map.insert(
-                        "relations".into(),
-                        Value::Array(
-                            relations
-                                .iter()
-                                .map(|(t, target)| serde_json::json!({"type": t, "targetRef": target}))
-                                .collect(),
-                        ),
-                    );
-                }
+                let mut document = self.document().clone();
+                attach_relations(&mut document, &relations.iter().collect::<Vec<_>>());
                 document
             }
         }))
@@ -440,8 +448,7 @@ impl Entity {
 
     /// The owner (`ownedBy`).
     async fn owner(&self, ctx: &Context<'_>) -> Result<Option<Entity>> {
-        let refs = self.related(ctx, "ownedBy").await?;
-        Ok(self.resolve(ctx, refs).await?.into_iter().next())
+        Ok(self.related_entities(ctx, "ownedBy").await?.into_iter().next())
     }
 
     /// The system it is part of (`partOf` a System).
@@ -457,56 +464,47 @@ impl Entity {
 
     /// APIs it provides.
     async fn provides_apis(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "providesApi").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "providesApi").await
     }
 
     /// APIs it consumes.
     async fn consumes_apis(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "consumesApi").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "consumesApi").await
     }
 
     /// What it depends on directly.
     async fn depends_on(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "dependsOn").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "dependsOn").await
     }
 
     /// What depends on it directly.
     async fn dependency_of(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "dependencyOf").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "dependencyOf").await
     }
 
     /// Members (of a Group).
     async fn members(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "hasMember").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "hasMember").await
     }
 
     /// Groups it is a member of (of a User).
     async fn member_of(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "memberOf").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "memberOf").await
     }
 
     /// The parent group.
     async fn parent(&self, ctx: &Context<'_>) -> Result<Option<Entity>> {
-        let refs = self.related(ctx, "childOf").await?;
-        Ok(self.resolve(ctx, refs).await?.into_iter().next())
+        Ok(self.related_entities(ctx, "childOf").await?.into_iter().next())
     }
 
     /// Child groups.
     async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "parentOf").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "parentOf").await
     }
 
     /// Entities it owns directly.
     async fn owns(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, "ownerOf").await?;
-        self.resolve(ctx, refs).await
+        self.related_entities(ctx, "ownerOf").await
     }
 
     /// Its versions, newest first: each with the event that made it, time, source, actor and a
@@ -1132,11 +1130,7 @@ async fn command(
     send: impl Future<Output = Result<callboard_ingest::commands::Sent, callboard_ingest::commands::CommandError>>,
     wait: bool,
 ) -> Result<CommandResult> {
-    let services = services(ctx);
-    let commands = services
-        .commands
-        .as_ref()
-        .ok_or_else(|| Error::new("this API replica is read-only"))?;
+    let (services, commands) = (services(ctx), commands(ctx)?);
     let sent = send.await.map_err(internal)?;
     let completed: CommandCompleted = commands
         .wait(&sent, Duration::from_secs(30))

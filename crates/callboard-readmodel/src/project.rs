@@ -137,21 +137,9 @@ fn entity_row(event: &CloudEvent, previous: Option<&EntityRow>) -> Option<Entity
         namespace,
         name,
         sequence: event.sequence as i64,
-        content_hash: data
-            .get("contentHash")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        location_key: data
-            .get("locationKey")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
-        origin: data
-            .get("originLocation")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned(),
+        content_hash: text(data, "contentHash"),
+        location_key: text(data, "locationKey"),
+        origin: text(data, "originLocation"),
         created_at: previous.map_or_else(|| time_of(event), |p| p.created_at.clone()),
         updated_at: time_of(event),
         owner,
@@ -340,16 +328,8 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                     Some(RejectionRow {
                         subject: subject.clone(),
                         entity_ref: data.get("entityRef").and_then(Value::as_str).map(str::to_owned),
-                        location: data
-                            .get("location")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
-                        origin: data
-                            .get("originLocation")
-                            .and_then(Value::as_str)
-                            .unwrap_or_default()
-                            .to_owned(),
+                        location: text(data, "location"),
+                        origin: text(data, "originLocation"),
                         document_index: data.get("documentIndex").and_then(Value::as_i64),
                         problems: data.get("problems").cloned().unwrap_or_else(|| json!([])),
                         conflicts_with: data.get("conflictsWith").and_then(Value::as_str).map(str::to_owned),
@@ -462,6 +442,11 @@ fn project_location(event: &CloudEvent, registered: bool, changes: &mut Changes)
     } else {
         changes.location_deletes.push(key);
     }
+}
+
+/// A string field of an event's data (empty when absent).
+fn text(data: &Value, key: &str) -> String {
+    data.get(key).and_then(Value::as_str).unwrap_or_default().to_owned()
 }
 
 #[cfg(test)]

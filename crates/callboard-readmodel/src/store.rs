@@ -221,10 +221,16 @@ pub fn final_entity(row: &EntityRow, relations: &[(String, String)]) -> Value {
     relations.sort();
     relations.dedup();
     let mut document = row.document.clone();
-    if let Value::Object(map) = &mut document {
-        if let Some(Value::Object(metadata)) = map.get_mut("metadata") {
-            metadata.insert("etag".into(), Value::String(etag(&row.content_hash, &relations)));
-        }
+    if let Some(Value::Object(metadata)) = document.get_mut("metadata") {
+        metadata.insert("etag".into(), Value::String(etag(&row.content_hash, &relations)));
+    }
+    attach_relations(&mut document, &relations);
+    document
+}
+
+/// Sets a document's `relations` to `(type, targetRef)` pairs, in the order given.
+pub fn attach_relations(document: &mut Value, relations: &[&(String, String)]) {
+    if let Value::Object(map) = document {
         map.insert(
             "relations".into(),
             Value::Array(
@@ -235,7 +241,6 @@ pub fn final_entity(row: &EntityRow, relations: &[(String, String)]) -> Value {
             ),
         );
     }
-    document
 }
 
 /// Changes whenever the final entity changes: its content or its relations.

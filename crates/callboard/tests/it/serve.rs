@@ -150,14 +150,28 @@ pub(crate) fn small_catalog(dir: &Path) {
     .expect("write");
 }
 
-#[test]
-fn serve_answers_graphql_embedded() {
+/// `callboard serve` on a fresh embedded data directory with `extra` arguments. The server comes
+/// first in the tuple, so it is stopped before its folder is removed.
+fn serve_empty(extra: &[&str]) -> (Server, tempfile::TempDir) {
     let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().display().to_string();
+    let mut args = vec!["--data-dir", data_dir.as_str()];
+    args.extend_from_slice(extra);
+    (Server::start(&args), data)
+}
+
+/// `callboard serve` with [`small_catalog`] registered as a discovery location.
+fn serve_small_catalog() -> (Server, tempfile::TempDir, tempfile::TempDir) {
     let catalog = tempfile::tempdir().expect("tempdir");
     small_catalog(catalog.path());
-    let data_dir = data.path().display().to_string();
     let location = catalog.path().display().to_string();
-    let server = Server::start(&["--data-dir", &data_dir, "--location", &location]);
+    let (server, data) = serve_empty(&["--location", &location]);
+    (server, data, catalog)
+}
+
+#[test]
+fn serve_answers_graphql_embedded() {
+    let (server, _data, _catalog) = serve_small_catalog();
 
     // One entity with its typed relations and the final entity as Backstage returns it.
     let d = server.data(
@@ -292,12 +306,7 @@ fn serve_answers_graphql_embedded() {
 
 #[test]
 fn hostile_requests_are_refused_and_the_server_stays_healthy() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let catalog = tempfile::tempdir().expect("tempdir");
-    small_catalog(catalog.path());
-    let data_dir = data.path().display().to_string();
-    let location = catalog.path().display().to_string();
-    let server = Server::start(&["--data-dir", &data_dir, "--location", &location]);
+    let (server, _data, _catalog) = serve_small_catalog();
 
     // Depth 1,000.
     let deep = format!(
@@ -382,9 +391,7 @@ fn node(script: &str) -> std::process::Command {
 
 #[test]
 fn graphql_http_audit_passes_every_must() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let data_dir = data.path().display().to_string();
-    let server = Server::start(&["--data-dir", &data_dir]);
+    let (server, _data) = serve_empty(&[]);
     let output = node("audit.mjs")
         .arg(format!("http://{}/graphql", server.addr))
         .output()
@@ -407,12 +414,7 @@ impl Drop for Reaped {
 
 #[test]
 fn graphql_ws_client_receives_a_saved_edit() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let catalog = tempfile::tempdir().expect("tempdir");
-    small_catalog(catalog.path());
-    let data_dir = data.path().display().to_string();
-    let location = catalog.path().display().to_string();
-    let server = Server::start(&["--data-dir", &data_dir, "--location", &location]);
+    let (server, _data, catalog) = serve_small_catalog();
     let mut client = Reaped(node("subscribe.mjs")
         .arg(format!("ws://{}/graphql", server.addr))
         .arg(
@@ -461,9 +463,7 @@ fn graphql_ws_client_receives_a_saved_edit() {
 
 #[test]
 fn subscriptions_per_connection_are_limited() {
-    let data = tempfile::tempdir().expect("tempdir");
-    let data_dir = data.path().display().to_string();
-    let server = Server::start(&["--data-dir", &data_dir, "--max-subscriptions", "3"]);
+    let (server, _data) = serve_empty(&["--max-subscriptions", "3"]);
     let output = node("many.mjs")
         .arg(format!("ws://{}/graphql", server.addr))
         .arg("5")
