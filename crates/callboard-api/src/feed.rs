@@ -18,6 +18,8 @@ use futures::Stream;
 use serde_json::Value;
 use tokio::sync::broadcast;
 
+use crate::cache::EntityCache;
+
 /// One change, as subscribers filter it.
 #[derive(Debug, Clone)]
 pub struct Change {
@@ -41,6 +43,8 @@ pub struct Change {
     pub owner: Option<String>,
     /// The registered location the document came through, when known.
     pub origin: Option<String>,
+    /// Targets of the relations the entity declares now (lowercased refs).
+    pub targets: Vec<String>,
     /// The event's data.
     pub data: Value,
 }
@@ -63,7 +67,19 @@ impl Change {
                 })
             })
             .and_then(|r| text(r.get("targetRef")));
+        let targets = event
+            .data
+            .get("relations")
+            .and_then(Value::as_array)
+            .map(|rows| {
+                rows.iter()
+                    .filter_map(|r| r.get("targetRef").and_then(Value::as_str))
+                    .map(str::to_lowercase)
+                    .collect()
+            })
+            .unwrap_or_default();
         Self {
+            targets,
             is_entity: entity_ref.contains(':'),
             kind: kind.to_lowercase(),
             namespace: namespace.to_lowercase(),
@@ -79,22 +95,45 @@ impl Change {
     }
 }
 
-/// The feed subscribers listen to.
+/// The feed subscribers listen to, and the entity cache it keeps fresh.
 #[derive(Debug, Clone)]
 pub struct Feed {
     sender: broadcast::Sender<Arc<Change>>,
+    cache: Arc<EntityCache>,
 }
 
 impl Feed {
-    /// A feed whose subscribers may fall `capacity` changes behind before skipping.
+    /// A feed whose subscribers may fall `capacity` changes behind before skipping; no entity
+    /// cache.
     pub fn new(capacity: usize) -> Self {
+        Self::with_cache(capacity, 0)
+    }
+
+    /// A feed that also keeps up to `cached_entities` hot entities fresh (see [`crate::cache`]).
+    pub fn with_cache(capacity: usize, cached_entities: u64) -> Self {
         Self {
             sender: broadcast::channel(capacity.max(1)).0,
+            cache: Arc::new(EntityCache::new(cached_entities)),
         }
     }
 
-    /// Publishes a change to every current subscriber.
+    /// The entity cache.
+    pub fn cache(&self) -> &EntityCache {
+        &self.cache
+    }
+
+    /// The entity cache, shared.
+    pub fn cache_handle(&self) -> Arc<EntityCache> {
+        self.cache.clone()
+    }
+
+    /// Publishes a change to every current subscriber, after forgetting the cached entities it
+    /// can reach (so a subscriber that queries on notification reads the new state).
     pub fn publish(&self, change: Change) {
+        if change.is_entity {
+            self.cache
+                .on_change(&change.entity_ref, change.targets.iter().map(String::as_str));
+        }
         // No subscribers is not an error.
         let _ = self.sender.send(Arc::new(change));
     }
@@ -153,13 +192,34 @@ async fn tail(
     feed: &Feed,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let topic = topics.entities();
+    // Changes before this start are not seen: the cache is off until the read model reflects
+    // everything up to here.
+    let session = feed.cache().restart();
     let start: Vec<i64> = log.end_offsets(&topic).await?;
     let feed_group = format!("{}api-feed-{}", topics.prefix(), uuid_like());
     let mut subscription = log.subscribe(&feed_group, std::slice::from_ref(&topic)).await?;
     let mut sought: HashMap<i32, bool> = HashMap::new();
     let mut applied: HashMap<i32, i64> = HashMap::new();
+    let mut generation = store.active().await?;
+    let mut checked = tokio::time::Instant::now();
+    let mut live = false;
     loop {
         let messages = subscription.poll(500, Duration::from_millis(200)).await?;
+        if !live {
+            live = caught_up(store, group, &topic, &start).await?;
+            if live {
+                feed.cache().go_live(session);
+            }
+        }
+        // A replay's switch to a new generation changes every row at once, without events.
+        if checked.elapsed() >= Duration::from_secs(1) {
+            checked = tokio::time::Instant::now();
+            let now = store.active().await?;
+            if now != generation {
+                generation = now;
+                feed.cache().clear();
+            }
+        }
         // Newly assigned partitions start at the end as of start-up (the past is history).
         for (t, partition) in subscription.assignment() {
             if t == topic && !sought.contains_key(&partition) {
@@ -185,6 +245,26 @@ async fn tail(
             feed.publish(Change::from_event(&event));
         }
     }
+}
+
+/// Whether the projectors of `group` have applied everything before `start` (per partition).
+async fn caught_up(
+    store: &dyn ReadStore,
+    group: &str,
+    topic: &str,
+    start: &[i64],
+) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
+    let generation = store.active().await?;
+    for (partition, end) in start.iter().enumerate() {
+        if *end == 0 {
+            continue;
+        }
+        match store.position(generation, group, topic, partition as i32).await? {
+            Some(applied) if applied >= end - 1 => {}
+            _ => return Ok(false),
+        }
+    }
+    Ok(true)
 }
 
 /// Waits until the projectors of `group` have applied `offset` of `topic`/`partition`; returns

@@ -6,7 +6,9 @@
 //! (depth, complexity, page size, body size, timeout) before any resolver runs, and the acting
 //! user is resolved in one place ([`Actor`]), where permissions will be enforced.
 
+pub mod cache;
 pub mod cursor;
+pub mod entity;
 pub mod feed;
 pub mod http;
 pub mod schema;

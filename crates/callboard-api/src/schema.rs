@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_graphql::dataloader::{DataLoader, Loader};
+use async_graphql::dataloader::DataLoader;
 use async_graphql::{
     ComplexObject, Context, Enum, Error, ErrorExtensions, InputObject, Json, Object, Result, Schema, SimpleObject,
     Subscription,
@@ -14,13 +14,14 @@ use callboard_events::types::{CommandCompleted, CommandStatus, EventType, Locati
 use callboard_graph::{GraphService, Question};
 use callboard_ingest::commands::CommandClient;
 use callboard_readmodel::filter::Filter;
-use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow};
-use callboard_readmodel::store::{
-    CatalogReader, EntityQuery, Order, ReadStore, RejectionsBy, attach_relations, final_entity,
-};
+use callboard_readmodel::rows::{EntityRow, LocationRow};
+use callboard_readmodel::search;
+use callboard_readmodel::store::{CatalogReader, EntityQuery, Order, ReadStore, RejectionsBy};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
+use crate::cache::LoadedEntity;
+use crate::entity::{Entity, EntityLoader, Node, Rejection, Relation, RelationLoader, entity_at, load_entity};
 use crate::feed::{Change, Feed};
 use crate::{Limits, cursor};
 
@@ -56,9 +57,15 @@ pub fn build(services: Services, limits: &Limits) -> CatalogSchema {
         // Keys requested within a millisecond of each other share one query. The window is a
         // latency floor for every nested level of every query (entity by ref pays it three
         // times), so it stays short; lists load their page's relations and targets themselves.
-        DataLoader::new(EntityLoader(services.reader.clone()), tokio::spawn)
-            .max_batch_size(1_000)
-            .delay(Duration::from_millis(1)),
+        DataLoader::new(
+            EntityLoader {
+                reader: services.reader.clone(),
+                cache: services.feed.cache_handle(),
+            },
+            tokio::spawn,
+        )
+        .max_batch_size(1_000)
+        .delay(Duration::from_millis(1)),
         DataLoader::new(RelationLoader(services.reader.clone()), tokio::spawn)
             .max_batch_size(1_000)
             .delay(Duration::from_millis(1)),
@@ -80,25 +87,29 @@ pub fn build(services: Services, limits: &Limits) -> CatalogSchema {
 
 /// The schema without services, for exporting the SDL.
 pub fn sdl() -> String {
-    Schema::build(Query, Mutation, SubscriptionRoot).finish().sdl()
+    Schema::build(Query, Mutation, SubscriptionRoot)
+        // Kind types are reached only through the interface; list them all.
+        .register_output_type::<Entity>()
+        .finish()
+        .sdl()
 }
 
-fn services<'a>(ctx: &Context<'a>) -> &'a Services {
+pub(crate) fn services<'a>(ctx: &Context<'a>) -> &'a Services {
     ctx.data_unchecked::<Services>()
 }
 
-fn internal(error: impl std::fmt::Display) -> Error {
+pub(crate) fn internal(error: impl std::fmt::Display) -> Error {
     // Details go to the log, not to clients.
     tracing::error!(%error, "resolver failed");
     Error::new("internal error").extend_with(|_, e| e.set("code", "INTERNAL"))
 }
 
-fn bad_input(message: impl Into<String>) -> Error {
+pub(crate) fn bad_input(message: impl Into<String>) -> Error {
     Error::new(message.into()).extend_with(|_, e| e.set("code", "BAD_USER_INPUT"))
 }
 
 /// Checks an instant argument: RFC 3339, normalised to the stored form.
-fn instant(at: Option<String>) -> Result<Option<String>> {
+pub(crate) fn instant(at: Option<String>) -> Result<Option<String>> {
     match at {
         None => Ok(None),
         Some(text) => callboard_events::cloudevent::normalize_time(&text)
@@ -107,516 +118,12 @@ fn instant(at: Option<String>) -> Result<Option<String>> {
     }
 }
 
-/// Loads current entity rows by ref.
-struct EntityLoader(Arc<dyn CatalogReader>);
-
-impl Loader<String> for EntityLoader {
-    type Value = Arc<EntityRow>;
-    type Error = Arc<String>;
-
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        let rows = self.0.entities(keys).await.map_err(|e| Arc::new(e.to_string()))?;
-        Ok(rows.into_iter().map(|r| (r.entity_ref.clone(), Arc::new(r))).collect())
-    }
-}
-
-/// Loads current outgoing relations by source ref.
-struct RelationLoader(Arc<dyn CatalogReader>);
-
-impl Loader<String> for RelationLoader {
-    type Value = Arc<Vec<Relation>>;
-    type Error = Arc<String>;
-
-    async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
-        let rows = self
-            .0
-            .relations(keys, false)
-            .await
-            .map_err(|e| Arc::new(e.to_string()))?;
-        let mut out: HashMap<String, Vec<Relation>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
-        for row in rows {
-            out.entry(row.source.clone()).or_default().push(Relation {
-                relation_type: row.relation_type,
-                source_ref: row.source,
-                target_ref: row.target,
-                dangling: !row.target_exists,
-            });
-        }
-        Ok(out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
-    }
-}
-
-async fn load_entity(ctx: &Context<'_>, entity_ref: &str) -> Result<Option<Entity>> {
-    let loader = ctx.data_unchecked::<DataLoader<EntityLoader>>();
-    let row = loader.load_one(entity_ref.to_lowercase()).await.map_err(internal)?;
-    Ok(row.map(Entity::current))
-}
-
-async fn load_relations(ctx: &Context<'_>, entity_ref: &str) -> Result<Arc<Vec<Relation>>> {
-    let loader = ctx.data_unchecked::<DataLoader<RelationLoader>>();
-    Ok(loader
-        .load_one(entity_ref.to_owned())
-        .await
-        .map_err(internal)?
-        .unwrap_or_default())
-}
-
-/// A catalog entity — now, or as it was at an instant (`asOf`).
-#[derive(Debug, Clone)]
-pub struct Entity {
-    entity_ref: String,
-    /// The current row; `None` for a past version.
-    row: Option<Arc<EntityRow>>,
-    /// A past version's document (a current entity's is in its row).
-    past: Option<Arc<Value>>,
-    at: Option<String>,
-    /// Outgoing relations, when the list that produced this entity loaded them for the page.
-    relations: Option<Arc<Vec<Relation>>>,
-    /// The related entities of the whole page, loaded with it.
-    neighbours: Option<Arc<HashMap<String, Arc<EntityRow>>>>,
-}
-
-impl Entity {
-    fn current(row: Arc<EntityRow>) -> Self {
-        Self {
-            entity_ref: row.entity_ref.clone(),
-            row: Some(row),
-            past: None,
-            at: None,
-            relations: None,
-            neighbours: None,
-        }
-    }
-
-    fn document(&self) -> &Value {
-        match (&self.row, &self.past) {
-            (Some(row), _) => &row.document,
-            (None, Some(past)) => past,
-            (None, None) => &Value::Null,
-        }
-    }
-
-    fn str_at(&self, pointer: &str) -> Option<String> {
-        self.document()
-            .pointer(pointer)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-    }
-
-    /// Relations leaving this entity (now, or at the instant it was read for).
-    async fn outgoing(&self, ctx: &Context<'_>) -> Result<Vec<Relation>> {
-        if let Some(relations) = &self.relations {
-            return Ok(relations.as_ref().clone());
-        }
-        match &self.at {
-            None => Ok(load_relations(ctx, &self.entity_ref).await?.as_ref().clone()),
-            Some(at) => {
-                let spans = services(ctx).reader.spans(&self.entity_ref).await.map_err(internal)?;
-                let mut out: Vec<Relation> = spans
-                    .into_iter()
-                    .filter(|s| {
-                        s.source == self.entity_ref
-                            && s.valid_from.as_str() <= at.as_str()
-                            && s.valid_to.as_deref().is_none_or(|to| to > at.as_str())
-                    })
-                    .map(|s| Relation {
-                        relation_type: s.relation_type,
-                        source_ref: s.source,
-                        target_ref: s.target,
-                        dangling: false,
-                    })
-                    .collect();
-                out.sort_by(|a, b| (&a.relation_type, &a.target_ref).cmp(&(&b.relation_type, &b.target_ref)));
-                out.dedup_by(|a, b| a.relation_type == b.relation_type && a.target_ref == b.target_ref);
-                Ok(out)
-            }
-        }
-    }
-
-    async fn related(&self, ctx: &Context<'_>, relation_type: &str) -> Result<Vec<String>> {
-        Ok(self
-            .outgoing(ctx)
-            .await?
-            .into_iter()
-            .filter(|r| r.relation_type.eq_ignore_ascii_case(relation_type))
-            .map(|r| r.target_ref)
-            .collect())
-    }
-
-    /// The entities related by `relation_type`.
-    async fn related_entities(&self, ctx: &Context<'_>, relation_type: &str) -> Result<Vec<Entity>> {
-        let refs = self.related(ctx, relation_type).await?;
-        self.resolve(ctx, refs).await
-    }
-
-    /// The entities `refs` name, in order (absent ones left out). One batched load for the
-    /// whole list: loading them one by one would cost a round of queries per element.
-    async fn resolve(&self, ctx: &Context<'_>, refs: Vec<String>) -> Result<Vec<Entity>> {
-        if let (None, Some(neighbours)) = (&self.at, &self.neighbours) {
-            // Loaded with the page: every existing target is here.
-            return Ok(refs
-                .iter()
-                .filter_map(|r| neighbours.get(&r.to_lowercase()))
-                .map(|row| Entity::current(row.clone()))
-                .collect());
-        }
-        match &self.at {
-            None => {
-                let loader = ctx.data_unchecked::<DataLoader<EntityLoader>>();
-                let mut found = loader
-                    .load_many(refs.iter().map(|r| r.to_lowercase()))
-                    .await
-                    .map_err(internal)?;
-                Ok(refs
-                    .iter()
-                    .filter_map(|r| found.remove(&r.to_lowercase()))
-                    .map(Entity::current)
-                    .collect())
-            }
-            Some(at) => {
-                let found = futures::future::try_join_all(refs.iter().map(|r| entity_at(ctx, r, at))).await?;
-                Ok(found.into_iter().flatten().collect())
-            }
-        }
-    }
-}
-
-async fn entity_at(ctx: &Context<'_>, entity_ref: &str, at: &str) -> Result<Option<Entity>> {
-    let entity_ref = entity_ref.to_lowercase();
-    let document = services(ctx)
-        .reader
-        .entity_at(&entity_ref, at)
-        .await
-        .map_err(internal)?;
-    Ok(document.map(|document| Entity {
-        entity_ref,
-        row: None,
-        past: Some(Arc::new(document)),
-        at: Some(at.to_owned()),
-        relations: None,
-        neighbours: None,
-    }))
-}
-
-/// A relation between two entities.
-#[derive(Debug, Clone, SimpleObject)]
-pub struct Relation {
-    /// The relation type (`ownedBy`, `dependsOn`, …).
-    #[graphql(name = "type")]
-    pub relation_type: String,
-    /// Where it starts.
-    pub source_ref: String,
-    /// Where it points.
-    pub target_ref: String,
-    /// True when the target is not in the catalog.
-    pub dangling: bool,
-}
-
-/// The relations of an entity, by type, each resolved to entities (dangling targets are left out).
-#[Object]
-impl Entity {
-    /// The canonical, lowercased entity ref (`kind:namespace/name`).
-    #[graphql(name = "ref")]
-    async fn entity_ref(&self) -> &str {
-        &self.entity_ref
-    }
-
-    /// The kind, as written.
-    async fn kind(&self) -> Option<String> {
-        self.str_at("/kind")
-    }
-
-    /// The namespace (`default` when unset).
-    async fn namespace(&self) -> String {
-        self.str_at("/metadata/namespace").unwrap_or_else(|| "default".into())
-    }
-
-    /// The name.
-    async fn name(&self) -> Option<String> {
-        self.str_at("/metadata/name")
-    }
-
-    /// `metadata.title`.
-    async fn title(&self) -> Option<String> {
-        self.str_at("/metadata/title")
-    }
-
-    /// `metadata.description`.
-    async fn description(&self) -> Option<String> {
-        self.str_at("/metadata/description")
-    }
-
-    /// `metadata.tags`.
-    async fn tags(&self) -> Vec<String> {
-        self.document()
-            .pointer("/metadata/tags")
-            .and_then(Value::as_array)
-            .map(|tags| tags.iter().filter_map(Value::as_str).map(str::to_owned).collect())
-            .unwrap_or_default()
-    }
-
-    /// `spec.type`.
-    #[graphql(name = "type")]
-    async fn spec_type(&self) -> Option<String> {
-        self.str_at("/spec/type")
-    }
-
-    /// `spec.lifecycle`.
-    async fn lifecycle(&self) -> Option<String> {
-        self.str_at("/spec/lifecycle")
-    }
-
-    /// `metadata.uid`: stable for the entity's life.
-    async fn uid(&self) -> Option<String> {
-        self.row
-            .as_ref()
-            .map(|r| r.uid.clone())
-            .or_else(|| self.str_at("/metadata/uid"))
-    }
-
-    /// When the entity was first seen (absent for a past version).
-    async fn created_at(&self) -> Option<&str> {
-        self.row.as_ref().map(|r| r.created_at.as_str())
-    }
-
-    /// When it last changed (absent for a past version).
-    async fn updated_at(&self) -> Option<&str> {
-        self.row.as_ref().map(|r| r.updated_at.as_str())
-    }
-
-    /// The instant this entity was read as of, when it is a past version.
-    async fn as_of(&self) -> Option<&str> {
-        self.at.as_deref()
-    }
-
-    /// The final entity as Backstage's API returns it: the document with `metadata.uid`,
-    /// `metadata.etag` and `relations`.
-    async fn raw(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
-        let relations: Vec<(String, String)> = self
-            .outgoing(ctx)
-            .await?
-            .into_iter()
-            .map(|r| (r.relation_type, r.target_ref))
-            .collect();
-        Ok(Json(match &self.row {
-            Some(row) => final_entity(row, &relations),
-            None => {
-                let mut document = self.document().clone();
-                attach_relations(&mut document, &relations.iter().collect::<Vec<_>>());
-                document
-            }
-        }))
-    }
-
-    /// Relations leaving this entity, optionally of one type; `incoming` lists relations
-    /// pointing at it instead.
-    async fn relations(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(name = "type")] relation_type: Option<String>,
-        #[graphql(default = false)] incoming: bool,
-    ) -> Result<Vec<Relation>> {
-        let rows = if incoming {
-            if self.at.is_some() {
-                return Err(bad_input("incoming relations are not available asOf an instant yet"));
-            }
-            services(ctx)
-                .reader
-                .relations(std::slice::from_ref(&self.entity_ref), true)
-                .await
-                .map_err(internal)?
-                .into_iter()
-                .map(|r| Relation {
-                    relation_type: r.relation_type,
-                    source_ref: r.source,
-                    target_ref: r.target,
-                    dangling: !r.target_exists,
-                })
-                .collect()
-        } else {
-            self.outgoing(ctx).await?
-        };
-        Ok(rows
-            .into_iter()
-            .filter(|r| {
-                relation_type
-                    .as_ref()
-                    .is_none_or(|t| r.relation_type.eq_ignore_ascii_case(t))
-            })
-            .collect())
-    }
-
-    /// The owner (`ownedBy`).
-    async fn owner(&self, ctx: &Context<'_>) -> Result<Option<Entity>> {
-        Ok(self.related_entities(ctx, "ownedBy").await?.into_iter().next())
-    }
-
-    /// The system it is part of (`partOf` a System).
-    async fn system(&self, ctx: &Context<'_>) -> Result<Option<Entity>> {
-        let refs: Vec<String> = self
-            .related(ctx, "partOf")
-            .await?
-            .into_iter()
-            .filter(|r| r.starts_with("system:"))
-            .collect();
-        Ok(self.resolve(ctx, refs).await?.into_iter().next())
-    }
-
-    /// APIs it provides.
-    async fn provides_apis(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "providesApi").await
-    }
-
-    /// APIs it consumes.
-    async fn consumes_apis(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "consumesApi").await
-    }
-
-    /// What it depends on directly.
-    async fn depends_on(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "dependsOn").await
-    }
-
-    /// What depends on it directly.
-    async fn dependency_of(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "dependencyOf").await
-    }
-
-    /// Members (of a Group).
-    async fn members(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "hasMember").await
-    }
-
-    /// Groups it is a member of (of a User).
-    async fn member_of(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "memberOf").await
-    }
-
-    /// The parent group.
-    async fn parent(&self, ctx: &Context<'_>) -> Result<Option<Entity>> {
-        Ok(self.related_entities(ctx, "childOf").await?.into_iter().next())
-    }
-
-    /// Child groups.
-    async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "parentOf").await
-    }
-
-    /// Entities it owns directly.
-    async fn owns(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-        self.related_entities(ctx, "ownerOf").await
-    }
-
-    /// Its versions, newest first: each with the event that made it, time, source, actor and a
-    /// JSON Patch from the previous version.
-    async fn history(
-        &self,
-        ctx: &Context<'_>,
-        #[graphql(default = 20)] first: i32,
-        before_sequence: Option<i64>,
-    ) -> Result<Vec<Version>> {
-        let limit = page_size(ctx, Some(first))?;
-        let rows = services(ctx)
-            .reader
-            .history(&self.entity_ref, limit, before_sequence)
-            .await
-            .map_err(internal)?;
-        Ok(rows.into_iter().map(Version).collect())
-    }
-
-    /// Why documents claiming this ref are not in the catalog as written (latest per source).
-    async fn rejections(&self, ctx: &Context<'_>) -> Result<Vec<Rejection>> {
-        let rows = services(ctx)
-            .reader
-            .rejections(RejectionsBy::Entity(&self.entity_ref))
-            .await
-            .map_err(internal)?;
-        Ok(rows.into_iter().map(Rejection).collect())
-    }
-}
-
-/// One version of an entity, from the history.
-#[derive(Debug, Clone)]
-pub struct Version(HistoryRow);
-
-#[Object]
-impl Version {
-    /// The per-entity sequence number (1, 2, …).
-    async fn sequence(&self) -> i64 {
-        self.0.sequence
-    }
-    /// The event type (`entity.upserted.v1`, `entity.deleted.v1`, …).
-    async fn event_type(&self) -> &str {
-        &self.0.event_type
-    }
-    /// The event id.
-    async fn event_id(&self) -> &str {
-        &self.0.event_id
-    }
-    /// When it happened (RFC 3339, UTC).
-    async fn time(&self) -> &str {
-        &self.0.time
-    }
-    /// Which provider, location or user produced it.
-    async fn source(&self) -> &str {
-        &self.0.source
-    }
-    /// Who acted.
-    async fn actor(&self) -> &str {
-        &self.0.actor
-    }
-    /// The entity document of this version (absent for deletions).
-    async fn entity(&self) -> Option<Json<Value>> {
-        self.0.entity.clone().map(Json)
-    }
-    /// JSON Patch (RFC 6902) from the previous version.
-    async fn diff(&self) -> Option<Json<Value>> {
-        self.0.diff.clone().map(Json)
-    }
-}
-
-/// A document that could not be accepted: the last good version (if any) stays in the catalog.
-#[derive(Debug, Clone)]
-pub struct Rejection(RejectionRow);
-
-#[Object]
-impl Rejection {
-    /// The entity ref the document claims, when it could be read.
-    async fn entity_ref(&self) -> Option<&str> {
-        self.0.entity_ref.as_deref()
-    }
-    /// The file it came from.
-    async fn location(&self) -> &str {
-        &self.0.location
-    }
-    /// The registered location that led to the file.
-    async fn origin(&self) -> &str {
-        &self.0.origin
-    }
-    /// The document's position in the file (0-based).
-    async fn document_index(&self) -> Option<i64> {
-        self.0.document_index
-    }
-    /// The problems: each with field, rule, message and position.
-    async fn problems(&self) -> Json<Value> {
-        Json(self.0.problems.clone())
-    }
-    /// The location that holds the ref, for conflicts.
-    async fn conflicts_with(&self) -> Option<&str> {
-        self.0.conflicts_with.as_deref()
-    }
-    /// When it was rejected.
-    async fn time(&self) -> &str {
-        &self.0.time
-    }
-}
-
 /// A registered location.
 #[derive(Debug, Clone)]
-pub struct Location(LocationRow);
+pub struct RegisteredLocation(LocationRow);
 
 #[Object]
-impl Location {
+impl RegisteredLocation {
     /// `file`, `url` or `discovery`.
     #[graphql(name = "type")]
     async fn location_type(&self) -> &str {
@@ -684,7 +191,7 @@ fn to_filter(filter: Option<Vec<EntityFilter>>) -> Result<Option<Filter>> {
     Filter::parse_backstage(&params).map_err(|e| bad_input(format!("filter: {e}")))
 }
 
-fn page_size(ctx: &Context<'_>, first: Option<i32>) -> Result<usize> {
+pub(crate) fn page_size(ctx: &Context<'_>, first: Option<i32>) -> Result<usize> {
     let limits = ctx.data_unchecked::<Limits>();
     let first = first.unwrap_or(limits.default_page as i32);
     if first < 0 || first as usize > limits.max_page {
@@ -708,12 +215,81 @@ pub struct EntityConnection {
     filter: Option<Filter>,
     #[graphql(skip)]
     text: Option<String>,
+    #[graphql(skip)]
+    at: Option<String>,
+}
+
+impl EntityConnection {
+    fn new(
+        edges: Vec<EntityEdge>,
+        has_next_page: bool,
+        filter: Option<Filter>,
+        text: Option<String>,
+        at: Option<String>,
+    ) -> Self {
+        Self {
+            page_info: PageInfo {
+                has_next_page,
+                has_previous_page: false,
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+            filter,
+            text,
+            at,
+        }
+    }
+}
+
+/// Subjects read per round when paging through history for a list `asOf` an instant.
+const PAST_CHUNK: usize = 500;
+
+/// A page of entities as they were at `at`: documents in ref order after `after` that match
+/// `filter`, and whether more follow. Filters are evaluated on each version's document, with the
+/// same flattening the read model uses now.
+async fn past_page(
+    ctx: &Context<'_>,
+    at: &str,
+    filter: Option<&Filter>,
+    mut after: Option<String>,
+    limit: usize,
+    keep_documents: bool,
+) -> Result<(Vec<(String, Value)>, bool)> {
+    let mut out = Vec::new();
+    loop {
+        let chunk = services(ctx)
+            .reader
+            .entities_at(at, after.as_deref(), PAST_CHUNK)
+            .await
+            .map_err(internal)?;
+        let exhausted = chunk.len() < PAST_CHUNK;
+        for (entity_ref, document) in chunk {
+            after = Some(entity_ref.clone());
+            let Some(document) = document else { continue };
+            if filter.is_some_and(|f| !f.matches(&search::keys(&search::pairs(&document)))) {
+                continue;
+            }
+            if out.len() == limit {
+                return Ok((out, true));
+            }
+            out.push((entity_ref, if keep_documents { document } else { Value::Null }));
+        }
+        if exhausted {
+            return Ok((out, false));
+        }
+    }
 }
 
 #[ComplexObject]
 impl EntityConnection {
     /// How many entities match (across all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        if let Some(at) = &self.at {
+            // Counting the past reads the history of every subject.
+            let (all, _) = past_page(ctx, at, self.filter.as_ref(), None, usize::MAX, false).await?;
+            return Ok(all.len() as i64);
+        }
         services(ctx)
             .reader
             .count(self.filter.as_ref(), self.text.as_deref())
@@ -815,7 +391,9 @@ impl Query {
         }
     }
 
-    /// Entities matching a filter and full-text search, a page at a time.
+    /// Entities matching a filter and full-text search, a page at a time — now, or as they were
+    /// at `asOf` (RFC 3339; ordered by ref, filters on the documents of that instant, without
+    /// `search` or `relations.*` conditions).
     #[allow(clippy::too_many_arguments)]
     async fn entities(
         &self,
@@ -825,6 +403,7 @@ impl Query {
         #[graphql(default_with = "EntityOrder::Ref")] order_by: EntityOrder,
         first: Option<i32>,
         after: Option<String>,
+        as_of: Option<String>,
     ) -> Result<EntityConnection> {
         let limit = page_size(ctx, first)?;
         let filter = to_filter(filter)?;
@@ -836,6 +415,29 @@ impl Query {
                 Some(cursor::decode(&c, order).ok_or_else(|| bad_input("after: not a cursor of this ordering"))?)
             }
         };
+        if let Some(at) = instant(as_of)? {
+            if text.is_some() {
+                return Err(bad_input("search is not available with asOf: use filters"));
+            }
+            if order != Order::Ref {
+                return Err(bad_input("lists asOf an instant are ordered by REF only"));
+            }
+            if filter.as_ref().is_some_and(Filter::mentions_relations) {
+                return Err(bad_input(
+                    "relations.* filters are not available with asOf: ask the graph (owned, dependents, …) with asOf",
+                ));
+            }
+            let (rows, has_more) = past_page(ctx, &at, filter.as_ref(), after, limit, true).await?;
+            let edges: Vec<EntityEdge> = rows
+                .into_iter()
+                .map(|(entity_ref, document)| EntityEdge {
+                    cursor: cursor::encode(&entity_ref, order),
+                    node: Node::past(entity_ref, document, &at).into_entity(),
+                })
+                .collect();
+            return Ok(EntityConnection::new(edges, has_more, filter, None, Some(at)));
+        }
+        let epoch = services(ctx).feed.cache().epoch();
         let page = services(ctx)
             .reader
             .list(&EntityQuery {
@@ -875,30 +477,28 @@ impl Query {
                 .map(|row| (row.entity_ref.clone(), Arc::new(row)))
                 .collect(),
         );
+        let mut loaded: Vec<Arc<LoadedEntity>> = Vec::with_capacity(page.rows.len());
         let edges: Vec<EntityEdge> = page
             .rows
             .into_iter()
             .map(|(key, row)| {
-                let mut node = Entity::current(Arc::new(row));
-                node.relations = Some(Arc::new(relations.remove(&node.entity_ref).unwrap_or_default()));
+                let relations = Arc::new(relations.remove(&row.entity_ref).unwrap_or_default());
+                let entry = Arc::new(LoadedEntity {
+                    row: Arc::new(row),
+                    relations,
+                });
+                let mut node = Node::loaded(&entry);
                 node.neighbours = Some(neighbours.clone());
+                loaded.push(entry);
                 EntityEdge {
                     cursor: cursor::encode(&key, order),
-                    node,
+                    node: node.into_entity(),
                 }
             })
             .collect();
-        Ok(EntityConnection {
-            page_info: PageInfo {
-                has_next_page: page.has_more,
-                has_previous_page: false,
-                start_cursor: edges.first().map(|e| e.cursor.clone()),
-                end_cursor: edges.last().map(|e| e.cursor.clone()),
-            },
-            edges,
-            filter,
-            text,
-        })
+        // A page read whole is as good as entities read one by one: keep it for lookups by ref.
+        services(ctx).feed.cache().insert(epoch, loaded);
+        Ok(EntityConnection::new(edges, page.has_more, filter, text, None))
     }
 
     /// Value counts of a field (`kind`, `spec.type`, `metadata.tags`, any dotted path) over the
@@ -1022,15 +622,15 @@ impl Query {
     }
 
     /// Registered locations.
-    async fn locations(&self, ctx: &Context<'_>) -> Result<Vec<Location>> {
+    async fn locations(&self, ctx: &Context<'_>) -> Result<Vec<RegisteredLocation>> {
         let rows = services(ctx).reader.locations().await.map_err(internal)?;
-        Ok(rows.into_iter().map(Location).collect())
+        Ok(rows.into_iter().map(RegisteredLocation).collect())
     }
 }
 
 /// The canonical lowercased form of a full ref; short forms are refused (an API has no source
 /// entity to take defaults from, except the `default` namespace).
-fn normalise_ref(text: &str) -> Result<String> {
+pub(crate) fn normalise_ref(text: &str) -> Result<String> {
     let text = text.trim();
     let Some((kind, rest)) = text.split_once(':') else {
         return Err(bad_input(format!(

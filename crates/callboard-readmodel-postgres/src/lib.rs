@@ -1034,6 +1034,38 @@ impl CatalogReader for PostgresStore {
             .and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    async fn entities_at(
+        &self,
+        time: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<Value>)>, StoreError> {
+        let g = self.reader_generation().await?;
+        // The primary key (subject, sequence) walks subjects in order, newest version first.
+        let rows = sqlx::query(sql(
+            g,
+            "select distinct on (subject) subject, event_type, entity from {p}history
+             where subject > ? and time <= ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1')
+             order by subject, sequence desc limit ?",
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(time)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let document = (r.get::<String, _>(1) == "entity.upserted.v1")
+                    .then(|| r.get::<Option<String>, _>(2))
+                    .flatten()
+                    .and_then(|t| serde_json::from_str(&t).ok());
+                (r.get(0), document)
+            })
+            .collect())
+    }
+
     async fn rejections(&self, by: RejectionsBy<'_>) -> Result<Vec<RejectionRow>, StoreError> {
         let g = self.reader_generation().await?;
         let columns = "subject, entity_ref, location, origin, document_index, problems, conflicts_with, time, sequence";

@@ -1005,6 +1005,38 @@ impl CatalogReader for SqliteStore {
             .and_then(|t| serde_json::from_str(&t).ok()))
     }
 
+    async fn entities_at(
+        &self,
+        time: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<Value>)>, StoreError> {
+        let g = self.reader_generation().await?;
+        // SQLite takes the bare columns of an aggregate query from the row holding the max.
+        let rows = sqlx::query(sql(
+            g,
+            "select subject, event_type, entity, max(sequence) from {p}history
+             where subject > ? and time <= ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1')
+             group by subject order by subject limit ?",
+        ))
+        .bind(after.unwrap_or(""))
+        .bind(time)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let document = (r.get::<String, _>(1) == "entity.upserted.v1")
+                    .then(|| r.get::<Option<String>, _>(2))
+                    .flatten()
+                    .and_then(|t| serde_json::from_str(&t).ok());
+                (r.get(0), document)
+            })
+            .collect())
+    }
+
     async fn rejections(&self, by: RejectionsBy<'_>) -> Result<Vec<RejectionRow>, StoreError> {
         let g = self.reader_generation().await?;
         let columns = "subject, entity_ref, location, origin, document_index, problems, conflicts_with, time, sequence";

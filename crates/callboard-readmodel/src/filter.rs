@@ -52,6 +52,28 @@ impl Filter {
         key.strip_prefix("relations.")
     }
 
+    /// Whether an entity with these filter keys (see `search::keys`: `key` and `key=value`,
+    /// lowercased, sorted) matches. Relation keys need the relation rows in `keys` too.
+    pub fn matches(&self, keys: &[String]) -> bool {
+        let has = |k: &str| keys.binary_search_by(|probe| probe.as_str().cmp(k)).is_ok();
+        match self {
+            Filter::All(items) => items.iter().all(|f| f.matches(keys)),
+            Filter::Any(items) => items.iter().any(|f| f.matches(keys)),
+            Filter::Not(inner) => !inner.matches(keys),
+            Filter::Field { key, values } if values.is_empty() => has(key),
+            Filter::Field { key, values } => values.iter().any(|v| has(&format!("{key}={v}"))),
+        }
+    }
+
+    /// Whether any condition is on `relations.<type>`.
+    pub fn mentions_relations(&self) -> bool {
+        match self {
+            Filter::All(items) | Filter::Any(items) => items.iter().any(Filter::mentions_relations),
+            Filter::Not(inner) => inner.mentions_relations(),
+            Filter::Field { key, .. } => Filter::relation_key(key).is_some(),
+        }
+    }
+
     /// Parses Backstage's `filter` query parameters: each parameter is a set of comma-separated
     /// conditions (`key=value` or `key`), ANDed; the sets are ORed; the same key repeated inside
     /// a set accumulates alternative values. `None` when there are no conditions.
@@ -160,5 +182,24 @@ mod tests {
         assert_eq!(Filter::parse_backstage(&[" , ".into()]).unwrap(), None);
         assert!(Filter::parse_backstage(&["=x".into()]).is_err());
         assert_eq!(Filter::relation_key("relations.ownedby"), Some("ownedby"));
+    }
+
+    #[test]
+    fn matching_filter_keys() {
+        let entity = serde_json::json!({"kind": "Component", "metadata": {"name": "a", "tags": ["Java"]},
+            "spec": {"type": "service"}});
+        let keys = crate::search::keys(&crate::search::pairs(&entity));
+        let f = |params: &[&str]| {
+            Filter::parse_backstage(&params.iter().map(|p| p.to_string()).collect::<Vec<_>>())
+                .unwrap()
+                .unwrap()
+        };
+        assert!(f(&["kind=component,spec.type=SERVICE"]).matches(&keys));
+        assert!(!f(&["kind=component,spec.type=website"]).matches(&keys));
+        assert!(f(&["kind=api", "metadata.tags.java"]).matches(&keys));
+        assert!(f(&["metadata.tags=java"]).matches(&keys));
+        assert!(!f(&["spec.lifecycle"]).matches(&keys));
+        assert!(f(&["relations.ownedby=group:default/x"]).mentions_relations());
+        assert!(!f(&["kind=api"]).mentions_relations());
     }
 }

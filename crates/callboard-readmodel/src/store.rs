@@ -190,6 +190,15 @@ pub trait CatalogReader: Send + Sync {
     /// The entity document as it was at `time` (`None`: it did not exist then).
     async fn entity_at(&self, entity_ref: &str, time: &str) -> Result<Option<Value>, StoreError>;
 
+    /// Entities as they were at `time`, in ref order after `after`: the latest version of up to
+    /// `limit` subjects, `None` for those deleted by then (so callers page on, skipping them).
+    async fn entities_at(
+        &self,
+        time: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<Value>)>, StoreError>;
+
     /// Pending rejections: by entity ref, by file location, or all of a registered location.
     async fn rejections(&self, by: RejectionsBy<'_>) -> Result<Vec<RejectionRow>, StoreError>;
 

@@ -87,6 +87,9 @@ pub struct Args {
     /// Turn GraphQL introspection off (the IDE then cannot show the schema).
     #[arg(long, env = "CALLBOARD_NO_INTROSPECTION")]
     no_introspection: bool,
+    /// Hot entities each API process keeps in memory, kept fresh by the change feed (0: none).
+    #[arg(long, env = "CALLBOARD_ENTITY_CACHE", default_value_t = 20_000)]
+    entity_cache: u64,
 }
 
 #[derive(Clone)]
@@ -269,7 +272,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             None => None,
         };
         let reader = stores.reader.clone();
-        let feed = Feed::new(4_096);
+        let feed = Feed::with_cache(4_096, args.entity_cache);
         let services = Services {
             reader: reader.clone(),
             store: stores.store.clone(),

@@ -89,6 +89,15 @@ impl CatalogReader for Counting {
         self.tick();
         self.inner.locations().await
     }
+    async fn entities_at(
+        &self,
+        time: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, Option<Value>)>, StoreError> {
+        self.tick();
+        self.inner.entities_at(time, after, limit).await
+    }
     async fn graph_version(&self) -> Result<String, StoreError> {
         self.tick();
         self.inner.graph_version().await
@@ -97,7 +106,7 @@ impl CatalogReader for Counting {
 
 const PAGE: &str = r#"query($n: Int!) {
   entities(filter: [{all: ["kind=component"]}], first: $n) {
-    nodes { ref owner { ref title } system { ref title } providesApis { ref } consumesApis { ref } dependsOn { ref } }
+    nodes { ref owner { ref title } ... on Component { system { ref title } providesApis { ref } consumesApis { ref } dependsOn { ref } } }
   }
 }"#;
 

@@ -175,11 +175,14 @@ fn serve_answers_graphql_embedded() {
 
     // One entity with its typed relations and the final entity as Backstage returns it.
     let d = server.data(
-        r#"query($r: String!) { entity(ref: $r) { ref kind name owner { ref } system { ref }
-             providesApis { ref } dependsOn { ref } tags raw } }"#,
+        r#"query($r: String!) { entity(ref: $r) { __typename ref kind name owner { __typename ref } tags raw
+             ... on Component { type lifecycle system { ref } providesApis { ref } dependsOn { ref } } } }"#,
         json!({"r": "Component:default/WEB"}),
     );
     let web = &d["entity"];
+    assert_eq!(web["__typename"], "Component");
+    assert_eq!(web["type"], "website");
+    assert_eq!(web["owner"]["__typename"], "Group");
     assert_eq!(web["ref"], "component:default/web");
     assert_eq!(web["owner"]["ref"], "group:default/team-a");
     assert_eq!(web["system"]["ref"], "system:default/shop");
@@ -189,6 +192,27 @@ fn serve_answers_graphql_embedded() {
     let relations = web["raw"]["relations"].as_array().expect("relations");
     assert!(relations.contains(&json!({"type": "ownedBy", "targetRef": "group:default/team-a"})));
     assert!(web["raw"]["metadata"]["etag"].is_string() && web["raw"]["metadata"]["uid"].is_string());
+
+    // Every kind has its type, with the relation fields of that kind.
+    let d = server.data(
+        r#"{ group: entity(ref: "group:team-a") { __typename ... on Group { type members { name memberOf { ref } } owns { ref } } }
+             api: entity(ref: "api:orders-api") { __typename ... on Api { definition providers { ref } system { ref } } }
+             system: entity(ref: "system:shop") { __typename ... on System { components { ref } apis { ref } } } }"#,
+        json!({}),
+    );
+    assert_eq!(d["group"]["__typename"], "Group");
+    assert_eq!(d["group"]["type"], "team");
+    assert_eq!(
+        d["group"]["members"],
+        json!([{"name": "alice", "memberOf": [{"ref": "group:default/team-a"}]}])
+    );
+    assert_eq!(d["group"]["owns"].as_array().map(Vec::len), Some(4), "{d}");
+    assert_eq!(d["api"]["__typename"], "Api");
+    assert_eq!(d["api"]["definition"], "openapi: 3.0.0");
+    assert_eq!(d["api"]["providers"], json!([{"ref": "component:default/web"}]));
+    assert_eq!(d["api"]["system"], Value::Null, "the API declares no system");
+    assert_eq!(d["system"]["__typename"], "System");
+    assert_eq!(d["system"]["components"], json!([{"ref": "component:default/web"}]));
     assert_eq!(
         server.data(r#"{ entity(ref: "component:default/nope") { ref } }"#, json!({}))["entity"],
         Value::Null
@@ -262,6 +286,9 @@ fn serve_answers_graphql_embedded() {
     assert!(d["path"].as_array().is_some_and(|p| !p.is_empty()), "{d}");
 
     // A mutation through the push provider, answered once the read model shows it.
+    std::thread::sleep(Duration::from_millis(20));
+    let before_mutation = callboard_events::cloudevent::now_rfc3339();
+    std::thread::sleep(Duration::from_millis(20));
     let (status, body) = server.graphql(
         r#"mutation($e: JSON!) { applyEntity(entity: $e, wait: true) { status projected entityRefs positions { offset } } }"#,
         json!({"e": {"apiVersion": "backstage.io/v1alpha1", "kind": "Resource",
@@ -277,6 +304,37 @@ fn serve_answers_graphql_embedded() {
     assert_eq!(d["entity"]["owner"]["ref"], "group:default/team-a");
     assert_eq!(d["entity"]["history"][0]["sequence"], 1);
     assert_eq!(d["entity"]["history"][0]["actor"], "user:default/guest");
+    // Lists as of an instant: the catalog before the mutation, filtered on its documents.
+    let list = r#"query($at: String) { entities(filter: [{all: ["kind=resource"]}], asOf: $at) {
+        totalCount nodes { __typename ref asOf } } }"#;
+    let then = server.data(list, json!({"at": before_mutation}));
+    assert_eq!(then["entities"]["totalCount"], 0, "{then}");
+    let now = server.data(list, json!({"at": null}));
+    assert_eq!(
+        now["entities"]["nodes"],
+        json!([{"__typename": "Resource", "ref": "resource:default/orders-db", "asOf": null}])
+    );
+    let d = server.data(
+        r#"query($at: String) { entities(filter: [{all: ["kind=component", "spec.type=WEBSITE"]}, {all: ["kind=api"]}], first: 1, asOf: $at) {
+             totalCount nodes { ref asOf } pageInfo { hasNextPage } } }"#,
+        json!({"at": before_mutation}),
+    );
+    assert_eq!(d["entities"]["totalCount"], 2, "{d}");
+    assert_eq!(d["entities"]["nodes"][0]["ref"], "api:default/orders-api");
+    assert!(d["entities"]["nodes"][0]["asOf"].is_string());
+    assert_eq!(d["entities"]["pageInfo"]["hasNextPage"], true);
+    let (_, body) = server.graphql(
+        r#"query($at: String) { entities(search: "orders", asOf: $at) { totalCount } }"#,
+        json!({"at": before_mutation}),
+    );
+    assert!(
+        body["errors"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("search"),
+        "{body}"
+    );
+
     // An invalid entity is refused with the field and rule.
     let (_, body) = server.graphql(
         r#"mutation { applyEntity(entity: {kind: "Component", metadata: {name: "x"}}) { status problems } }"#,
@@ -437,11 +495,29 @@ fn graphql_ws_client_receives_a_saved_edit() {
     // The subscribe message follows the connection acknowledgement; give it a moment to land.
     std::thread::sleep(Duration::from_millis(500));
 
+    // Read what the edit will change, twice, so the entity cache holds it: web's description,
+    // and db-svc's relations (web depends on it; the edit removes that).
+    let before = r#"{ web: entity(ref: "component:web") { description }
+                      db: entity(ref: "component:db-svc") { ... on Component { dependencyOf { ref } } } }"#;
+    for _ in 0..2 {
+        let d = server.data(before, json!({}));
+        assert_eq!(d["web"]["description"], "The storefront web app");
+        assert_eq!(d["db"]["dependencyOf"], json!([{"ref": "component:default/web"}]));
+    }
+    let (_, metrics) = http(&server.addr, "GET", "/metrics", &[], b"");
+    let hits = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("callboard_api_entity_cache_hits_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    assert!(hits >= 2.0, "the second read came from the cache: {hits}");
+
     // Save an edit the way editors do: a new file renamed over the old one.
     let file = catalog.path().join("catalog-info.yaml");
     let edited = std::fs::read_to_string(&file)
         .expect("read")
-        .replace("The storefront web app", "The storefront, edited");
+        .replace("The storefront web app", "The storefront, edited")
+        .replace("  dependsOn: [component:db-svc]\n", "");
     let temporary = catalog.path().join(".catalog-info.yaml.tmp");
     std::fs::write(&temporary, edited).expect("write");
     let saved = Instant::now();
@@ -457,6 +533,10 @@ fn graphql_ws_client_receives_a_saved_edit() {
         change["entity"]["description"], "The storefront, edited",
         "delivered after the read model has it"
     );
+    // Nothing stale is served from the cache: neither the entity nor its former dependency.
+    let d = server.data(before, json!({}));
+    assert_eq!(d["web"]["description"], "The storefront, edited");
+    assert_eq!(d["db"]["dependencyOf"], json!([]), "the inverse relation is gone");
     println!("saved edit to subscriber: {} ms", latency.as_millis());
     assert!(latency < Duration::from_secs(5), "took {latency:?}");
 }
