@@ -3,7 +3,7 @@
 subscribers, against `callboard serve` on Kafka + PostgreSQL + Redis (or embedded).
 
     loadtests/api_bench.py [--documents 100000] [--catalog DIR] [--stack kafka-postgres-redis|embedded]
-                           [--rate 500] [--seconds 20] [--subscribers 1000]
+                           [--rate 500] [--seconds 20] [--subscribers 1000] [--entity-cache N]
 
 Builds the release binaries, imports a generated catalog into a fresh log, starts `callboard serve`
 (every role; a fresh PostgreSQL database and topic prefix, Redis for the graph cache), waits until
@@ -42,6 +42,8 @@ def main() -> None:
     parser.add_argument("--rate", type=int, default=500)
     parser.add_argument("--seconds", type=int, default=20)
     parser.add_argument("--subscribers", type=int, default=1000)
+    parser.add_argument("--entity-cache", type=int, default=None,
+                        help="hot entities the server caches (serve's default when unset; 0 measures the database path)")
     args = parser.parse_args()
 
     env = dict(os.environ)
@@ -73,7 +75,9 @@ def main() -> None:
             subprocess.run([bin_dir / "callboard", "import", "--quiet", *log_args, catalog], check=True,
                            capture_output=True)
             print(f"imported in {time.perf_counter() - started:.1f} s")
-            server = subprocess.Popen([bin_dir / "callboard", "serve", *log_args, *store_args, "--listen", "127.0.0.1:0"],
+            cache_args = [] if args.entity_cache is None else ["--entity-cache", str(args.entity_cache)]
+            server = subprocess.Popen([bin_dir / "callboard", "serve", *log_args, *store_args, *cache_args,
+                                       "--listen", "127.0.0.1:0"],
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                       preexec_fn=more_files, env={**os.environ, "CALLBOARD_LOG": "warn"})
             try:

@@ -120,6 +120,10 @@ await sequential('facets (spec.type, all entities)', 50, () => gql('{ facets(fie
 await sequential('facets (metadata.tags, components)', 50, () =>
   gql('{ facets(field: "metadata.tags", filter: [{all: ["kind=component"]}]) { value count } }'),
 );
+// A filter the kept counts cannot answer: counted from the matching documents.
+await sequential('facets (spec.lifecycle, components of type service: counted from documents)', 20, () =>
+  gql('{ facets(field: "spec.lifecycle", filter: [{all: ["kind=component", "spec.type=service"]}]) { value count } }'),
+);
 await sequential('graph: dependencies at depth 3', 200, (i) =>
   gql('query($r: String!) { dependencies(ref: $r, depth: 3) { ref depth } }', { r: pick(i) }),
 );

@@ -70,6 +70,8 @@ create table if not exists {p}rejections (
 create index if not exists {p}rejections_entity on {p}rejections (entity_ref);
 create index if not exists {p}rejections_location on {p}rejections (location);
 create index if not exists {p}rejections_origin on {p}rejections (origin);
+-- Value counts of the counted facet keys, over the whole catalog (`spec.type`) and within each
+-- kind (`component|spec.type`), kept as entities change.
 create table if not exists {p}facets (
     key text not null,
     value text not null,

@@ -5,13 +5,13 @@
 //! generated `tsvector` column with a GIN index, and counted facets are kept in a table. Every
 //! value is bound; only the generation prefix (a number) is formatted into statements.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use callboard_readmodel::filter::Filter;
-use callboard_readmodel::project::{COUNTED_FACETS, Changes, Loaded};
+use callboard_readmodel::project::{Changes, Loaded, counted_facet_key};
 use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, RelationKey, SpanRow};
 use callboard_readmodel::search;
 use callboard_readmodel::store::{
@@ -854,12 +854,12 @@ impl CatalogReader for PostgresStore {
     async fn facets(&self, key: &str, filter: Option<&Filter>) -> Result<Vec<(String, i64)>, StoreError> {
         let g = self.reader_generation().await?;
         let key = key.to_lowercase();
-        if filter.is_none() && COUNTED_FACETS.contains(&key.as_str()) {
+        if let Some(stored) = counted_facet_key(&key, filter) {
             let rows = sqlx::query(sql(
                 g,
-                "select value, count from {p}facets where key = ? order by count desc, value",
+                "select value, count from {p}facets where key = ? and count > 0 order by count desc, value",
             ))
-            .bind(&key)
+            .bind(&stored)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
@@ -872,24 +872,10 @@ impl CatalogReader for PostgresStore {
         q.push(" and e.search_keys @> ");
         q.push_bind(vec![search::key_hash64(&key)]);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
-        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-        for row in rows {
-            let document: String = row.get(0);
-            let Ok(document) = serde_json::from_str::<Value>(&document) else {
-                continue;
-            };
-            let values: HashSet<String> = search::pairs(&document)
-                .into_iter()
-                .filter(|pair| pair.key == key)
-                .filter_map(|pair| pair.value.map(|(_, original)| original))
-                .collect();
-            for value in values {
-                *counts.entry(value).or_default() += 1;
-            }
-        }
-        let mut out: Vec<(String, i64)> = counts.into_iter().collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(out)
+        let documents: Vec<String> = rows.into_iter().map(|row| row.get(0)).collect();
+        tokio::task::spawn_blocking(move || search::count_values(&documents, &key))
+            .await
+            .map_err(|e| StoreError::Other(e.to_string()))
     }
 
     async fn relations(&self, refs: &[String], incoming: bool) -> Result<Vec<RelationView>, StoreError> {

@@ -5,14 +5,14 @@
 //! entity row's id, so a filter or a search is an index lookup; an entity's document is stored once,
 //! in the history row of its current version; counted facets are kept in a table.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use callboard_readmodel::filter::Filter;
-use callboard_readmodel::project::{COUNTED_FACETS, Changes, Loaded};
+use callboard_readmodel::project::{Changes, Loaded, counted_facet_key};
 use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, RelationKey, SpanRow};
 use callboard_readmodel::search;
 use callboard_readmodel::store::{
@@ -823,12 +823,12 @@ impl CatalogReader for SqliteStore {
     async fn facets(&self, key: &str, filter: Option<&Filter>) -> Result<Vec<(String, i64)>, StoreError> {
         let g = self.reader_generation().await?;
         let key = key.to_lowercase();
-        if filter.is_none() && COUNTED_FACETS.contains(&key.as_str()) {
+        if let Some(stored) = counted_facet_key(&key, filter) {
             let rows = sqlx::query(sql(
                 g,
-                "select value, count from {p}facets where key = ? order by count desc, value",
+                "select value, count from {p}facets where key = ? and count > 0 order by count desc, value",
             ))
-            .bind(&key)
+            .bind(&stored)
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
@@ -843,24 +843,13 @@ impl CatalogReader for SqliteStore {
         q.push_bind(format!("keys : {}", search::key_token(&key)));
         q.push(")");
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
-        let mut counts: BTreeMap<String, i64> = BTreeMap::new();
-        for row in rows {
-            let document: Option<String> = row.try_get(0).map_err(db)?;
-            let Some(Ok(document)) = document.map(|d| serde_json::from_str::<Value>(&d)) else {
-                continue;
-            };
-            let values: HashSet<String> = search::pairs(&document)
-                .into_iter()
-                .filter(|pair| pair.key == key)
-                .filter_map(|pair| pair.value.map(|(_, original)| original))
-                .collect();
-            for value in values {
-                *counts.entry(value).or_default() += 1;
-            }
-        }
-        let mut out: Vec<(String, i64)> = counts.into_iter().collect();
-        out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
-        Ok(out)
+        let documents: Vec<String> = rows
+            .into_iter()
+            .filter_map(|row| row.try_get::<Option<String>, _>(0).ok().flatten())
+            .collect();
+        tokio::task::spawn_blocking(move || search::count_values(&documents, &key))
+            .await
+            .map_err(|e| StoreError::Other(e.to_string()))
     }
 
     async fn relations(&self, refs: &[String], incoming: bool) -> Result<Vec<RelationView>, StoreError> {

@@ -13,6 +13,7 @@ use callboard_events::types::EventType;
 use serde_json::{Value, json};
 
 use crate::diff::diff;
+use crate::filter::Filter;
 use crate::rows::{
     EntityRow, FacetDelta, HistoryRow, LocationRow, PartitionOffset, RejectionRow, RelationKey, SpanRow,
 };
@@ -156,13 +157,46 @@ fn entity_row(event: &CloudEvent, previous: Option<&EntityRow>) -> Option<Entity
     })
 }
 
-/// The counted-facet pairs of a document, `(key, original value)`.
+/// The counted-facet pairs of a document, `(key, original value)`: each counted key over the
+/// whole catalog, and again within the document's kind (see [`counted_facet_key`]).
 fn facet_pairs(document: &Value) -> Vec<(String, String)> {
-    search::pairs(document)
-        .into_iter()
-        .filter(|p| COUNTED_FACETS.contains(&p.key.as_str()))
-        .filter_map(|p| p.value.map(|(_, original)| (p.key, original)))
-        .collect()
+    let kind = document.get("kind").and_then(Value::as_str).map(str::to_lowercase);
+    let mut out = Vec::new();
+    for pair in search::pairs(document) {
+        if !COUNTED_FACETS.contains(&pair.key.as_str()) {
+            continue;
+        }
+        let Some((_, original)) = pair.value else { continue };
+        if let Some(kind) = &kind
+            && pair.key != "kind"
+        {
+            out.push((kind_facet_key(kind, &pair.key), original.clone()));
+        }
+        out.push((pair.key, original));
+    }
+    out
+}
+
+/// The stored key of a counted facet within one kind (`component|spec.type`). Counted keys are a
+/// fixed list of dotted paths, so the separator never collides with one.
+fn kind_facet_key(kind: &str, key: &str) -> String {
+    format!("{kind}|{key}")
+}
+
+/// The stored key whose maintained counts answer facets of `key` (lowercased) over `filter`:
+/// a counted key over everything, or over one kind (`kind=component`, what catalog pages ask
+/// for). `None`: count from the documents.
+pub fn counted_facet_key(key: &str, filter: Option<&Filter>) -> Option<String> {
+    if !COUNTED_FACETS.contains(&key) {
+        return None;
+    }
+    match filter {
+        None => Some(key.to_owned()),
+        Some(Filter::Field { key: on, values }) if on == "kind" && values.len() == 1 && key != "kind" => {
+            Some(kind_facet_key(&values[0], key))
+        }
+        Some(_) => None,
+    }
 }
 
 fn relations_of(event: &CloudEvent) -> Vec<RelationKey> {
@@ -521,6 +555,26 @@ mod tests {
             delta: 1
         }));
         assert!(!changes.facet_deltas.iter().any(|d| d.value == "team-a"));
+        // The same within the kind.
+        assert!(changes.facet_deltas.contains(&FacetDelta {
+            key: "component|spec.owner".into(),
+            value: "team-b".into(),
+            delta: 1
+        }));
+    }
+
+    #[test]
+    fn facets_kept_per_kind_answer_kind_filters() {
+        let kind = |k: &str| Filter::eq("kind", k);
+        assert_eq!(counted_facet_key("spec.type", None).as_deref(), Some("spec.type"));
+        assert_eq!(
+            counted_facet_key("spec.type", Some(&kind("Component"))).as_deref(),
+            Some("component|spec.type")
+        );
+        assert_eq!(counted_facet_key("metadata.name", None), None);
+        assert_eq!(counted_facet_key("kind", Some(&kind("api"))), None);
+        let two = Filter::All(vec![kind("component"), Filter::eq("spec.type", "service")]);
+        assert_eq!(counted_facet_key("spec.lifecycle", Some(&two)), None);
     }
 
     #[test]

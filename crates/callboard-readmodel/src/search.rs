@@ -5,6 +5,8 @@
 //! for existence only. `relations` and `status` are skipped (relation filters are answered from
 //! the relation rows). Plus the text that full-text search matches.
 
+use std::collections::HashMap;
+
 use serde_json::Value;
 
 const MAX: usize = 200;
@@ -69,6 +71,91 @@ fn walk(value: &Value, path: &str, out: &mut Vec<Pair>) {
         Value::Bool(b) => push(out, path, Some(if *b { "true" } else { "false" })),
         Value::Number(n) => push(out, path, Some(&n.to_string())),
         Value::Null => push(out, path, None),
+    }
+}
+
+/// The original values of one flattened key (lowercased, dotted), exactly as [`pairs`] gives
+/// them, without flattening the rest of the document: facets over any key read only the
+/// branch of each document that can hold it.
+pub fn values_of(entity: &Value, key: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    if key.len() <= MAX {
+        if let Value::Object(root) = entity {
+            for (name, value) in root {
+                if matches!(name.as_str(), "relations" | "status" | "attachments") {
+                    continue;
+                }
+                walk_to(value, name.to_lowercase(), key, &mut out);
+            }
+        }
+        if key == "metadata.namespace" && entity.pointer("/metadata/namespace").is_none() {
+            out.push("default".into());
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Facet counts of `key` over documents (JSON text): how many documents hold each original
+/// value, most frequent first, then by value. CPU-bound at scale (documents are parsed), so it
+/// splits the work over the available cores; run it off the async runtime.
+pub fn count_values(documents: &[String], key: &str) -> Vec<(String, i64)> {
+    let count = |chunk: &[String]| {
+        let mut counts: HashMap<String, i64> = HashMap::new();
+        for text in chunk {
+            let Ok(document) = serde_json::from_str::<Value>(text) else {
+                continue;
+            };
+            for value in values_of(&document, key) {
+                *counts.entry(value).or_default() += 1;
+            }
+        }
+        counts
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let chunk = documents.len().div_ceil(threads).max(1_000);
+    let mut total: HashMap<String, i64> = HashMap::new();
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = documents.chunks(chunk).map(|c| scope.spawn(move || count(c))).collect();
+        for part in parts {
+            for (value, n) in part.join().unwrap_or_default() {
+                *total.entry(value).or_default() += n;
+            }
+        }
+    });
+    let mut out: Vec<(String, i64)> = total.into_iter().collect();
+    out.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    out
+}
+
+fn walk_to(value: &Value, path: String, key: &str, out: &mut Vec<String>) {
+    let on_the_way = key == path || (key.starts_with(&path) && key.as_bytes().get(path.len()) == Some(&b'.'));
+    if !on_the_way {
+        return;
+    }
+    match value {
+        Value::Object(map) => {
+            for (name, child) in map {
+                walk_to(child, format!("{path}.{}", name.to_lowercase()), key, out);
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                if let Value::String(s) = item
+                    && key.len() == path.len() + 1 + s.len()
+                    && format!("{path}.{}", s.to_lowercase()) == key
+                {
+                    out.push("true".into());
+                }
+                walk_to(item, path.clone(), key, out);
+            }
+        }
+        _ if path != key => {}
+        Value::String(s) if s.len() <= MAX => out.push(s.clone()),
+        Value::Bool(b) => out.push(if *b { "true" } else { "false" }.into()),
+        Value::Number(n) => out.push(n.to_string()),
+        Value::String(_) | Value::Null => {}
     }
 }
 
@@ -181,6 +268,50 @@ mod tests {
             "long values are existence-only"
         );
         assert_eq!(text(&entity), "Component Payments service Java web");
+    }
+
+    #[test]
+    fn values_of_one_key_agree_with_flattening_everything() {
+        let documents = [
+            json!({
+                "apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                "metadata": {"name": "Payments", "tags": ["Java", "web", "JAVA"], "description": null,
+                    "annotations": {"backstage.io/techdocs-ref": "dir:.", "GitHub.com/Project-Slug": "Org/Repo"},
+                    "links": [{"url": "https://x", "title": "X"}, {"url": "https://y"}]},
+                "spec": {"type": "service", "owner": "team-a", "long": "x".repeat(201), "n": 3, "b": false,
+                    "nested": {"list": [["a", "b"], {"deep": "v"}]}},
+                "relations": [{"type": "ownedBy", "targetRef": "group:default/team-a"}],
+            }),
+            json!({"kind": "Group", "metadata": {"name": "g", "namespace": "Ops"}, "spec": {"children": []}}),
+        ];
+        for document in &documents {
+            let flattened = pairs(document);
+            let mut keys: Vec<&str> = flattened.iter().map(|p| p.key.as_str()).collect();
+            keys.extend(["spec.absent", "metadata", "relations.ownedby", "metadata.tags.java"]);
+            for key in keys {
+                let mut expected: Vec<String> = flattened
+                    .iter()
+                    .filter(|p| p.key == key)
+                    .filter_map(|p| p.value.as_ref().map(|(_, original)| original.clone()))
+                    .collect();
+                expected.sort();
+                expected.dedup();
+                assert_eq!(values_of(document, key), expected, "{key}");
+            }
+        }
+    }
+
+    #[test]
+    fn counting_values_over_documents() {
+        let documents: Vec<String> = (0..2_500)
+            .map(|i| json!({"kind": "Component", "metadata": {"name": format!("c{i}"), "tags": if i % 2 == 0 { json!(["a", "b"]) } else { json!(["a"]) }}}).to_string())
+            .chain(["not json".to_owned()])
+            .collect();
+        assert_eq!(
+            count_values(&documents, "metadata.tags"),
+            [("a".to_owned(), 2_500), ("b".to_owned(), 1_250)]
+        );
+        assert!(count_values(&[], "kind").is_empty());
     }
 
     #[test]

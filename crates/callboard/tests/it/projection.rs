@@ -492,6 +492,21 @@ async fn queries(backend: Backend, store: Store) {
         .await
         .expect("facets");
     assert_eq!(lifecycles.iter().map(|(_, n)| n).sum::<i64>(), 65);
+    // Counts kept per kind agree with counting the documents (a filter the kept counts cannot
+    // answer forces the count from documents).
+    let counted_from_documents = Filter::All(vec![Filter::eq("kind", "component"), Filter::exists("metadata.name")]);
+    for key in [
+        "metadata.tags",
+        "spec.type",
+        "spec.lifecycle",
+        "spec.owner",
+        "spec.system",
+    ] {
+        let kept = reader.facets(key, Some(&components)).await.expect("facets");
+        let counted = reader.facets(key, Some(&counted_from_documents)).await.expect("facets");
+        assert!(!kept.is_empty(), "{key}");
+        assert_eq!(kept, counted, "facets of {key} within components");
+    }
     let annotations = reader
         .facets("metadata.annotations.github.com/project-slug", None)
         .await
