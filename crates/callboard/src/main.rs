@@ -10,6 +10,8 @@ mod metrics;
 mod output;
 mod telemetry;
 
+use telemetry::Telemetry;
+
 /// mimalloc: parsing and projecting allocate many small strings, where it is much faster than
 /// the system allocator (see docs/benchmarks.md).
 #[global_allocator]
@@ -48,25 +50,28 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The telemetry guard outlives the runtime: dropping it flushes traces with a blocking client.
+    let mut traces = Telemetry::default();
     let result = match cli.command {
         Command::Validate(args) => commands::validate::run(&args),
         Command::Import(args) => {
-            telemetry::init("warn");
+            traces = telemetry::init("warn");
             runtime().and_then(|rt| rt.block_on(commands::import::run(args)))
         }
         Command::Project(args) => {
-            telemetry::init("info");
+            traces = telemetry::init("info");
             runtime().and_then(|rt| rt.block_on(commands::project::run(args)))
         }
         Command::Serve(args) => {
-            telemetry::init("info");
+            traces = telemetry::init("info");
             runtime().and_then(|rt| rt.block_on(commands::serve::run(args)))
         }
         Command::Replay(args) => {
-            telemetry::init("warn");
+            traces = telemetry::init("warn");
             runtime().and_then(|rt| rt.block_on(commands::replay::run(args)))
         }
     };
+    drop(traces);
     match result {
         Ok(code) => code,
         Err(error) => {

@@ -14,4 +14,5 @@ mod projection;
 mod push;
 mod serve;
 mod stores;
+mod telemetry;
 mod url_reads;

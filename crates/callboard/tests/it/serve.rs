@@ -27,11 +27,17 @@ impl Drop for Server {
 impl Server {
     /// Starts `callboard serve` with `args` on a free port and waits until it is ready.
     pub fn start(args: &[&str]) -> Server {
+        Self::start_with_env(args, &[])
+    }
+
+    /// [`Server::start`] with environment variables.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut child = callboard()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
             .args(args)
             .env("CALLBOARD_LOG", "warn")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()
