@@ -1,5 +1,6 @@
-//! Hot entities in memory: an entity's current row with its outgoing relations, as the API
-//! resolves them, kept in moka and invalidated by the change feed.
+//! Hot entities in memory: current rows and, separately, outgoing relations (a query that asks
+//! for an owner's ref needs its row, not the hundreds of relations a group can have), kept in
+//! moka and invalidated by the change feed.
 //!
 //! Correctness rests on three rules:
 //! - **Invalidate before publishing.** The feed calls [`EntityCache::on_change`] after the read
@@ -26,19 +27,11 @@ use callboard_readmodel::rows::EntityRow;
 
 use crate::entity::Relation;
 
-/// A current entity with its outgoing relations.
-#[derive(Debug, Clone)]
-pub struct LoadedEntity {
-    /// The row.
-    pub row: Arc<EntityRow>,
-    /// Relations leaving it (both those it declares and the inverse rows others declare).
-    pub relations: Arc<Vec<Relation>>,
-}
-
 /// The cache. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct EntityCache {
-    entries: moka::sync::Cache<String, Arc<LoadedEntity>>,
+    rows: moka::sync::Cache<String, Arc<EntityRow>>,
+    relations: moka::sync::Cache<String, Arc<Vec<Relation>>>,
     /// ref → cached refs whose entry mentions it (as a relation target).
     mentions: Mutex<HashMap<String, HashSet<String>>>,
     epoch: AtomicU64,
@@ -52,7 +45,8 @@ impl EntityCache {
     /// A cache of at most `capacity` entities (0 turns it off).
     pub fn new(capacity: u64) -> Self {
         Self {
-            entries: moka::sync::Cache::builder().max_capacity(capacity).build(),
+            rows: moka::sync::Cache::builder().max_capacity(capacity).build(),
+            relations: moka::sync::Cache::builder().max_capacity(capacity).build(),
             mentions: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
@@ -61,50 +55,78 @@ impl EntityCache {
         }
     }
 
-    /// A cached entity, when the cache is live and holds it.
-    pub fn get(&self, entity_ref: &str) -> Option<Arc<LoadedEntity>> {
+    /// A cached row, when the cache is live and holds it.
+    pub fn row(&self, entity_ref: &str) -> Option<Arc<EntityRow>> {
         if !self.live.load(Ordering::SeqCst) {
             return None;
         }
-        self.entries.get(entity_ref)
+        self.rows.get(entity_ref)
     }
 
-    /// The invalidation epoch: note it before reading the database, pass it to [`Self::insert`].
+    /// Cached outgoing relations, when the cache is live and holds them.
+    pub fn relations(&self, entity_ref: &str) -> Option<Arc<Vec<Relation>>> {
+        if !self.live.load(Ordering::SeqCst) {
+            return None;
+        }
+        self.relations.get(entity_ref)
+    }
+
+    /// The invalidation epoch: note it before reading the database, pass it to the inserts.
     pub fn epoch(&self) -> u64 {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Caches entities read from the database after `epoch` was noted; nothing when an
-    /// invalidation happened since (the rows may predate it).
-    pub fn insert(&self, epoch: u64, loaded: impl IntoIterator<Item = Arc<LoadedEntity>>) {
-        if self.capacity == 0 || !self.live.load(Ordering::SeqCst) || self.epoch() != epoch {
+    fn accepts(&self, epoch: u64) -> bool {
+        self.capacity > 0 && self.live.load(Ordering::SeqCst) && self.epoch() == epoch
+    }
+
+    /// Caches rows read from the database after `epoch` was noted; nothing when an invalidation
+    /// happened since (the rows may predate it).
+    pub fn insert_rows(&self, epoch: u64, rows: impl IntoIterator<Item = Arc<EntityRow>>) {
+        if !self.accepts(epoch) {
             return;
         }
-        let loaded: Vec<Arc<LoadedEntity>> = loaded.into_iter().collect();
+        let rows: Vec<Arc<EntityRow>> = rows.into_iter().collect();
+        for row in &rows {
+            self.rows.insert(row.entity_ref.clone(), row.clone());
+        }
+        // An invalidation that ran while inserting may have missed these entries.
+        if self.epoch() != epoch {
+            for row in &rows {
+                self.rows.invalidate(&row.entity_ref);
+            }
+        }
+    }
+
+    /// Caches outgoing relations by source ref, read after `epoch` was noted.
+    pub fn insert_relations(&self, epoch: u64, relations: impl IntoIterator<Item = (String, Arc<Vec<Relation>>)>) {
+        if !self.accepts(epoch) {
+            return;
+        }
+        let relations: Vec<(String, Arc<Vec<Relation>>)> = relations.into_iter().collect();
         {
             let mut mentions = self.mentions.lock().unwrap_or_else(|e| e.into_inner());
             // The index only grows between invalidations (evicted entries leave their
             // mentions); past a bound, start over rather than grow without limit.
             if mentions.len() as u64 > self.capacity.saturating_mul(8) {
                 mentions.clear();
-                self.entries.invalidate_all();
+                self.relations.invalidate_all();
             }
-            for entry in &loaded {
-                for relation in entry.relations.iter() {
+            for (source, rows) in &relations {
+                for relation in rows.iter() {
                     mentions
                         .entry(relation.target_ref.clone())
                         .or_default()
-                        .insert(entry.row.entity_ref.clone());
+                        .insert(source.clone());
                 }
             }
         }
-        for entry in &loaded {
-            self.entries.insert(entry.row.entity_ref.clone(), entry.clone());
+        for (source, rows) in &relations {
+            self.relations.insert(source.clone(), rows.clone());
         }
-        // An invalidation that ran while inserting may have missed these entries.
         if self.epoch() != epoch {
-            for entry in &loaded {
-                self.entries.invalidate(&entry.row.entity_ref);
+            for (source, _) in &relations {
+                self.relations.invalidate(source);
             }
         }
     }
@@ -122,7 +144,8 @@ impl EntityCache {
             }
         }
         for key in &stale {
-            self.entries.invalidate(key);
+            self.rows.invalidate(key);
+            self.relations.invalidate(key);
         }
     }
 
@@ -130,7 +153,8 @@ impl EntityCache {
     pub fn clear(&self) {
         self.epoch.fetch_add(1, Ordering::SeqCst);
         self.mentions.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.entries.invalidate_all();
+        self.rows.invalidate_all();
+        self.relations.invalidate_all();
     }
 
     /// Turns the cache off and clears it (the feed (re)starts); returns the session to pass to
@@ -154,10 +178,10 @@ impl EntityCache {
         self.live.load(Ordering::SeqCst)
     }
 
-    /// How many entities are cached now (approximate; for metrics and tests).
+    /// How many rows are cached now (approximate; for metrics and tests).
     pub fn len(&self) -> u64 {
-        self.entries.run_pending_tasks();
-        self.entries.entry_count()
+        self.rows.run_pending_tasks();
+        self.rows.entry_count()
     }
 
     /// Whether nothing is cached.
@@ -170,8 +194,8 @@ impl EntityCache {
 mod tests {
     use super::*;
 
-    fn entity(entity_ref: &str, targets: &[&str]) -> Arc<LoadedEntity> {
-        let row = EntityRow {
+    fn row(entity_ref: &str) -> Arc<EntityRow> {
+        Arc::new(EntityRow {
             entity_ref: entity_ref.into(),
             uid: "u".into(),
             kind: "component".into(),
@@ -190,21 +214,20 @@ mod tests {
             search_keys: vec![],
             search_text: String::new(),
             document: serde_json::Value::Null,
-        };
-        Arc::new(LoadedEntity {
-            row: Arc::new(row),
-            relations: Arc::new(
-                targets
-                    .iter()
-                    .map(|t| Relation {
-                        relation_type: "dependsOn".into(),
-                        source_ref: entity_ref.into(),
-                        target_ref: (*t).into(),
-                        dangling: true,
-                    })
-                    .collect(),
-            ),
         })
+    }
+
+    fn relations(entity_ref: &str, targets: &[&str]) -> (String, Arc<Vec<Relation>>) {
+        let rows = targets
+            .iter()
+            .map(|t| Relation {
+                relation_type: "dependsOn".into(),
+                source_ref: entity_ref.into(),
+                target_ref: (*t).into(),
+                dangling: true,
+            })
+            .collect();
+        (entity_ref.into(), Arc::new(rows))
     }
 
     fn live() -> EntityCache {
@@ -216,15 +239,15 @@ mod tests {
     #[test]
     fn off_until_live() {
         let cache = EntityCache::new(100);
-        cache.insert(cache.epoch(), [entity("a", &[])]);
-        assert!(cache.get("a").is_none());
+        cache.insert_rows(cache.epoch(), [row("a")]);
+        assert!(cache.row("a").is_none());
         let session = cache.restart();
         cache.go_live(session);
-        cache.insert(cache.epoch(), [entity("a", &[])]);
-        assert!(cache.get("a").is_some());
+        cache.insert_rows(cache.epoch(), [row("a")]);
+        assert!(cache.row("a").is_some());
         let stale = session;
         cache.restart();
-        assert!(cache.get("a").is_none());
+        assert!(cache.row("a").is_none());
         cache.go_live(stale);
         assert!(!cache.is_live(), "a late go-live of an earlier start is ignored");
     }
@@ -232,14 +255,19 @@ mod tests {
     #[test]
     fn a_change_invalidates_the_entity_and_whoever_mentions_it() {
         let cache = live();
-        cache.insert(
+        cache.insert_rows(cache.epoch(), [row("x"), row("y"), row("z"), row("v")]);
+        cache.insert_relations(
             cache.epoch(),
-            [entity("x", &["y"]), entity("z", &["w"]), entity("v", &[])],
+            [relations("x", &["y"]), relations("z", &["w"]), relations("v", &[])],
         );
         cache.on_change("y", ["v"]);
-        assert!(cache.get("x").is_none(), "x relates to y");
-        assert!(cache.get("v").is_none(), "y relates to v now");
-        assert!(cache.get("z").is_some(), "z is unrelated");
+        assert!(cache.row("y").is_none(), "y itself");
+        assert!(cache.relations("x").is_none(), "x relates to y");
+        assert!(cache.relations("v").is_none(), "y relates to v now");
+        assert!(
+            cache.relations("z").is_some() && cache.row("z").is_some(),
+            "z is unrelated"
+        );
     }
 
     #[test]
@@ -247,15 +275,16 @@ mod tests {
         let cache = live();
         let before = cache.epoch();
         cache.on_change("a", []);
-        cache.insert(before, [entity("a", &[])]);
-        assert!(cache.get("a").is_none());
+        cache.insert_rows(before, [row("a")]);
+        cache.insert_relations(before, [relations("a", &[])]);
+        assert!(cache.row("a").is_none() && cache.relations("a").is_none());
     }
 
     #[test]
     fn capacity_zero_caches_nothing() {
         let cache = EntityCache::new(0);
         cache.go_live(cache.restart());
-        cache.insert(cache.epoch(), [entity("a", &[])]);
-        assert!(cache.get("a").is_none());
+        cache.insert_rows(cache.epoch(), [row("a")]);
+        assert!(cache.row("a").is_none());
     }
 }

@@ -13,7 +13,7 @@ use callboard_readmodel::rows::{EntityRow, HistoryRow, RejectionRow};
 use callboard_readmodel::store::{CatalogReader, RejectionsBy, attach_relations, final_entity};
 use serde_json::Value;
 
-use crate::cache::{EntityCache, LoadedEntity};
+use crate::cache::EntityCache;
 use crate::schema::{bad_input, internal, page_size, services};
 
 /// A relation between two entities.
@@ -30,55 +30,45 @@ pub struct Relation {
     pub dangling: bool,
 }
 
-/// Loads current entities with their outgoing relations, by ref, through the cache.
+/// Loads current entity rows by ref, into the cache.
 pub(crate) struct EntityLoader {
     pub(crate) reader: Arc<dyn CatalogReader>,
     pub(crate) cache: Arc<EntityCache>,
 }
 
 impl Loader<String> for EntityLoader {
-    type Value = Arc<LoadedEntity>;
+    type Value = Arc<EntityRow>;
     type Error = Arc<String>;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
         let epoch = self.cache.epoch();
-        // Two queries in flight at once: one round trip for the batch.
-        let (rows, relations) = tokio::try_join!(self.reader.entities(keys), self.reader.relations(keys, false))
-            .map_err(|e| Arc::new(e.to_string()))?;
-        let mut by_source: HashMap<String, Vec<Relation>> = HashMap::new();
-        for row in relations {
-            by_source.entry(row.source.clone()).or_default().push(Relation {
-                relation_type: row.relation_type,
-                source_ref: row.source,
-                target_ref: row.target,
-                dangling: !row.target_exists,
-            });
-        }
-        let loaded: Vec<Arc<LoadedEntity>> = rows
+        let rows: Vec<Arc<EntityRow>> = self
+            .reader
+            .entities(keys)
+            .await
+            .map_err(|e| Arc::new(e.to_string()))?
             .into_iter()
-            .map(|row| {
-                let relations = by_source.remove(&row.entity_ref).unwrap_or_default();
-                Arc::new(LoadedEntity {
-                    row: Arc::new(row),
-                    relations: Arc::new(relations),
-                })
-            })
+            .map(Arc::new)
             .collect();
-        self.cache.insert(epoch, loaded.iter().cloned());
-        Ok(loaded.into_iter().map(|l| (l.row.entity_ref.clone(), l)).collect())
+        self.cache.insert_rows(epoch, rows.iter().cloned());
+        Ok(rows.into_iter().map(|r| (r.entity_ref.clone(), r)).collect())
     }
 }
 
-/// Loads current outgoing relations by source ref (for entities whose row came without them).
-pub(crate) struct RelationLoader(pub(crate) Arc<dyn CatalogReader>);
+/// Loads current outgoing relations by source ref, into the cache.
+pub(crate) struct RelationLoader {
+    pub(crate) reader: Arc<dyn CatalogReader>,
+    pub(crate) cache: Arc<EntityCache>,
+}
 
 impl Loader<String> for RelationLoader {
     type Value = Arc<Vec<Relation>>;
     type Error = Arc<String>;
 
     async fn load(&self, keys: &[String]) -> Result<HashMap<String, Self::Value>, Self::Error> {
+        let epoch = self.cache.epoch();
         let rows = self
-            .0
+            .reader
             .relations(keys, false)
             .await
             .map_err(|e| Arc::new(e.to_string()))?;
@@ -91,7 +81,10 @@ impl Loader<String> for RelationLoader {
                 dangling: !row.target_exists,
             });
         }
-        Ok(out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect())
+        let out: HashMap<String, Arc<Vec<Relation>>> = out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        self.cache
+            .insert_relations(epoch, out.iter().map(|(k, v)| (k.clone(), v.clone())));
+        Ok(out)
     }
 }
 
@@ -100,13 +93,13 @@ fn cache<'a>(ctx: &Context<'a>) -> &'a EntityCache {
 }
 
 /// Current entities by ref (lowercased), in order, absent ones left out: from the cache, the
-/// rest in one batched load.
+/// rest in one batched load. Relations come along when cached; otherwise they load on demand.
 pub(crate) async fn load_current(ctx: &Context<'_>, refs: &[String]) -> Result<Vec<Node>> {
     let cache = cache(ctx);
-    let mut found: HashMap<String, Arc<LoadedEntity>> = HashMap::new();
+    let mut found: HashMap<String, Arc<EntityRow>> = HashMap::new();
     let mut missing: Vec<String> = Vec::new();
     for r in refs {
-        match cache.get(r) {
+        match cache.row(r) {
             Some(hit) => {
                 found.insert(r.clone(), hit);
             }
@@ -124,7 +117,11 @@ pub(crate) async fn load_current(ctx: &Context<'_>, refs: &[String]) -> Result<V
     Ok(refs
         .iter()
         .filter_map(|r| found.get(r))
-        .map(|l| Node::loaded(l))
+        .map(|row| {
+            let mut node = Node::current(row.clone());
+            node.relations = cache.relations(&row.entity_ref);
+            node
+        })
         .collect())
 }
 
@@ -174,13 +171,6 @@ impl Node {
             relations: None,
             neighbours: None,
         }
-    }
-
-    /// A current entity with its relations.
-    pub(crate) fn loaded(loaded: &LoadedEntity) -> Self {
-        let mut node = Self::current(loaded.row.clone());
-        node.relations = Some(loaded.relations.clone());
-        node
     }
 
     /// A past version.
@@ -246,8 +236,8 @@ impl Node {
         }
         match &self.at {
             None => {
-                if let Some(hit) = cache(ctx).get(&self.entity_ref) {
-                    return Ok(hit.relations.clone());
+                if let Some(hit) = cache(ctx).relations(&self.entity_ref) {
+                    return Ok(hit);
                 }
                 let loader = ctx.data_unchecked::<DataLoader<RelationLoader>>();
                 Ok(loader
@@ -303,9 +293,10 @@ impl Node {
                 Ok(refs
                     .iter()
                     .filter_map(|r| neighbours.get(r))
-                    .map(|row| match cache(ctx).get(&row.entity_ref) {
-                        Some(hit) => Node::loaded(&hit),
-                        None => Node::current(row.clone()),
+                    .map(|row| {
+                        let mut node = Node::current(row.clone());
+                        node.relations = cache(ctx).relations(&row.entity_ref);
+                        node
                     })
                     .collect())
             }

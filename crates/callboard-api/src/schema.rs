@@ -20,7 +20,6 @@ use callboard_readmodel::store::{CatalogReader, EntityQuery, Order, ReadStore, R
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
-use crate::cache::LoadedEntity;
 use crate::entity::{Entity, EntityLoader, Node, Rejection, Relation, RelationLoader, entity_at, load_entity};
 use crate::feed::{Change, Feed};
 use crate::{Limits, cursor};
@@ -66,9 +65,15 @@ pub fn build(services: Services, limits: &Limits) -> CatalogSchema {
         )
         .max_batch_size(1_000)
         .delay(Duration::from_millis(1)),
-        DataLoader::new(RelationLoader(services.reader.clone()), tokio::spawn)
-            .max_batch_size(1_000)
-            .delay(Duration::from_millis(1)),
+        DataLoader::new(
+            RelationLoader {
+                reader: services.reader.clone(),
+                cache: services.feed.cache_handle(),
+            },
+            tokio::spawn,
+        )
+        .max_batch_size(1_000)
+        .delay(Duration::from_millis(1)),
     );
     let mut builder = Schema::build(Query, Mutation, SubscriptionRoot)
         .data(services)
@@ -477,19 +482,19 @@ impl Query {
                 .map(|row| (row.entity_ref.clone(), Arc::new(row)))
                 .collect(),
         );
-        let mut loaded: Vec<Arc<LoadedEntity>> = Vec::with_capacity(page.rows.len());
+        let mut rows: Vec<Arc<EntityRow>> = Vec::with_capacity(page.rows.len());
+        let mut page_relations: Vec<(String, Arc<Vec<Relation>>)> = Vec::with_capacity(page.rows.len());
         let edges: Vec<EntityEdge> = page
             .rows
             .into_iter()
             .map(|(key, row)| {
-                let relations = Arc::new(relations.remove(&row.entity_ref).unwrap_or_default());
-                let entry = Arc::new(LoadedEntity {
-                    row: Arc::new(row),
-                    relations,
-                });
-                let mut node = Node::loaded(&entry);
+                let row = Arc::new(row);
+                let outgoing = Arc::new(relations.remove(&row.entity_ref).unwrap_or_default());
+                let mut node = Node::current(row.clone());
+                node.relations = Some(outgoing.clone());
                 node.neighbours = Some(neighbours.clone());
-                loaded.push(entry);
+                page_relations.push((row.entity_ref.clone(), outgoing));
+                rows.push(row);
                 EntityEdge {
                     cursor: cursor::encode(&key, order),
                     node: node.into_entity(),
@@ -497,7 +502,9 @@ impl Query {
             })
             .collect();
         // A page read whole is as good as entities read one by one: keep it for lookups by ref.
-        services(ctx).feed.cache().insert(epoch, loaded);
+        let cache = services(ctx).feed.cache();
+        cache.insert_rows(epoch, rows.into_iter().chain(neighbours.values().cloned()));
+        cache.insert_relations(epoch, page_relations);
         Ok(EntityConnection::new(edges, page.has_more, filter, text, None))
     }
 
