@@ -10,7 +10,7 @@ use std::sync::Arc;
 use async_graphql::dataloader::{DataLoader, Loader};
 use async_graphql::{Context, Interface, Json, Object, Result, SimpleObject};
 use callboard_readmodel::rows::{EntityRow, HistoryRow, RejectionRow};
-use callboard_readmodel::store::{CatalogReader, RejectionsBy, attach_relations, final_entity};
+use callboard_readmodel::store::{CatalogReader, RejectionsBy, RelationView, attach_relations, final_entity};
 use serde_json::Value;
 
 use crate::cache::EntityCache;
@@ -28,6 +28,17 @@ pub struct Relation {
     pub target_ref: String,
     /// True when the target is not in the catalog.
     pub dangling: bool,
+}
+
+impl From<RelationView> for Relation {
+    fn from(row: RelationView) -> Self {
+        Self {
+            relation_type: row.relation_type,
+            source_ref: row.source,
+            target_ref: row.target,
+            dangling: !row.target_exists,
+        }
+    }
 }
 
 /// Loads current entity rows by ref, into the cache.
@@ -74,12 +85,7 @@ impl Loader<String> for RelationLoader {
             .map_err(|e| Arc::new(e.to_string()))?;
         let mut out: HashMap<String, Vec<Relation>> = keys.iter().map(|k| (k.clone(), Vec::new())).collect();
         for row in rows {
-            out.entry(row.source.clone()).or_default().push(Relation {
-                relation_type: row.relation_type,
-                source_ref: row.source,
-                target_ref: row.target,
-                dangling: !row.target_exists,
-            });
+            out.entry(row.source.clone()).or_default().push(row.into());
         }
         let out: HashMap<String, Arc<Vec<Relation>>> = out.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
         self.cache
@@ -349,12 +355,7 @@ impl Node {
                 .await
                 .map_err(internal)?
                 .into_iter()
-                .map(|r| Relation {
-                    relation_type: r.relation_type,
-                    source_ref: r.source,
-                    target_ref: r.target,
-                    dangling: !r.target_exists,
-                })
+                .map(Relation::from)
                 .collect()
         } else {
             self.outgoing(ctx).await?.as_ref().clone()

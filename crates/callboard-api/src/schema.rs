@@ -464,12 +464,7 @@ impl Query {
             if row.target_exists {
                 targets.push(row.target.clone());
             }
-            relations.entry(row.source.clone()).or_default().push(Relation {
-                relation_type: row.relation_type,
-                source_ref: row.source,
-                target_ref: row.target,
-                dangling: !row.target_exists,
-            });
+            relations.entry(row.source.clone()).or_default().push(row.into());
         }
         targets.sort();
         targets.dedup();

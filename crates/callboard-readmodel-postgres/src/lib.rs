@@ -16,7 +16,7 @@ use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow
 use callboard_readmodel::search;
 use callboard_readmodel::store::{
     CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
-    incoming_from_outgoing,
+    incoming_from_outgoing, version_document,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -1043,11 +1043,8 @@ impl CatalogReader for PostgresStore {
         Ok(rows
             .into_iter()
             .map(|r| {
-                let document = (r.get::<String, _>(1) == "entity.upserted.v1")
-                    .then(|| r.get::<Option<String>, _>(2))
-                    .flatten()
-                    .and_then(|t| serde_json::from_str(&t).ok());
-                (r.get(0), document)
+                let entity: Option<String> = r.get(2);
+                (r.get(0), version_document(r.get(1), entity.as_deref()))
             })
             .collect())
     }

@@ -210,6 +210,15 @@ pub trait CatalogReader: Send + Sync {
     async fn graph_version(&self) -> Result<String, StoreError>;
 }
 
+/// The document a history row leaves behind, for `entities_at`: the entity of an upsert, `None`
+/// after a deletion (or an unreadable document).
+pub fn version_document(event_type: &str, entity: Option<&str>) -> Option<Value> {
+    (event_type == "entity.upserted.v1")
+        .then_some(entity)
+        .flatten()
+        .and_then(|text| serde_json::from_str(text).ok())
+}
+
 /// Which rejections.
 #[derive(Debug, Clone, Copy)]
 pub enum RejectionsBy<'a> {
