@@ -8,7 +8,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use callboard_readmodel::filter::Filter;
+use callboard_readmodel::project::{Changes, Loaded};
 use callboard_readmodel::store::{EntityQuery, Order, RejectionsBy};
+use callboard_readmodel::store::{Generation, StoreError};
 use callboard_testkit::CatalogSpec;
 
 use crate::common::{Backend, callboard, live, read_events, write_catalog};
@@ -564,4 +566,171 @@ async fn queries_embedded_sqlite() {
 #[tokio::test(flavor = "multi_thread")]
 async fn queries_kafka_postgres() {
     queries(Backend::kafka(), Store::postgres()).await;
+}
+
+/// One event of the pipelined-projection script: `owner` moves ownership (closing and opening
+/// relation rows); `None` deletes the entity.
+fn scripted_event(name: &str, sequence: u64, owner: Option<&str>, offset: i64) -> callboard_events::log::Message {
+    use callboard_events::CloudEvent;
+    use callboard_events::types::EventType;
+    use serde_json::json;
+    let entity_ref = format!("component:default/{name}");
+    let mut event = match owner {
+        Some(owner) => CloudEvent::new(
+            EventType::EntityUpserted,
+            entity_ref.clone(),
+            sequence,
+            "file:/catalog-info.yaml",
+            "provider:test",
+            json!({
+                "entityRef": entity_ref, "uid": format!("uid-{name}"), "contentHash": format!("{name}-{sequence}"),
+                "locationKey": "file:/catalog-info.yaml", "originLocation": "file:/catalog-info.yaml",
+                "entity": {"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                           "metadata": {"name": name, "namespace": "default", "tags": [format!("v{sequence}")]},
+                           "spec": {"type": "service", "lifecycle": "production", "owner": owner}},
+                "relations": [
+                    {"type": "ownedBy", "sourceRef": entity_ref, "targetRef": format!("group:default/{owner}")},
+                    {"type": "ownerOf", "sourceRef": format!("group:default/{owner}"), "targetRef": entity_ref},
+                ],
+            }),
+        ),
+        None => CloudEvent::new(
+            EventType::EntityDeleted,
+            entity_ref.clone(),
+            sequence,
+            "file:/catalog-info.yaml",
+            "provider:test",
+            json!({"entityRef": entity_ref, "reason": "removed"}),
+        ),
+    };
+    event.time = format!("2026-03-01T00:00:{offset:02}Z");
+    callboard_events::log::Message {
+        topic: "pipeline.entities".into(),
+        partition: 0,
+        offset,
+        key: entity_ref,
+        value: event.to_bytes(),
+        timestamp_ms: 0,
+    }
+}
+
+/// The projector writes one batch while it loads and projects the next. Batches that share a
+/// subject with the batch being written (an entity changed in both) and batches that do not must
+/// leave exactly the tables that applying the batches one at a time leaves.
+async fn pipelined_equals_one_at_a_time(store: Store) {
+    use callboard_readmodel::projector::{Pipeline, apply_batch, stored};
+    let script: Vec<Vec<(&str, u64, Option<&str>)>> = vec![
+        vec![("a", 1, Some("team-a")), ("b", 1, Some("team-a"))],
+        // `a` again while the first batch may still be in flight.
+        vec![("a", 2, Some("team-b")), ("c", 1, Some("team-c"))],
+        // Disjoint from the batch before: loaded while it is written.
+        vec![("d", 1, Some("team-d")), ("e", 1, Some("team-a"))],
+        vec![("b", 2, None), ("d", 2, Some("team-a"))],
+        vec![("a", 3, Some("team-c")), ("b", 3, Some("team-b")), ("e", 2, None)],
+        vec![("c", 2, Some("team-a"))],
+    ];
+    let mut offset = 0;
+    let batches: Vec<Vec<callboard_events::log::Message>> = script
+        .iter()
+        .map(|batch| {
+            batch
+                .iter()
+                .map(|(name, sequence, owner)| {
+                    offset += 1;
+                    scripted_event(name, *sequence, *owner, offset)
+                })
+                .collect()
+        })
+        .collect();
+    let (read_store, _reader) = store.open().await;
+    let pipelined = read_store.prepare().await.expect("prepare");
+    let sequential = read_store.create_generation().await.expect("generation");
+    let mut pipeline = Pipeline::new(
+        std::sync::Arc::new(SlowWrites(read_store.clone())),
+        pipelined,
+        "group".into(),
+    );
+    let mut reported = 0;
+    for batch in &batches {
+        if let Some(written) = pipeline.push(batch.clone()).await.expect("push") {
+            reported += written.changes.applied;
+        }
+        let events: Vec<_> = batch.iter().cloned().map(stored).collect();
+        apply_batch(read_store.as_ref(), sequential, "group", &events)
+            .await
+            .expect("apply");
+    }
+    if let Some(written) = pipeline.finish().await.expect("finish") {
+        reported += written.changes.applied;
+    }
+    assert_eq!(reported, offset as usize, "every batch is reported once, when written");
+    let (pipelined, sequential) = (
+        read_store.checksums(pipelined).await.expect("checksums"),
+        read_store.checksums(sequential).await.expect("checksums"),
+    );
+    assert!(
+        pipelined["history"].starts_with(&format!("{offset} rows")),
+        "{pipelined:?}"
+    );
+    assert_eq!(pipelined, sequential);
+    store.cleanup().await;
+}
+
+/// A real store whose writes start 300 ms late, so that every batch is loaded and projected while
+/// the batch before is still being written: the case the pipeline must get right.
+struct SlowWrites(std::sync::Arc<dyn callboard_readmodel::store::ReadStore>);
+
+#[async_trait::async_trait]
+impl callboard_readmodel::store::ReadStore for SlowWrites {
+    async fn prepare(&self) -> Result<Generation, StoreError> {
+        self.0.prepare().await
+    }
+    async fn active(&self) -> Result<Generation, StoreError> {
+        self.0.active().await
+    }
+    async fn create_generation(&self) -> Result<Generation, StoreError> {
+        self.0.create_generation().await
+    }
+    async fn activate(&self, generation: Generation) -> Result<(), StoreError> {
+        self.0.activate(generation).await
+    }
+    async fn drop_generation(&self, generation: Generation) -> Result<(), StoreError> {
+        self.0.drop_generation(generation).await
+    }
+    async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
+        self.0.load(generation, subjects).await
+    }
+    async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.write(generation, group, changes).await
+    }
+    async fn position(
+        &self,
+        generation: Generation,
+        group: &str,
+        topic: &str,
+        partition: i32,
+    ) -> Result<Option<i64>, StoreError> {
+        self.0.position(generation, group, topic, partition).await
+    }
+    async fn positions(
+        &self,
+        generation: Generation,
+    ) -> Result<BTreeMap<(String, String, i32), (i64, String)>, StoreError> {
+        self.0.positions(generation).await
+    }
+    async fn checksums(&self, generation: Generation) -> Result<BTreeMap<String, String>, StoreError> {
+        self.0.checksums(generation).await
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_equals_one_at_a_time_sqlite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    pipelined_equals_one_at_a_time(Store::sqlite(dir.path())).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pipelined_equals_one_at_a_time_postgres() {
+    pipelined_equals_one_at_a_time(Store::postgres()).await;
 }
