@@ -115,8 +115,13 @@ fn lower_string(document: &Value, pointer: &str) -> Option<String> {
     document.pointer(pointer).and_then(Value::as_str).map(str::to_lowercase)
 }
 
-/// The entity row an upsert event makes.
-fn entity_row(event: &CloudEvent, previous: Option<&EntityRow>) -> Option<EntityRow> {
+/// The entity row an upsert event makes, and its counted-facet pairs (both from one flattening
+/// of the document).
+fn entity_row(
+    event: &CloudEvent,
+    time: &str,
+    previous: Option<&EntityRow>,
+) -> Option<(EntityRow, Vec<(String, String)>)> {
     let data = &event.data;
     let entity_ref = data.get("entityRef")?.as_str()?.to_owned();
     let uid = data.get("uid")?.as_str()?.to_owned();
@@ -132,7 +137,8 @@ fn entity_row(event: &CloudEvent, previous: Option<&EntityRow>) -> Option<Entity
             .and_then(|r| r["targetRef"].as_str().map(str::to_owned))
     });
     let pairs = search::pairs(&document);
-    Some(EntityRow {
+    let facets = facet_pairs_of(&document, &pairs);
+    let row = EntityRow {
         uid,
         kind,
         namespace,
@@ -141,8 +147,8 @@ fn entity_row(event: &CloudEvent, previous: Option<&EntityRow>) -> Option<Entity
         content_hash: text(data, "contentHash"),
         location_key: text(data, "locationKey"),
         origin: text(data, "originLocation"),
-        created_at: previous.map_or_else(|| time_of(event), |p| p.created_at.clone()),
-        updated_at: time_of(event),
+        created_at: previous.map_or_else(|| time.to_owned(), |p| p.created_at.clone()),
+        updated_at: time.to_owned(),
         owner,
         title: document
             .pointer("/metadata/title")
@@ -154,25 +160,31 @@ fn entity_row(event: &CloudEvent, previous: Option<&EntityRow>) -> Option<Entity
         search_text: search::text(&document),
         document,
         entity_ref,
-    })
+    };
+    Some((row, facets))
 }
 
 /// The counted-facet pairs of a document, `(key, original value)`: each counted key over the
 /// whole catalog, and again within the document's kind (see [`counted_facet_key`]).
 fn facet_pairs(document: &Value) -> Vec<(String, String)> {
+    facet_pairs_of(document, &search::pairs(document))
+}
+
+/// [`facet_pairs`] from the document's flattened pairs.
+fn facet_pairs_of(document: &Value, pairs: &[search::Pair]) -> Vec<(String, String)> {
     let kind = document.get("kind").and_then(Value::as_str).map(str::to_lowercase);
     let mut out = Vec::new();
-    for pair in search::pairs(document) {
+    for pair in pairs {
         if !COUNTED_FACETS.contains(&pair.key.as_str()) {
             continue;
         }
-        let Some((_, original)) = pair.value else { continue };
+        let Some((_, original)) = &pair.value else { continue };
         if let Some(kind) = &kind
             && pair.key != "kind"
         {
             out.push((kind_facet_key(kind, &pair.key), original.clone()));
         }
-        out.push((pair.key, original));
+        out.push((pair.key.clone(), original.clone()));
     }
     out
 }
@@ -261,7 +273,9 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
             changes.skipped += 1;
             continue;
         };
-        slot.1 = Some(time_of(event));
+        // Normalised once: every row of the event carries this time.
+        let time = time_of(event);
+        slot.1 = Some(time.clone());
         let kind = event.known_type();
         if matches!(
             kind,
@@ -289,7 +303,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
             sequence,
             event_id: event.id.clone(),
             event_type: short_type(&event.event_type),
-            time: time_of(event),
+            time: time.clone(),
             source: event.source.clone(),
             actor: event.actor.clone(),
             causation: event.causationid.clone(),
@@ -306,7 +320,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
         });
         match kind {
             Some(EventType::EntityUpserted) => {
-                let Some(row) = entity_row(event, current.as_ref()) else {
+                let Some((row, row_facets)) = entity_row(event, &time, current.as_ref()) else {
                     changes.skipped += 1;
                     continue;
                 };
@@ -316,7 +330,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                         *facets.entry(pair).or_default() -= 1;
                     }
                 }
-                for pair in facet_pairs(&row.document) {
+                for pair in row_facets {
                     *facets.entry(pair).or_default() += 1;
                 }
                 history.entity = Some(row.document.clone());
@@ -325,7 +339,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                     origin_rows,
                     &wanted,
                     sequence,
-                    &time_of(event),
+                    &time,
                     &mut changes.span_closes,
                     &mut new_spans,
                 );
@@ -346,7 +360,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                     origin_rows,
                     &[],
                     sequence,
-                    &time_of(event),
+                    &time,
                     &mut changes.span_closes,
                     &mut new_spans,
                 );
@@ -367,7 +381,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                         document_index: data.get("documentIndex").and_then(Value::as_i64),
                         problems: data.get("problems").cloned().unwrap_or_else(|| json!([])),
                         conflicts_with: data.get("conflictsWith").and_then(Value::as_str).map(str::to_owned),
-                        time: time_of(event),
+                        time: time.clone(),
                         sequence,
                     }),
                 );
