@@ -181,7 +181,11 @@ impl PostgresStore {
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let options = PgConnectOptions::from_str(url)
             .map_err(db)?
-            .log_statements(tracing::log::LevelFilter::Trace);
+            .log_statements(tracing::log::LevelFilter::Trace)
+            // A projection batch of thousands of rows legitimately takes a second or two while
+            // catching up; sqlx's default (a warning with the whole statement past 1 s) would
+            // flood the log of every replay.
+            .log_slow_statements(tracing::log::LevelFilter::Warn, Duration::from_secs(10));
         let pool = match PgPoolOptions::new()
             .max_connections(8)
             .acquire_timeout(Duration::from_secs(10))
