@@ -162,8 +162,13 @@ impl Pipeline {
         {
             done = self.finish().await?;
         }
-        let span = tracing::debug_span!("projection batch", events = batch.len(), generation = self.generation.0);
-        let loaded = self.store.load(self.generation, &subjects).await?;
+        // One span per batch, from its load to its commit (like `apply_batch`'s).
+        let span = tracing::info_span!("apply_batch", events = batch.len(), generation = self.generation.0);
+        let loaded = self
+            .store
+            .load(self.generation, &subjects)
+            .instrument(span.clone())
+            .await?;
         let load_ms = started.elapsed().as_millis() as u64;
         let changes = tokio::task::spawn_blocking(move || project(&batch, loaded))
             .await
