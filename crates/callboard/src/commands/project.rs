@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use callboard_readmodel::projector::{self, ProjectorConfig};
 
 use crate::backend::{LogArgs, StoreArgs};
@@ -44,6 +44,10 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     }
     config.batch = args.batch;
     tracing::info!(log = %log.describe(), store = %stores.describe, group = %config.group, "projecting");
+    // The tables must exist before the lag sampler and the caught-up check read positions from
+    // them; the projector's own `prepare` then finds them ready. (Without this, a check racing
+    // the first `prepare` on a fresh database failed with a missing positions table.)
+    stores.store.prepare().await.context("preparing the read model")?;
     let mut sampler = None;
     if let Some(addr) = args.metrics_listen {
         let bound = crate::metrics::listen(addr, crate::metrics::install()?).await?;
