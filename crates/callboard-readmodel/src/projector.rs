@@ -82,20 +82,6 @@ impl PositionStore for StoredPositions {
     }
 }
 
-/// Applies one batch: load, project, write. Returns the batch's changes.
-#[tracing::instrument(skip_all, fields(events = batch.len(), generation = generation.0))]
-pub async fn apply_batch(
-    store: &dyn ReadStore,
-    generation: Generation,
-    group: &str,
-    batch: &[StoredEvent],
-) -> Result<Changes, StoreError> {
-    let loaded = store.load(generation, &subjects(batch)).await?;
-    let changes = project(batch, loaded);
-    store.write(generation, group, &changes).await?;
-    Ok(changes)
-}
-
 /// A batch written, as the pipeline reports it.
 #[derive(Debug)]
 pub struct Written {
@@ -162,7 +148,8 @@ impl Pipeline {
         {
             done = self.finish().await?;
         }
-        // One span per batch, from its load to its commit (like `apply_batch`'s).
+        // One span per batch, from its load to its commit (named as before the pipeline, so
+        // traces and dashboards keep finding it).
         let span = tracing::info_span!("apply_batch", events = batch.len(), generation = self.generation.0);
         let loaded = self
             .store
