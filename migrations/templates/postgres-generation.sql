@@ -1,7 +1,9 @@
 -- The tables of one read-model generation. Not a migration: a template applied for every new
 -- generation, with {p} replaced by the generation's prefix (g<number>_). Times are stored as
 -- fixed-width UTC text (2026-11-22T10:00:00.000Z), which compares correctly; documents as text,
--- which keeps authors' key order.
+-- which keeps authors' key order. An entity's document is stored once, in the history row of its
+-- current version (joined on read); its current relations are packed in its row (see
+-- `relations`), found from their other ends through endpoint keys among its filter keys.
 create table if not exists {p}entities (
     entity_ref text primary key,
     uid text not null,
@@ -18,18 +20,16 @@ create table if not exists {p}entities (
     title text,
     spec_type text,
     lifecycle text,
-    -- Filter keys (`field`, `field=value`) as 64-bit hashes: see search::key_hash64.
+    relations text not null,
+    -- Filter keys (`field`, `field=value`, relation ends) as 64-bit hashes: see search::key_hash.
     search_keys bigint[] not null,
     search_text text not null,
-    search_vector tsvector generated always as (to_tsvector('simple', search_text)) stored,
-    document text not null
+    search_vector tsvector generated always as (to_tsvector('simple', search_text)) stored
 );
 create index if not exists {p}entities_keys on {p}entities using gin (search_keys);
 create index if not exists {p}entities_text on {p}entities using gin (search_vector);
 create index if not exists {p}entities_name on {p}entities (name, entity_ref);
 create index if not exists {p}entities_updated on {p}entities (updated_at, entity_ref);
-create index if not exists {p}entities_owner on {p}entities (owner);
-create index if not exists {p}entities_kind on {p}entities (kind);
 create table if not exists {p}history (
     subject text not null,
     sequence bigint not null,
@@ -39,25 +39,15 @@ create table if not exists {p}history (
     source text not null,
     actor text not null,
     causation text,
+    -- For upserts: the uid (readers put it back into the document), the document as the event
+    -- carried it, and the version's relations, packed: relations over time are read from here.
+    uid text,
     entity text,
+    relations text,
     diff text,
     detail text,
     primary key (subject, sequence)
 );
--- Relations over time. Every relation is stored in both directions by the entity that declares
--- it (its origin), so relations *into* an entity are found through the source index as the
--- inverse rows: no target index is needed. Two narrow indexes instead of a five-column key.
-create table if not exists {p}spans (
-    origin text not null,
-    source text not null,
-    relation_type text not null,
-    target text not null,
-    from_sequence bigint not null,
-    valid_from text not null,
-    valid_to text
-);
-create index if not exists {p}spans_origin on {p}spans (origin);
-create index if not exists {p}spans_open_source on {p}spans (source) where valid_to is null;
 create table if not exists {p}rejections (
     subject text primary key,
     entity_ref text,

@@ -1,7 +1,9 @@
 -- The tables of one read-model generation (template: {p} is the generation's prefix, g<number>_).
 -- Times are fixed-width UTC text. An entity row is small: its document lives once, in the history
--- row of its current version (joined on read), and its filter keys and search text live only in
--- the FTS5 index (keys as hashed words, see `search::key_token`), keyed by the entity row's id.
+-- row of its current version (joined on read); its filter keys (64-bit hashes written as words,
+-- see `search::hash_token`) and search text live only in the FTS5 index, keyed by the row's id;
+-- its current relations are packed in the row (see `relations`), found from their other ends
+-- through endpoint keys in the same index.
 create table if not exists {p}entities (
     id integer primary key,
     entity_ref text not null unique,
@@ -18,16 +20,18 @@ create table if not exists {p}entities (
     owner text,
     title text,
     spec_type text,
-    lifecycle text
+    lifecycle text,
+    relations text not null
 );
+-- Orderings of entity lists; filters go through the FTS5 index.
 create index if not exists {p}entities_name on {p}entities (name, entity_ref);
 create index if not exists {p}entities_updated on {p}entities (updated_at, entity_ref);
-create index if not exists {p}entities_owner on {p}entities (owner);
-create index if not exists {p}entities_kind on {p}entities (kind);
 -- `detail = column` keeps what column filters need (`keys : …`, `text : …`) and no positions.
 create virtual table if not exists {p}fts using fts5 (text, keys, content = '', contentless_delete = 1, detail = column);
--- History and spans are rowid tables: new rows append at the end of the table instead of landing
--- all over a clustered primary key, which made projection several times slower.
+-- History is a rowid table: new rows append at the end of the table instead of landing all over a
+-- clustered primary key. An upsert's row holds the document as the event carried it (without
+-- `metadata.uid`, kept beside it) and the version's relations, packed: relations over time are
+-- read from here.
 create table if not exists {p}history (
     subject text not null,
     sequence integer not null,
@@ -37,25 +41,13 @@ create table if not exists {p}history (
     source text not null,
     actor text not null,
     causation text,
+    uid text,
     entity text,
+    relations text,
     diff text,
     detail text
 );
 create unique index if not exists {p}history_subject on {p}history (subject, sequence);
--- Relations over time. Every relation is stored in both directions by the entity that declares
--- it (its origin), so relations *into* an entity are found through the source index as the
--- inverse rows: no target index is needed.
-create table if not exists {p}spans (
-    origin text not null,
-    source text not null,
-    relation_type text not null,
-    target text not null,
-    from_sequence integer not null,
-    valid_from text not null,
-    valid_to text
-);
-create index if not exists {p}spans_origin on {p}spans (origin);
-create index if not exists {p}spans_open_source on {p}spans (source) where valid_to is null;
 create table if not exists {p}rejections (
     subject text primary key,
     entity_ref text,

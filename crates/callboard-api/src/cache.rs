@@ -211,8 +211,6 @@ mod tests {
             title: None,
             spec_type: None,
             lifecycle: None,
-            search_keys: vec![],
-            search_text: String::new(),
             document: serde_json::Value::Null,
         })
     }

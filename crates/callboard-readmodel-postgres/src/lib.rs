@@ -1,22 +1,25 @@
 //! The production read model: the rows of `callboard-readmodel` in PostgreSQL.
 //!
 //! Each generation's tables carry the prefix `g<n>_`; the `read_model` table names the active
-//! one. Filter keys are a `text[]` per entity with a GIN index (`&&`, `@>`), full-text search a
-//! generated `tsvector` column with a GIN index, and counted facets are kept in a table. Every
-//! value is bound; only the generation prefix (a number) is formatted into statements.
+//! one. Filter keys are 64-bit hashes in a `bigint[]` per entity with a GIN index (`&&`, `@>`),
+//! full-text search a generated `tsvector` column with a GIN index, and counted facets are kept in
+//! a table. An entity's document is stored once, in the history row of its current version; its
+//! relations are packed in its row (and in each history row), found from their other ends through
+//! endpoint keys among its filter keys. Every value is bound; only the generation prefix (a
+//! number) is formatted into statements.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use callboard_readmodel::filter::Filter;
-use callboard_readmodel::project::{Changes, Loaded, counted_facet_key};
-use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, RelationKey, SpanRow};
+use callboard_readmodel::filter::{Filter, RelationCondition, Resolved};
+use callboard_readmodel::project::{Changes, Current, Loaded, counted_facet_key, stored_document};
+use callboard_readmodel::relations::{self, Version};
+use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
 use callboard_readmodel::search;
 use callboard_readmodel::store::{
     CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
-    incoming_from_outgoing, version_document,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -50,21 +53,16 @@ fn layout() -> i64 {
 }
 
 /// Tables (and their ordering columns) compared by checksums.
-const CHECKED: [(&str, &str, &str); 7] = [
+const CHECKED: [(&str, &str, &str); 6] = [
     (
         "entities",
-        "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, search_keys::text, search_text, document",
+        "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, relations, search_keys::text, search_text",
         "entity_ref",
     ),
     (
         "history",
-        "subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail",
+        "subject, sequence, event_id, event_type, time, source, actor, causation, uid, entity, relations, diff, detail",
         "subject, sequence",
-    ),
-    (
-        "spans",
-        "origin, source, relation_type, target, from_sequence, valid_from, valid_to",
-        "origin, source, relation_type, target, from_sequence",
     ),
     (
         "rejections",
@@ -125,17 +123,21 @@ fn json_list(items: &[String]) -> Vec<String> {
     items.to_vec()
 }
 
-const ENTITY_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, search_keys, search_text, document";
+/// What entity reads select, from [`ENTITY_FROM`]: the row and its current version's document.
+const ENTITY_SELECT: &str = "e.entity_ref, e.uid, e.kind, e.namespace, e.name, e.sequence, e.content_hash, e.location_key, e.origin, e.created_at, e.updated_at, e.owner, e.title, e.spec_type, e.lifecycle, h.entity as document";
 
-/// The array literal of a set of filter keys, as their 64-bit hashes.
-fn key_array(keys: &[String]) -> String {
+/// Entity rows joined to the history row holding their document.
+const ENTITY_FROM: &str = "{p}entities e join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence";
+
+/// The array literal of a set of filter-key hashes.
+fn key_array(keys: &[u64]) -> String {
     let mut out = String::with_capacity(keys.len() * 21 + 2);
     out.push('{');
     for (i, key) in keys.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&search::key_hash64(key).to_string());
+        out.push_str(&(*key as i64).to_string());
     }
     out.push('}');
     out
@@ -145,13 +147,14 @@ fn key_hashes<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<i64> {
     keys.into_iter().map(|k| search::key_hash64(k)).collect()
 }
 
-/// An entity row as read. Its filter keys are only hashes in the index, so they come back empty:
-/// readers use the document.
+/// An entity row as read, its document with its uid put back.
 fn entity_row(row: &PgRow) -> Result<EntityRow, StoreError> {
-    let document: String = row.try_get("document").map_err(db)?;
+    let document: Option<String> = row.try_get("document").map_err(db)?;
+    let uid: String = row.try_get("uid").map_err(db)?;
     Ok(EntityRow {
         entity_ref: row.try_get("entity_ref").map_err(db)?,
-        uid: row.try_get("uid").map_err(db)?,
+        document: document.map_or(Value::Null, |d| stored_document(&d, &uid)),
+        uid,
         kind: row.try_get("kind").map_err(db)?,
         namespace: row.try_get("namespace").map_err(db)?,
         name: row.try_get("name").map_err(db)?,
@@ -165,14 +168,7 @@ fn entity_row(row: &PgRow) -> Result<EntityRow, StoreError> {
         title: row.try_get("title").map_err(db)?,
         spec_type: row.try_get("spec_type").map_err(db)?,
         lifecycle: row.try_get("lifecycle").map_err(db)?,
-        search_keys: Vec::new(),
-        search_text: row.try_get("search_text").map_err(db)?,
-        document: serde_json::from_str(&document).unwrap_or(Value::Null),
     })
-}
-
-fn json_text(value: &Option<Value>) -> Option<String> {
-    value.as_ref().map(Value::to_string)
 }
 
 impl PostgresStore {
@@ -269,6 +265,76 @@ impl PostgresStore {
         Ok(built == Some(layout()))
     }
 
+    /// `(ref, packed relations)` of the entities `refs` name and of those whose relations mention
+    /// one of them: every entity holding a relation row with an end in `refs`.
+    async fn relation_candidates(&self, g: Generation, refs: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let ends: Vec<i64> = refs
+            .iter()
+            .map(|r| search::key_hash64(&search::endpoint_key(r)))
+            .collect();
+        let rows = sqlx::query(sql(
+            g,
+            "select entity_ref, relations from {p}entities where entity_ref = any(?) or search_keys && ?",
+        ))
+        .bind(refs.to_vec())
+        .bind(ends)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Which of `refs` are entities now.
+    async fn existing(&self, g: Generation, refs: &[String]) -> Result<HashSet<String>, StoreError> {
+        let rows = sqlx::query(sql(g, "select entity_ref from {p}entities where entity_ref = any(?)"))
+            .bind(refs.to_vec())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    /// Relation rows with a source (or, `incoming`, a target) in `refs`.
+    async fn relation_rows(
+        &self,
+        g: Generation,
+        refs: &[String],
+        incoming: bool,
+    ) -> Result<Vec<relations::Row>, StoreError> {
+        let candidates = self.relation_candidates(g, refs).await?;
+        Ok(relations::select(refs, incoming, &candidates))
+    }
+
+    /// Every current relation row.
+    async fn all_rows(&self, g: Generation) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query(sql(g, "select entity_ref, relations from {p}entities"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let lists: Vec<(String, String)> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(relations::all(&lists))
+    }
+
+    /// A filter with its relation conditions answered (see [`Resolved`]).
+    async fn resolve(&self, g: Generation, filter: Option<&Filter>) -> Result<Option<Resolved>, StoreError> {
+        let Some(filter) = filter else { return Ok(None) };
+        let mut sources: HashMap<RelationCondition, Vec<String>> = HashMap::new();
+        for condition in filter.relation_conditions() {
+            let rows: Vec<(String, String, String)> = if condition.targets.is_empty() {
+                self.all_rows(g).await?
+            } else {
+                self.relation_rows(g, &condition.targets, true)
+                    .await?
+                    .into_iter()
+                    .map(relations::Row::into_tuple)
+                    .collect()
+            };
+            let met = condition.sources(&rows);
+            sources.insert(condition, met);
+        }
+        Ok(Some(filter.resolve(&sources)))
+    }
+
     async fn reader_generation(&self) -> Result<Generation, StoreError> {
         self.active().await
     }
@@ -329,7 +395,6 @@ impl ReadStore for PostgresStore {
         for table in [
             "entities",
             "history",
-            "spans",
             "rejections",
             "facets",
             "locations",
@@ -363,37 +428,26 @@ impl ReadStore for PostgresStore {
         for row in rows {
             loaded.applied.insert(row.get(0), row.get(1));
         }
-        let statement = format!("select {ENTITY_COLUMNS} from {{p}}entities where entity_ref = any(?)");
-        for row in sqlx::query(sql(generation, &statement))
-            .bind(&list)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?
-        {
-            let entity = entity_row(&row)?;
-            loaded.entities.insert(entity.entity_ref.clone(), entity);
-        }
         let rows = sqlx::query(sql(
             generation,
-            "select origin, source, relation_type, target, from_sequence from {p}spans
-             where origin = any(?) and valid_to is null",
+            "select e.entity_ref, e.uid, e.created_at, e.relations, h.entity from {p}entities e
+             join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence
+             where e.entity_ref = any(?)",
         ))
         .bind(&list)
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
         for row in rows {
-            let key = RelationKey {
-                origin: row.get(0),
-                source: row.get(1),
-                relation_type: row.get(2),
-                target: row.get(3),
-            };
-            loaded
-                .open
-                .entry(key.origin.clone())
-                .or_default()
-                .push((key, row.get(4)));
+            loaded.entities.insert(
+                row.get(0),
+                Current {
+                    uid: row.get(1),
+                    created_at: row.get(2),
+                    relations: row.get(3),
+                    document: row.get::<Option<String>, _>(4).unwrap_or_default(),
+                },
+            );
         }
         let rows = sqlx::query(sql(
             generation,
@@ -410,6 +464,13 @@ impl ReadStore for PostgresStore {
     async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError> {
         let p = prefix(generation);
         let mut tx = self.pool.begin().await.map_err(db)?;
+        // Not waiting for the commit's WAL flush is safe here: the positions commit with the rows,
+        // so a commit lost in a database crash is lost whole, and the projector applies those
+        // events again from the stored positions. It takes a disk flush off every batch.
+        sqlx::query("set local synchronous_commit = off")
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
         // Rows go in as one array per column through `unnest`: one small statement that the
         // connection prepares once, instead of a statement with thousands of parameters that
         // PostgreSQL parses and plans anew for every batch.
@@ -417,8 +478,8 @@ impl ReadStore for PostgresStore {
             let h = &changes.history;
             sqlx::query(sql(
                 generation,
-                "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail)
-                 select * from unnest(?::text[], ?::int8[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+                "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, uid, entity, relations, diff, detail)
+                 select * from unnest(?::text[], ?::int8[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
                  on conflict (subject, sequence) do nothing",
             ))
             .bind(h.iter().map(|r| r.subject.as_str()).collect::<Vec<_>>())
@@ -429,9 +490,11 @@ impl ReadStore for PostgresStore {
             .bind(h.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
             .bind(h.iter().map(|r| r.actor.as_str()).collect::<Vec<_>>())
             .bind(h.iter().map(|r| r.causation.as_deref()).collect::<Vec<_>>())
-            .bind(h.iter().map(|r| json_text(&r.entity)).collect::<Vec<_>>())
-            .bind(h.iter().map(|r| json_text(&r.diff)).collect::<Vec<_>>())
-            .bind(h.iter().map(|r| json_text(&r.detail)).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.uid.as_deref()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.entity.as_deref()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.relations.as_deref()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.diff.as_deref()).collect::<Vec<_>>())
+            .bind(h.iter().map(|r| r.detail.as_deref()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -448,22 +511,22 @@ impl ReadStore for PostgresStore {
             let e = &changes.entity_upserts;
             // Arrays of arrays must be rectangular in PostgreSQL, so each entity's key hashes
             // travel as one text (`{1,2,3}`, an array literal) and are cast back.
-            let keys: Vec<String> = e.iter().map(|r| key_array(&r.search_keys)).collect();
+            let keys: Vec<String> = e.iter().map(|r| key_array(&r.keys)).collect();
             sqlx::query(sql(
                 generation,
                 "insert into {p}entities (entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin,
-                   created_at, updated_at, owner, title, spec_type, lifecycle, search_keys, search_text, document)
-                 select r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc,
-                   keys::int8[], txt, doc
+                   created_at, updated_at, owner, title, spec_type, lifecycle, relations, search_keys, search_text)
+                 select r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, rel,
+                   keys::int8[], txt
                  from unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::int8[], ?::text[], ?::text[], ?::text[],
                    ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
-                   as t(r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, keys, txt, doc)
+                   as t(r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, rel, keys, txt)
                  on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
                    name = excluded.name, sequence = excluded.sequence, content_hash = excluded.content_hash,
                    location_key = excluded.location_key, origin = excluded.origin, created_at = excluded.created_at,
                    updated_at = excluded.updated_at, owner = excluded.owner, title = excluded.title, spec_type = excluded.spec_type,
-                   lifecycle = excluded.lifecycle, search_keys = excluded.search_keys, search_text = excluded.search_text,
-                   document = excluded.document
+                   lifecycle = excluded.lifecycle, relations = excluded.relations, search_keys = excluded.search_keys,
+                   search_text = excluded.search_text
                  where excluded.sequence > {p}entities.sequence",
             ))
             .bind(e.iter().map(|r| r.entity_ref.as_str()).collect::<Vec<_>>())
@@ -481,42 +544,9 @@ impl ReadStore for PostgresStore {
             .bind(e.iter().map(|r| r.title.as_deref()).collect::<Vec<_>>())
             .bind(e.iter().map(|r| r.spec_type.as_deref()).collect::<Vec<_>>())
             .bind(e.iter().map(|r| r.lifecycle.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.relations.as_str()).collect::<Vec<_>>())
             .bind(keys)
-            .bind(e.iter().map(|r| r.search_text.as_str()).collect::<Vec<_>>())
-            .bind(e.iter().map(|r| r.document.to_string()).collect::<Vec<_>>())
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        for (key, from_sequence, time) in &changes.span_closes {
-            sqlx::query(sql(
-                generation,
-                "update {p}spans set valid_to = ? where origin = ? and source = ? and relation_type = ? and target = ? and from_sequence = ? and valid_to is null",
-            ))
-            .bind(time)
-            .bind(&key.origin)
-            .bind(&key.source)
-            .bind(&key.relation_type)
-            .bind(&key.target)
-            .bind(from_sequence)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        if !changes.span_opens.is_empty() {
-            let o = &changes.span_opens;
-            sqlx::query(sql(
-                generation,
-                "insert into {p}spans (origin, source, relation_type, target, from_sequence, valid_from, valid_to)
-                 select * from unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::int8[], ?::text[], ?::text[])",
-            ))
-            .bind(o.iter().map(|r| r.origin.as_str()).collect::<Vec<_>>())
-            .bind(o.iter().map(|r| r.source.as_str()).collect::<Vec<_>>())
-            .bind(o.iter().map(|r| r.relation_type.as_str()).collect::<Vec<_>>())
-            .bind(o.iter().map(|r| r.target.as_str()).collect::<Vec<_>>())
-            .bind(o.iter().map(|r| r.from_sequence).collect::<Vec<_>>())
-            .bind(o.iter().map(|r| r.valid_from.as_str()).collect::<Vec<_>>())
-            .bind(o.iter().map(|r| r.valid_to.as_deref()).collect::<Vec<_>>())
+            .bind(e.iter().map(|r| r.text.as_str()).collect::<Vec<_>>())
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -692,17 +722,17 @@ impl ReadStore for PostgresStore {
 }
 
 /// Appends the SQL of a filter to a query, with bound values.
-fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &Filter, p: &str) {
+fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &Resolved) {
     match filter {
-        Filter::All(items) | Filter::Any(items) if items.is_empty() => {
-            query.push(if matches!(filter, Filter::All(_)) {
+        Resolved::All(items) | Resolved::Any(items) if items.is_empty() => {
+            query.push(if matches!(filter, Resolved::All(_)) {
                 "1 = 1"
             } else {
                 "1 = 0"
             });
         }
-        Filter::All(items) | Filter::Any(items) => {
-            let joiner = if matches!(filter, Filter::All(_)) {
+        Resolved::All(items) | Resolved::Any(items) => {
+            let joiner = if matches!(filter, Resolved::All(_)) {
                 " and "
             } else {
                 " or "
@@ -712,38 +742,29 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &Filter, p: &str) {
                 if i > 0 {
                     query.push(joiner);
                 }
-                push_filter(query, item, p);
+                push_filter(query, item);
             }
             query.push(")");
         }
-        Filter::Not(inner) => {
+        Resolved::Not(inner) => {
             query.push("not (");
-            push_filter(query, inner, p);
+            push_filter(query, inner);
             query.push(")");
         }
-        Filter::Field { key, values } => {
-            if let Some(relation) = Filter::relation_key(key) {
-                query.push(format!("exists (select 1 from {p}spans s where s.source = e.entity_ref and s.valid_to is null and lower(s.relation_type) = "));
-                query.push_bind(relation.to_owned());
-                if !values.is_empty() {
-                    query.push(" and s.target in (");
-                    let mut list = query.separated(", ");
-                    for value in values {
-                        list.push_bind(value.clone());
-                    }
-                    list.push_unseparated(")");
-                }
-                query.push(")");
+        Resolved::Refs(refs) => {
+            query.push("e.entity_ref = any(");
+            query.push_bind(refs.clone());
+            query.push(")");
+        }
+        Resolved::Field { key, values } => {
+            // GIN-indexed: `&&` (any of these keys) on the entity's filter keys.
+            let wanted: Vec<String> = if values.is_empty() {
+                vec![key.clone()]
             } else {
-                // GIN-indexed: `&&` (any of these keys) on the entity's filter keys.
-                let wanted: Vec<String> = if values.is_empty() {
-                    vec![key.clone()]
-                } else {
-                    values.iter().map(|v| format!("{key}={v}")).collect()
-                };
-                query.push("e.search_keys && ");
-                query.push_bind(key_hashes(&wanted));
-            }
+                values.iter().map(|v| format!("{key}={v}")).collect()
+            };
+            query.push("e.search_keys && ");
+            query.push_bind(key_hashes(&wanted));
         }
     }
 }
@@ -758,11 +779,11 @@ fn fts_query(text: &str) -> Option<String> {
     (!terms.is_empty()).then(|| terms.join(" & "))
 }
 
-fn push_conditions(query: &mut QueryBuilder<Postgres>, filter: Option<&Filter>, text: Option<&str>, p: &str) {
+fn push_conditions(query: &mut QueryBuilder<Postgres>, filter: Option<&Resolved>, text: Option<&str>, p: &str) {
     query.push(" where 1 = 1");
     if let Some(filter) = filter {
         query.push(" and ");
-        push_filter(query, filter, p);
+        push_filter(query, filter);
     }
     if let Some(fts) = text.and_then(fts_query) {
         query.push(" and e.search_vector @@ to_tsquery('simple', ");
@@ -787,7 +808,7 @@ impl CatalogReader for PostgresStore {
             return Ok(Vec::new());
         }
         let g = self.reader_generation().await?;
-        let statement = format!("select {ENTITY_COLUMNS} from {{p}}entities where entity_ref = any(?)");
+        let statement = format!("select {ENTITY_SELECT} from {ENTITY_FROM} where e.entity_ref = any(?)");
         let rows = sqlx::query(sql(g, &statement))
             .bind(json_list(refs))
             .fetch_all(&self.pool)
@@ -799,8 +820,10 @@ impl CatalogReader for PostgresStore {
     async fn list(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
         let g = self.reader_generation().await?;
         let p = prefix(g);
-        let mut q = QueryBuilder::<Postgres>::new(format!("select {ENTITY_COLUMNS} from {p}entities e"));
-        push_conditions(&mut q, query.filter.as_ref(), query.text.as_deref(), &p);
+        let filter = self.resolve(g, query.filter.as_ref()).await?;
+        let from = ENTITY_FROM.replace("{p}", &p);
+        let mut q = QueryBuilder::<Postgres>::new(format!("select {ENTITY_SELECT} from {from}"));
+        push_conditions(&mut q, filter.as_ref(), query.text.as_deref(), &p);
         if let Some(after) = &query.after {
             match query.order {
                 Order::Ref => {
@@ -849,8 +872,9 @@ impl CatalogReader for PostgresStore {
     async fn count(&self, filter: Option<&Filter>, text: Option<&str>) -> Result<i64, StoreError> {
         let g = self.reader_generation().await?;
         let p = prefix(g);
+        let filter = self.resolve(g, filter).await?;
         let mut q = QueryBuilder::<Postgres>::new(format!("select count(*) from {p}entities e"));
-        push_conditions(&mut q, filter, text, &p);
+        push_conditions(&mut q, filter.as_ref(), text, &p);
         let row = q.build().fetch_one(&self.pool).await.map_err(db)?;
         Ok(row.get(0))
     }
@@ -871,12 +895,17 @@ impl CatalogReader for PostgresStore {
         }
         // Any other key, or a filtered set: count from the documents (original values).
         let p = prefix(g);
-        let mut q = QueryBuilder::<Postgres>::new(format!("select document from {p}entities e"));
-        push_conditions(&mut q, filter, None, &p);
+        let filter = self.resolve(g, filter).await?;
+        let from = ENTITY_FROM.replace("{p}", &p);
+        let mut q = QueryBuilder::<Postgres>::new(format!("select h.entity, e.uid from {from}"));
+        push_conditions(&mut q, filter.as_ref(), None, &p);
         q.push(" and e.search_keys @> ");
         q.push_bind(vec![search::key_hash64(&key)]);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
-        let documents: Vec<String> = rows.into_iter().map(|row| row.get(0)).collect();
+        let documents: Vec<(String, String)> = rows
+            .into_iter()
+            .filter_map(|row| Some((row.get::<Option<String>, _>(0)?, row.get(1))))
+            .collect();
         tokio::task::spawn_blocking(move || search::count_values(&documents, &key))
             .await
             .map_err(|e| StoreError::Other(e.to_string()))
@@ -887,87 +916,75 @@ impl CatalogReader for PostgresStore {
             return Ok(Vec::new());
         }
         let g = self.reader_generation().await?;
-        // Both directions are read from the rows leaving `refs` (see `incoming_from_outgoing`).
-        let template = if incoming {
-            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.source)
-             from {p}spans s where s.valid_to is null and s.source = any(?)"
-        } else {
-            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.target)
-             from {p}spans s where s.valid_to is null and s.source = any(?)"
-        };
-        let rows: Vec<(String, String, String, bool)> = sqlx::query(sql(g, template))
-            .bind(json_list(refs))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
+        let rows = self.relation_rows(g, refs, incoming).await?;
+        let mut targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
+        targets.sort();
+        targets.dedup();
+        let existing = self.existing(g, &targets).await?;
+        Ok(rows
             .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<bool, _>(3)))
-            .collect();
-        if incoming {
-            return Ok(incoming_from_outgoing(rows));
-        }
-        let mut out: Vec<RelationView> = rows
-            .into_iter()
-            .map(|(source, relation_type, target, target_exists)| RelationView {
-                source,
-                relation_type,
-                target,
-                target_exists,
+            .map(|row| RelationView {
+                target_exists: existing.contains(&row.target),
+                source: row.source,
+                relation_type: row.relation_type,
+                target: row.target,
             })
-            .collect();
-        out.sort();
-        Ok(out)
+            .collect())
     }
 
     async fn all_relations(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         let g = self.reader_generation().await?;
-        let rows = sqlx::query(sql(
-            g,
-            "select distinct source, relation_type, target from {p}spans where valid_to is null",
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        self.all_rows(g).await
     }
 
     async fn relations_at(&self, time: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         let g = self.reader_generation().await?;
+        // Each subject's latest upsert or deletion by then (the primary key walks subjects in
+        // order, newest version first).
         let rows = sqlx::query(sql(
             g,
-            "select distinct source, relation_type, target from {p}spans where valid_from <= ? and (valid_to is null or valid_to > ?)",
+            "select distinct on (subject) subject, event_type, relations from {p}history
+             where time <= ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1')
+             order by subject, sequence desc",
         ))
-        .bind(time)
         .bind(time)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        let versions: Vec<(String, Option<String>)> = rows
+            .into_iter()
+            .map(|r| {
+                let upserted = r.get::<String, _>(1) == "entity.upserted.v1";
+                (
+                    r.get(0),
+                    upserted.then(|| r.get::<Option<String>, _>(2).unwrap_or_default()),
+                )
+            })
+            .collect();
+        Ok(relations::at_instant(&versions))
     }
 
     async fn spans(&self, origin: &str) -> Result<Vec<SpanRow>, StoreError> {
         let g = self.reader_generation().await?;
         let rows = sqlx::query(sql(
             g,
-            "select origin, source, relation_type, target, from_sequence, valid_from, valid_to from {p}spans where origin = ?
-             order by from_sequence, source, relation_type, target",
+            "select sequence, time, event_type, relations from {p}history
+             where subject = ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1') order by sequence",
         ))
         .bind(origin)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
+        let versions: Vec<Version> = rows
             .into_iter()
-            .map(|r| SpanRow {
-                origin: r.get(0),
-                source: r.get(1),
-                relation_type: r.get(2),
-                target: r.get(3),
-                from_sequence: r.get(4),
-                valid_from: r.get(5),
-                valid_to: r.get(6),
+            .map(|r| Version {
+                sequence: r.get(0),
+                time: r.get(1),
+                relations: (r.get::<String, _>(2) == "entity.upserted.v1")
+                    .then(|| r.get::<Option<String>, _>(3).unwrap_or_default()),
             })
-            .collect())
+            .collect();
+        Ok(relations::spans_from_versions(origin, &versions))
     }
 
     async fn history(
@@ -979,7 +996,7 @@ impl CatalogReader for PostgresStore {
         let g = self.reader_generation().await?;
         let rows = sqlx::query(sql(
             g,
-            "select subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail from {p}history
+            "select subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail, uid from {p}history
              where subject = ? and sequence < ? order by sequence desc limit ?",
         ))
         .bind(subject)
@@ -1000,7 +1017,9 @@ impl CatalogReader for PostgresStore {
                 source: r.get(5),
                 actor: r.get(6),
                 causation: r.get(7),
-                entity: parse(r.get(8)),
+                entity: r
+                    .get::<Option<String>, _>(8)
+                    .map(|text| stored_document(&text, &r.get::<Option<String>, _>(11).unwrap_or_default())),
                 diff: parse(r.get(9)),
                 detail: parse(r.get(10)),
             })
@@ -1011,7 +1030,7 @@ impl CatalogReader for PostgresStore {
         let g = self.reader_generation().await?;
         let row = sqlx::query(sql(
             g,
-            "select entity from {p}history where subject = ? and time <= ?
+            "select entity, uid from {p}history where subject = ? and time <= ?
              and event_type in ('entity.upserted.v1', 'entity.deleted.v1') order by sequence desc limit 1",
         ))
         .bind(entity_ref)
@@ -1019,9 +1038,12 @@ impl CatalogReader for PostgresStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        Ok(row
-            .and_then(|r| r.get::<Option<String>, _>(0))
-            .and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(row.and_then(|r| {
+            let text: Option<String> = r.get(0);
+            let uid: Option<String> = r.get(1);
+            text.map(|t| stored_document(&t, &uid.unwrap_or_default()))
+                .filter(|document| !document.is_null())
+        }))
     }
 
     async fn entities_at(
@@ -1034,7 +1056,7 @@ impl CatalogReader for PostgresStore {
         // The primary key (subject, sequence) walks subjects in order, newest version first.
         let rows = sqlx::query(sql(
             g,
-            "select distinct on (subject) subject, event_type, entity from {p}history
+            "select distinct on (subject) subject, event_type, entity, uid from {p}history
              where subject > ? and time <= ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1')
              order by subject, sequence desc limit ?",
         ))
@@ -1048,7 +1070,12 @@ impl CatalogReader for PostgresStore {
             .into_iter()
             .map(|r| {
                 let entity: Option<String> = r.get(2);
-                (r.get(0), version_document(r.get(1), entity.as_deref()))
+                let uid: Option<String> = r.get(3);
+                let document = (r.get::<String, _>(1) == "entity.upserted.v1")
+                    .then(|| entity.map(|t| stored_document(&t, &uid.unwrap_or_default())))
+                    .flatten()
+                    .filter(|document| !document.is_null());
+                (r.get(0), document)
             })
             .collect())
     }

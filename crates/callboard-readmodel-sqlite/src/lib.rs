@@ -3,21 +3,23 @@
 //! Each generation's tables carry the prefix `g<n>_`; the `read_model` table names the active
 //! one. Filter keys (hashed into words) and the search text live in one FTS5 index keyed by the
 //! entity row's id, so a filter or a search is an index lookup; an entity's document is stored once,
-//! in the history row of its current version; counted facets are kept in a table.
+//! in the history row of its current version; its relations are packed in its row (and in each
+//! history row), found from their other ends through the same index; counted facets are kept in a
+//! table.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use callboard_readmodel::filter::Filter;
-use callboard_readmodel::project::{Changes, Loaded, counted_facet_key};
-use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, RelationKey, SpanRow};
+use callboard_readmodel::filter::{Filter, RelationCondition, Resolved};
+use callboard_readmodel::project::{Changes, Current, EntityWrite, Loaded, counted_facet_key, stored_document};
+use callboard_readmodel::relations::{self, Version};
+use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
 use callboard_readmodel::search;
 use callboard_readmodel::store::{
     CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
-    incoming_from_outgoing, version_document,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -51,21 +53,16 @@ fn layout() -> i64 {
 }
 
 /// Tables (and their ordering columns) compared by checksums.
-const CHECKED: [(&str, &str, &str); 7] = [
+const CHECKED: [(&str, &str, &str); 6] = [
     (
         "entities",
-        "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle",
+        "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, relations",
         "entity_ref",
     ),
     (
         "history",
-        "subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail",
+        "subject, sequence, event_id, event_type, time, source, actor, causation, uid, entity, relations, diff, detail",
         "subject, sequence",
-    ),
-    (
-        "spans",
-        "origin, source, relation_type, target, from_sequence, valid_from, valid_to",
-        "origin, source, relation_type, target, from_sequence",
     ),
     (
         "rejections",
@@ -113,7 +110,7 @@ fn json_list(items: &[String]) -> String {
 }
 
 /// The stored columns of an entity row.
-const ENTITY_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle";
+const ENTITY_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, relations";
 
 /// What entity reads select, from [`ENTITY_FROM`]: the row and its current version's document.
 const ENTITY_SELECT: &str = "e.entity_ref, e.uid, e.kind, e.namespace, e.name, e.sequence, e.content_hash, e.location_key, e.origin, e.created_at, e.updated_at, e.owner, e.title, e.spec_type, e.lifecycle, h.entity as document";
@@ -121,13 +118,14 @@ const ENTITY_SELECT: &str = "e.entity_ref, e.uid, e.kind, e.namespace, e.name, e
 /// Entity rows joined to the history row holding their document.
 const ENTITY_FROM: &str = "{p}entities e join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence";
 
-/// An entity row as read. Its filter keys and search text are only in the index, so they come back
-/// empty: readers use the document.
+/// An entity row as read, its document with its uid put back.
 fn entity_row(row: &SqliteRow) -> Result<EntityRow, StoreError> {
     let document: Option<String> = row.try_get("document").map_err(db)?;
+    let uid: String = row.try_get("uid").map_err(db)?;
     Ok(EntityRow {
         entity_ref: row.try_get("entity_ref").map_err(db)?,
-        uid: row.try_get("uid").map_err(db)?,
+        document: document.map_or(Value::Null, |d| stored_document(&d, &uid)),
+        uid,
         kind: row.try_get("kind").map_err(db)?,
         namespace: row.try_get("namespace").map_err(db)?,
         name: row.try_get("name").map_err(db)?,
@@ -141,16 +139,19 @@ fn entity_row(row: &SqliteRow) -> Result<EntityRow, StoreError> {
         title: row.try_get("title").map_err(db)?,
         spec_type: row.try_get("spec_type").map_err(db)?,
         lifecycle: row.try_get("lifecycle").map_err(db)?,
-        search_keys: Vec::new(),
-        search_text: String::new(),
-        document: document
-            .and_then(|d| serde_json::from_str(&d).ok())
-            .unwrap_or(Value::Null),
     })
 }
 
-fn json_text(value: &Option<Value>) -> Option<String> {
-    value.as_ref().map(Value::to_string)
+/// The FTS5 words of an entity's filter keys.
+fn key_words(entity: &EntityWrite) -> String {
+    let mut out = String::with_capacity(entity.keys.len() * 15);
+    for (i, hash) in entity.keys.iter().enumerate() {
+        if i > 0 {
+            out.push(' ');
+        }
+        out.push_str(&search::hash_token(*hash));
+    }
+    out
 }
 
 impl SqliteStore {
@@ -225,6 +226,96 @@ impl SqliteStore {
     async fn reader_generation(&self) -> Result<Generation, StoreError> {
         self.active().await
     }
+
+    /// `(ref, packed relations)` of the entities `refs` name and of those whose relations mention
+    /// one of them: every entity holding a relation row with an end in `refs`.
+    async fn relation_candidates(&self, g: Generation, refs: &[String]) -> Result<Vec<(String, String)>, StoreError> {
+        let mut out: Vec<(String, String)> = Vec::new();
+        for chunk in refs.chunks(500) {
+            let own = sqlx::query(sql(
+                g,
+                "select entity_ref, relations from {p}entities where entity_ref in (select value from json_each(?))",
+            ))
+            .bind(json_list(chunk))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            let words: Vec<String> = chunk
+                .iter()
+                .map(|r| search::key_token(&search::endpoint_key(r)))
+                .collect();
+            let others = sqlx::query(sql(
+                g,
+                "select entity_ref, relations from {p}entities where id in (select rowid from {p}fts where {p}fts match ?)",
+            ))
+            .bind(format!("keys : ({})", words.join(" OR ")))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            out.extend(own.into_iter().chain(others).map(|r| (r.get(0), r.get(1))));
+        }
+        out.sort();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Which of `refs` are entities now.
+    async fn existing(&self, g: Generation, refs: &[String]) -> Result<HashSet<String>, StoreError> {
+        let mut out = HashSet::new();
+        for chunk in refs.chunks(10_000) {
+            let rows = sqlx::query(sql(
+                g,
+                "select entity_ref from {p}entities where entity_ref in (select value from json_each(?))",
+            ))
+            .bind(json_list(chunk))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+            out.extend(rows.into_iter().map(|r| r.get::<String, _>(0)));
+        }
+        Ok(out)
+    }
+
+    /// Relation rows with a source (or, `incoming`, a target) in `refs`.
+    async fn relation_rows(
+        &self,
+        g: Generation,
+        refs: &[String],
+        incoming: bool,
+    ) -> Result<Vec<relations::Row>, StoreError> {
+        let candidates = self.relation_candidates(g, refs).await?;
+        Ok(relations::select(refs, incoming, &candidates))
+    }
+
+    /// Every current relation row.
+    async fn all_rows(&self, g: Generation) -> Result<Vec<(String, String, String)>, StoreError> {
+        let rows = sqlx::query(sql(g, "select entity_ref, relations from {p}entities"))
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        let lists: Vec<(String, String)> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
+        Ok(relations::all(&lists))
+    }
+
+    /// A filter with its relation conditions answered (see [`Resolved`]).
+    async fn resolve(&self, g: Generation, filter: Option<&Filter>) -> Result<Option<Resolved>, StoreError> {
+        let Some(filter) = filter else { return Ok(None) };
+        let mut sources: HashMap<RelationCondition, Vec<String>> = HashMap::new();
+        for condition in filter.relation_conditions() {
+            let rows: Vec<(String, String, String)> = if condition.targets.is_empty() {
+                self.all_rows(g).await?
+            } else {
+                self.relation_rows(g, &condition.targets, true)
+                    .await?
+                    .into_iter()
+                    .map(relations::Row::into_tuple)
+                    .collect()
+            };
+            let met = condition.sources(&rows);
+            sources.insert(condition, met);
+        }
+        Ok(Some(filter.resolve(&sources)))
+    }
 }
 
 #[async_trait]
@@ -283,7 +374,6 @@ impl ReadStore for SqliteStore {
             "entities",
             "fts",
             "history",
-            "spans",
             "rejections",
             "facets",
             "locations",
@@ -314,38 +404,26 @@ impl ReadStore for SqliteStore {
         for row in rows {
             loaded.applied.insert(row.get(0), row.get(1));
         }
-        let statement =
-            format!("select {ENTITY_SELECT} from {ENTITY_FROM} where e.entity_ref in (select value from json_each(?))");
-        for row in sqlx::query(sql(generation, &statement))
-            .bind(&list)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?
-        {
-            let entity = entity_row(&row)?;
-            loaded.entities.insert(entity.entity_ref.clone(), entity);
-        }
         let rows = sqlx::query(sql(
             generation,
-            "select origin, source, relation_type, target, from_sequence from {p}spans
-             where origin in (select value from json_each(?)) and valid_to is null",
+            "select e.entity_ref, e.uid, e.created_at, e.relations, h.entity from {p}entities e
+             join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence
+             where e.entity_ref in (select value from json_each(?))",
         ))
         .bind(&list)
         .fetch_all(&mut *conn)
         .await
         .map_err(db)?;
         for row in rows {
-            let key = RelationKey {
-                origin: row.get(0),
-                source: row.get(1),
-                relation_type: row.get(2),
-                target: row.get(3),
-            };
-            loaded
-                .open
-                .entry(key.origin.clone())
-                .or_default()
-                .push((key, row.get(4)));
+            loaded.entities.insert(
+                row.get(0),
+                Current {
+                    uid: row.get(1),
+                    created_at: row.get(2),
+                    relations: row.get(3),
+                    document: row.get::<Option<String>, _>(4).unwrap_or_default(),
+                },
+            );
         }
         let rows = sqlx::query(sql(
             generation,
@@ -364,7 +442,7 @@ impl ReadStore for SqliteStore {
         let mut tx = self.pool.begin_with("begin immediate").await.map_err(db)?;
         for chunk in changes.history.chunks(2_000) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
-                "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail) "
+                "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, uid, entity, relations, diff, detail) "
             ));
             insert.push_values(chunk, |mut b, h| {
                 b.push_bind(&h.subject)
@@ -375,9 +453,11 @@ impl ReadStore for SqliteStore {
                     .push_bind(&h.source)
                     .push_bind(&h.actor)
                     .push_bind(&h.causation)
-                    .push_bind(json_text(&h.entity))
-                    .push_bind(json_text(&h.diff))
-                    .push_bind(json_text(&h.detail));
+                    .push_bind(&h.uid)
+                    .push_bind(&h.entity)
+                    .push_bind(&h.relations)
+                    .push_bind(&h.diff)
+                    .push_bind(&h.detail);
             });
             insert.push(" on conflict (subject, sequence) do nothing");
             insert.build().execute(&mut *tx).await.map_err(db)?;
@@ -415,14 +495,15 @@ impl ReadStore for SqliteStore {
                     .push_bind(&e.owner)
                     .push_bind(&e.title)
                     .push_bind(&e.spec_type)
-                    .push_bind(&e.lifecycle);
+                    .push_bind(&e.lifecycle)
+                    .push_bind(&e.relations);
             });
             insert.push(format!(
                 " on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
                   name = excluded.name, sequence = excluded.sequence, content_hash = excluded.content_hash,
                   location_key = excluded.location_key, origin = excluded.origin, created_at = excluded.created_at,
                   updated_at = excluded.updated_at, owner = excluded.owner, title = excluded.title, spec_type = excluded.spec_type,
-                  lifecycle = excluded.lifecycle
+                  lifecycle = excluded.lifecycle, relations = excluded.relations
                   where excluded.sequence > {p}entities.sequence
                   returning entity_ref, id"
             ));
@@ -435,7 +516,7 @@ impl ReadStore for SqliteStore {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
             // The index rows follow the entity rows' ids: replace those of the rows just written.
-            let written: Vec<(i64, &EntityRow)> = chunk
+            let written: Vec<(i64, &EntityWrite)> = chunk
                 .iter()
                 .filter_map(|e| ids.get(&e.entity_ref).map(|id| (*id, e)))
                 .collect();
@@ -454,40 +535,9 @@ impl ReadStore for SqliteStore {
             .map_err(db)?;
             let mut index = QueryBuilder::<Sqlite>::new(format!("insert into {p}fts (rowid, text, keys) "));
             index.push_values(&written, |mut b, (id, e)| {
-                let keys: Vec<String> = e.search_keys.iter().map(|k| search::key_token(k)).collect();
-                b.push_bind(*id).push_bind(&e.search_text).push_bind(keys.join(" "));
+                b.push_bind(*id).push_bind(&e.text).push_bind(key_words(e));
             });
             index.build().execute(&mut *tx).await.map_err(db)?;
-        }
-        for (key, from_sequence, time) in &changes.span_closes {
-            sqlx::query(sql(
-                generation,
-                "update {p}spans set valid_to = ? where origin = ? and source = ? and relation_type = ? and target = ? and from_sequence = ? and valid_to is null",
-            ))
-            .bind(time)
-            .bind(&key.origin)
-            .bind(&key.source)
-            .bind(&key.relation_type)
-            .bind(&key.target)
-            .bind(from_sequence)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        }
-        for chunk in changes.span_opens.chunks(3_000) {
-            let mut insert = QueryBuilder::<Sqlite>::new(format!(
-                "insert into {p}spans (origin, source, relation_type, target, from_sequence, valid_from, valid_to) "
-            ));
-            insert.push_values(chunk, |mut b, s| {
-                b.push_bind(&s.origin)
-                    .push_bind(&s.source)
-                    .push_bind(&s.relation_type)
-                    .push_bind(&s.target)
-                    .push_bind(s.from_sequence)
-                    .push_bind(&s.valid_from)
-                    .push_bind(&s.valid_to);
-            });
-            insert.build().execute(&mut *tx).await.map_err(db)?;
         }
         if !changes.rejection_deletes.is_empty() {
             sqlx::query(sql(
@@ -653,17 +703,17 @@ impl ReadStore for SqliteStore {
 }
 
 /// Appends the SQL of a filter to a query, with bound values.
-fn push_filter(query: &mut QueryBuilder<Sqlite>, filter: &Filter, p: &str) {
+fn push_filter(query: &mut QueryBuilder<Sqlite>, filter: &Resolved, p: &str) {
     match filter {
-        Filter::All(items) | Filter::Any(items) if items.is_empty() => {
-            query.push(if matches!(filter, Filter::All(_)) {
+        Resolved::All(items) | Resolved::Any(items) if items.is_empty() => {
+            query.push(if matches!(filter, Resolved::All(_)) {
                 "1 = 1"
             } else {
                 "1 = 0"
             });
         }
-        Filter::All(items) | Filter::Any(items) => {
-            let joiner = if matches!(filter, Filter::All(_)) {
+        Resolved::All(items) | Resolved::Any(items) => {
+            let joiner = if matches!(filter, Resolved::All(_)) {
                 " and "
             } else {
                 " or "
@@ -677,37 +727,28 @@ fn push_filter(query: &mut QueryBuilder<Sqlite>, filter: &Filter, p: &str) {
             }
             query.push(")");
         }
-        Filter::Not(inner) => {
+        Resolved::Not(inner) => {
             query.push("not (");
             push_filter(query, inner, p);
             query.push(")");
         }
-        Filter::Field { key, values } => {
-            if let Some(relation) = Filter::relation_key(key) {
-                query.push(format!("exists (select 1 from {p}spans s where s.source = e.entity_ref and s.valid_to is null and lower(s.relation_type) = "));
-                query.push_bind(relation.to_owned());
-                if !values.is_empty() {
-                    query.push(" and s.target in (");
-                    let mut list = query.separated(", ");
-                    for value in values {
-                        list.push_bind(value.clone());
-                    }
-                    list.push_unseparated(")");
-                }
-                query.push(")");
+        Resolved::Refs(refs) => {
+            query.push("e.entity_ref in (select value from json_each(");
+            query.push_bind(json_list(refs));
+            query.push("))");
+        }
+        Resolved::Field { key, values } => {
+            let tokens: Vec<String> = if values.is_empty() {
+                vec![search::key_token(key)]
             } else {
-                let tokens: Vec<String> = if values.is_empty() {
-                    vec![search::key_token(key)]
-                } else {
-                    values
-                        .iter()
-                        .map(|value| search::key_token(&format!("{key}={value}")))
-                        .collect()
-                };
-                query.push(format!("e.id in (select rowid from {p}fts where {p}fts match "));
-                query.push_bind(format!("keys : ({})", tokens.join(" OR ")));
-                query.push(")");
-            }
+                values
+                    .iter()
+                    .map(|value| search::key_token(&format!("{key}={value}")))
+                    .collect()
+            };
+            query.push(format!("e.id in (select rowid from {p}fts where {p}fts match "));
+            query.push_bind(format!("keys : ({})", tokens.join(" OR ")));
+            query.push(")");
         }
     }
 }
@@ -722,7 +763,7 @@ fn fts_query(text: &str) -> Option<String> {
     (!terms.is_empty()).then(|| format!("text : ({})", terms.join(" AND ")))
 }
 
-fn push_conditions(query: &mut QueryBuilder<Sqlite>, filter: Option<&Filter>, text: Option<&str>, p: &str) {
+fn push_conditions(query: &mut QueryBuilder<Sqlite>, filter: Option<&Resolved>, text: Option<&str>, p: &str) {
     query.push(" where 1 = 1");
     if let Some(filter) = filter {
         query.push(" and ");
@@ -764,8 +805,9 @@ impl CatalogReader for SqliteStore {
         let g = self.reader_generation().await?;
         let p = prefix(g);
         let from = ENTITY_FROM.replace("{p}", &p);
+        let filter = self.resolve(g, query.filter.as_ref()).await?;
         let mut q = QueryBuilder::<Sqlite>::new(format!("select {ENTITY_SELECT} from {from}"));
-        push_conditions(&mut q, query.filter.as_ref(), query.text.as_deref(), &p);
+        push_conditions(&mut q, filter.as_ref(), query.text.as_deref(), &p);
         if let Some(after) = &query.after {
             match query.order {
                 Order::Ref => {
@@ -814,8 +856,9 @@ impl CatalogReader for SqliteStore {
     async fn count(&self, filter: Option<&Filter>, text: Option<&str>) -> Result<i64, StoreError> {
         let g = self.reader_generation().await?;
         let p = prefix(g);
+        let filter = self.resolve(g, filter).await?;
         let mut q = QueryBuilder::<Sqlite>::new(format!("select count(*) from {p}entities e"));
-        push_conditions(&mut q, filter, text, &p);
+        push_conditions(&mut q, filter.as_ref(), text, &p);
         let row = q.build().fetch_one(&self.pool).await.map_err(db)?;
         Ok(row.get(0))
     }
@@ -837,15 +880,16 @@ impl CatalogReader for SqliteStore {
         // Any other key, or a filtered set: count from the documents (original values).
         let p = prefix(g);
         let from = ENTITY_FROM.replace("{p}", &p);
-        let mut q = QueryBuilder::<Sqlite>::new(format!("select h.entity as document from {from}"));
-        push_conditions(&mut q, filter, None, &p);
+        let filter = self.resolve(g, filter).await?;
+        let mut q = QueryBuilder::<Sqlite>::new(format!("select h.entity as document, e.uid from {from}"));
+        push_conditions(&mut q, filter.as_ref(), None, &p);
         q.push(format!(" and e.id in (select rowid from {p}fts where {p}fts match "));
         q.push_bind(format!("keys : {}", search::key_token(&key)));
         q.push(")");
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
-        let documents: Vec<String> = rows
+        let documents: Vec<(String, String)> = rows
             .into_iter()
-            .filter_map(|row| row.try_get::<Option<String>, _>(0).ok().flatten())
+            .filter_map(|row| Some((row.try_get::<Option<String>, _>(0).ok().flatten()?, row.get(1))))
             .collect();
         tokio::task::spawn_blocking(move || search::count_values(&documents, &key))
             .await
@@ -857,87 +901,74 @@ impl CatalogReader for SqliteStore {
             return Ok(Vec::new());
         }
         let g = self.reader_generation().await?;
-        // Both directions are read from the rows leaving `refs` (see `incoming_from_outgoing`).
-        let template = if incoming {
-            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.source)
-             from {p}spans s where s.valid_to is null and s.source in (select value from json_each(?))"
-        } else {
-            "select distinct s.source, s.relation_type, s.target, exists (select 1 from {p}entities e where e.entity_ref = s.target)
-             from {p}spans s where s.valid_to is null and s.source in (select value from json_each(?))"
-        };
-        let rows: Vec<(String, String, String, bool)> = sqlx::query(sql(g, template))
-            .bind(json_list(refs))
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?
+        let rows = self.relation_rows(g, refs, incoming).await?;
+        let mut targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
+        targets.sort();
+        targets.dedup();
+        let existing = self.existing(g, &targets).await?;
+        Ok(rows
             .into_iter()
-            .map(|r| (r.get(0), r.get(1), r.get(2), r.get::<i64, _>(3) != 0))
-            .collect();
-        if incoming {
-            return Ok(incoming_from_outgoing(rows));
-        }
-        let mut out: Vec<RelationView> = rows
-            .into_iter()
-            .map(|(source, relation_type, target, target_exists)| RelationView {
-                source,
-                relation_type,
-                target,
-                target_exists,
+            .map(|row| RelationView {
+                target_exists: existing.contains(&row.target),
+                source: row.source,
+                relation_type: row.relation_type,
+                target: row.target,
             })
-            .collect();
-        out.sort();
-        Ok(out)
+            .collect())
     }
 
     async fn all_relations(&self) -> Result<Vec<(String, String, String)>, StoreError> {
         let g = self.reader_generation().await?;
-        let rows = sqlx::query(sql(
-            g,
-            "select distinct source, relation_type, target from {p}spans where valid_to is null",
-        ))
-        .fetch_all(&self.pool)
-        .await
-        .map_err(db)?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        self.all_rows(g).await
     }
 
     async fn relations_at(&self, time: &str) -> Result<Vec<(String, String, String)>, StoreError> {
         let g = self.reader_generation().await?;
+        // SQLite takes the bare columns of an aggregate query from the row holding the max: each
+        // subject's latest upsert or deletion by then.
         let rows = sqlx::query(sql(
             g,
-            "select distinct source, relation_type, target from {p}spans where valid_from <= ? and (valid_to is null or valid_to > ?)",
+            "select subject, event_type, relations, max(sequence) from {p}history
+             where time <= ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1') group by subject",
         ))
-        .bind(time)
         .bind(time)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1), r.get(2))).collect())
+        let versions: Vec<(String, Option<String>)> = rows
+            .into_iter()
+            .map(|r| {
+                let upserted = r.get::<String, _>(1) == "entity.upserted.v1";
+                (
+                    r.get(0),
+                    upserted.then(|| r.get::<Option<String>, _>(2).unwrap_or_default()),
+                )
+            })
+            .collect();
+        Ok(relations::at_instant(&versions))
     }
 
     async fn spans(&self, origin: &str) -> Result<Vec<SpanRow>, StoreError> {
         let g = self.reader_generation().await?;
         let rows = sqlx::query(sql(
             g,
-            "select origin, source, relation_type, target, from_sequence, valid_from, valid_to from {p}spans where origin = ?
-             order by from_sequence, source, relation_type, target",
+            "select sequence, time, event_type, relations from {p}history
+             where subject = ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1') order by sequence",
         ))
         .bind(origin)
         .fetch_all(&self.pool)
         .await
         .map_err(db)?;
-        Ok(rows
+        let versions: Vec<Version> = rows
             .into_iter()
-            .map(|r| SpanRow {
-                origin: r.get(0),
-                source: r.get(1),
-                relation_type: r.get(2),
-                target: r.get(3),
-                from_sequence: r.get(4),
-                valid_from: r.get(5),
-                valid_to: r.get(6),
+            .map(|r| Version {
+                sequence: r.get(0),
+                time: r.get(1),
+                relations: (r.get::<String, _>(2) == "entity.upserted.v1")
+                    .then(|| r.get::<Option<String>, _>(3).unwrap_or_default()),
             })
-            .collect())
+            .collect();
+        Ok(relations::spans_from_versions(origin, &versions))
     }
 
     async fn history(
@@ -949,7 +980,7 @@ impl CatalogReader for SqliteStore {
         let g = self.reader_generation().await?;
         let rows = sqlx::query(sql(
             g,
-            "select subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail from {p}history
+            "select subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail, uid from {p}history
              where subject = ? and sequence < ? order by sequence desc limit ?",
         ))
         .bind(subject)
@@ -970,7 +1001,9 @@ impl CatalogReader for SqliteStore {
                 source: r.get(5),
                 actor: r.get(6),
                 causation: r.get(7),
-                entity: parse(r.get(8)),
+                entity: r
+                    .get::<Option<String>, _>(8)
+                    .map(|text| stored_document(&text, &r.get::<Option<String>, _>(11).unwrap_or_default())),
                 diff: parse(r.get(9)),
                 detail: parse(r.get(10)),
             })
@@ -981,7 +1014,7 @@ impl CatalogReader for SqliteStore {
         let g = self.reader_generation().await?;
         let row = sqlx::query(sql(
             g,
-            "select entity from {p}history where subject = ? and time <= ?
+            "select entity, uid from {p}history where subject = ? and time <= ?
              and event_type in ('entity.upserted.v1', 'entity.deleted.v1') order by sequence desc limit 1",
         ))
         .bind(entity_ref)
@@ -989,9 +1022,12 @@ impl CatalogReader for SqliteStore {
         .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        Ok(row
-            .and_then(|r| r.get::<Option<String>, _>(0))
-            .and_then(|t| serde_json::from_str(&t).ok()))
+        Ok(row.and_then(|r| {
+            let text: Option<String> = r.get(0);
+            let uid: Option<String> = r.get(1);
+            text.map(|t| stored_document(&t, &uid.unwrap_or_default()))
+                .filter(|document| !document.is_null())
+        }))
     }
 
     async fn entities_at(
@@ -1004,7 +1040,7 @@ impl CatalogReader for SqliteStore {
         // SQLite takes the bare columns of an aggregate query from the row holding the max.
         let rows = sqlx::query(sql(
             g,
-            "select subject, event_type, entity, max(sequence) from {p}history
+            "select subject, event_type, entity, uid, max(sequence) from {p}history
              where subject > ? and time <= ? and event_type in ('entity.upserted.v1', 'entity.deleted.v1')
              group by subject order by subject limit ?",
         ))
@@ -1018,7 +1054,12 @@ impl CatalogReader for SqliteStore {
             .into_iter()
             .map(|r| {
                 let entity: Option<String> = r.get(2);
-                (r.get(0), version_document(r.get(1), entity.as_deref()))
+                let uid: Option<String> = r.get(3);
+                let document = (r.get::<String, _>(1) == "entity.upserted.v1")
+                    .then(|| entity.map(|t| stored_document(&t, &uid.unwrap_or_default())))
+                    .flatten()
+                    .filter(|document| !document.is_null());
+                (r.get(0), document)
             })
             .collect())
     }

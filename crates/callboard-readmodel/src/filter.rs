@@ -2,6 +2,7 @@
 //! matched case-insensitively against exact values; a key with no value means "exists"; values
 //! for the same key are alternatives; `relations.<type>` matches relation targets.
 
+use std::collections::HashMap;
 use std::fmt;
 
 /// A filter over entities.
@@ -20,6 +21,57 @@ pub enum Filter {
         /// Accepted values, lowercased; empty for "exists".
         values: Vec<String>,
     },
+}
+
+/// A `relations.<type>` condition of a filter: the (lowercased) relation type and the accepted
+/// targets (lowercased; empty: any target).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct RelationCondition {
+    /// Lowercased relation type.
+    pub relation_type: String,
+    /// Accepted targets; empty for "has any".
+    pub targets: Vec<String>,
+}
+
+impl RelationCondition {
+    /// The sources of `rows` (`(source, type, target)`) that meet the condition: the entities a
+    /// `relations.<type>=<target>` filter selects. Read models fetch the candidate rows (the rows
+    /// into the targets, or every row when the condition has none) and keep these.
+    pub fn sources(&self, rows: &[(String, String, String)]) -> Vec<String> {
+        let mut out: Vec<String> = rows
+            .iter()
+            .filter(|(_, relation_type, target)| {
+                relation_type.eq_ignore_ascii_case(&self.relation_type)
+                    && (self.targets.is_empty() || self.targets.iter().any(|t| t == target))
+            })
+            .map(|(source, _, _)| source.clone())
+            .collect();
+        out.sort();
+        out.dedup();
+        out
+    }
+}
+
+/// A filter whose relation conditions have been replaced by the entities that meet them, which is
+/// what read models turn into queries: relations live packed with their entities, so a relation
+/// condition is answered from the relation rows first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Resolved {
+    /// Every filter matches.
+    All(Vec<Resolved>),
+    /// At least one filter matches.
+    Any(Vec<Resolved>),
+    /// The filter does not match.
+    Not(Box<Resolved>),
+    /// As [`Filter::Field`], never a relation key.
+    Field {
+        /// Dotted key, lowercased.
+        key: String,
+        /// Accepted values, lowercased; empty for "exists".
+        values: Vec<String>,
+    },
+    /// The entity is one of these refs.
+    Refs(Vec<String>),
 }
 
 /// A filter that could not be read.
@@ -62,6 +114,52 @@ impl Filter {
             Filter::Not(inner) => !inner.matches(keys),
             Filter::Field { key, values } if values.is_empty() => has(key),
             Filter::Field { key, values } => values.iter().any(|v| has(&format!("{key}={v}"))),
+        }
+    }
+
+    /// The distinct relation conditions of the filter.
+    pub fn relation_conditions(&self) -> Vec<RelationCondition> {
+        fn walk(filter: &Filter, out: &mut Vec<RelationCondition>) {
+            match filter {
+                Filter::All(items) | Filter::Any(items) => items.iter().for_each(|f| walk(f, out)),
+                Filter::Not(inner) => walk(inner, out),
+                Filter::Field { key, values } => {
+                    if let Some(relation_type) = Filter::relation_key(key) {
+                        out.push(RelationCondition {
+                            relation_type: relation_type.to_owned(),
+                            targets: values.clone(),
+                        });
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        walk(self, &mut out);
+        out.sort();
+        out.dedup();
+        out
+    }
+
+    /// The filter with each relation condition replaced by the refs that meet it (`sources`, from
+    /// [`RelationCondition::sources`]; a condition missing there meets nothing).
+    pub fn resolve(&self, sources: &HashMap<RelationCondition, Vec<String>>) -> Resolved {
+        match self {
+            Filter::All(items) => Resolved::All(items.iter().map(|f| f.resolve(sources)).collect()),
+            Filter::Any(items) => Resolved::Any(items.iter().map(|f| f.resolve(sources)).collect()),
+            Filter::Not(inner) => Resolved::Not(Box::new(inner.resolve(sources))),
+            Filter::Field { key, values } => match Filter::relation_key(key) {
+                Some(relation_type) => {
+                    let condition = RelationCondition {
+                        relation_type: relation_type.to_owned(),
+                        targets: values.clone(),
+                    };
+                    Resolved::Refs(sources.get(&condition).cloned().unwrap_or_default())
+                }
+                None => Resolved::Field {
+                    key: key.clone(),
+                    values: values.clone(),
+                },
+            },
         }
     }
 

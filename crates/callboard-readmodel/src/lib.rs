@@ -7,6 +7,8 @@
 //!   agree, and is tested by comparing table checksums).
 //! * [`search`]: Backstage's filter semantics (flattened, lowercased `key=value` pairs) and the
 //!   text for full-text search.
+//! * [`relations`]: how relations are stored (packed with their entity and its history) and
+//!   read back (by either end, over time).
 //! * [`diff`]: JSON Patch diffs between versions, for history.
 //! * [`store`]: the read-store port, implemented for PostgreSQL and SQLite.
 //! * [`projector`]: the loop that consumes the entity topic and writes through a store, with
@@ -18,6 +20,7 @@ pub mod diff;
 pub mod filter;
 pub mod project;
 pub mod projector;
+pub mod relations;
 pub mod rows;
 pub mod search;
 pub mod store;

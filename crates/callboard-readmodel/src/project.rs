@@ -6,18 +6,19 @@
 //! final rows do not depend on how partitions interleave — one projector or several, live or
 //! replayed — and times come from events, never from the clock.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::borrow::Cow;
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use callboard_events::CloudEvent;
 use callboard_events::types::EventType;
+use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 
 use crate::diff::diff;
 use crate::filter::Filter;
-use crate::rows::{
-    EntityRow, FacetDelta, HistoryRow, LocationRow, PartitionOffset, RejectionRow, RelationKey, SpanRow,
-};
-use crate::search;
+use crate::rows::{FacetDelta, LocationRow, PartitionOffset, RejectionRow};
+use crate::{relations, search};
 
 /// Keys whose value counts are kept up to date as entities change, so facets over them are
 /// instant. Facets over other keys are counted when asked.
@@ -42,7 +43,72 @@ pub struct StoredEvent {
     /// The offset.
     pub offset: i64,
     /// The event, or `None` when the message was not a CloudEvent (it is skipped).
-    pub event: Option<CloudEvent>,
+    pub event: Option<EventView>,
+}
+
+/// A CloudEvent decoded only as far as projection needs: the envelope's attributes, and `data` as
+/// the JSON text it was written as (its parts are read when, and as far as, each event type needs
+/// them). Decoding every event's `data` into a `serde_json::Value` tree was a tenth of a
+/// projection's time, and most of it was thrown away.
+#[derive(Debug, Clone, Deserialize)]
+pub struct EventView {
+    /// Unique per event.
+    pub id: String,
+    /// Where the change came from.
+    pub source: String,
+    /// The versioned type, e.g. `dev.callboard.entity.upserted.v1`.
+    #[serde(rename = "type")]
+    pub event_type: String,
+    /// The entity ref (or location ref) the event is about.
+    pub subject: String,
+    /// Event time, RFC 3339.
+    pub time: String,
+    /// Per-subject sequence.
+    pub sequence: u64,
+    /// Who acted.
+    pub actor: String,
+    /// The causing command, if any.
+    #[serde(default)]
+    pub causationid: Option<String>,
+    /// The payload, as written.
+    pub data: Box<RawValue>,
+    // Required by the envelope (a message without them is not a CloudEvent), not used here.
+    #[serde(rename = "specversion")]
+    _specversion: IgnoredAny,
+    #[serde(rename = "datacontenttype")]
+    _datacontenttype: IgnoredAny,
+    #[serde(rename = "dataschema")]
+    _dataschema: IgnoredAny,
+}
+
+impl EventView {
+    /// Decodes structured-mode CloudEvent JSON.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        serde_json::from_slice(bytes)
+    }
+
+    /// The known type, if it is one.
+    pub fn known_type(&self) -> Option<EventType> {
+        EventType::from_name(&self.event_type)
+    }
+
+    /// `data` as a JSON value (for the rare events whose payload is read whole).
+    pub fn data_value(&self) -> Value {
+        serde_json::from_str(self.data.get()).unwrap_or(Value::Null)
+    }
+}
+
+/// The stored state of a live entity that projecting a new version of it needs.
+#[derive(Debug, Clone, Default)]
+pub struct Current {
+    /// Its uid.
+    pub uid: String,
+    /// The entity document of its current version, as stored (without `metadata.uid`).
+    pub document: String,
+    /// When this life of the entity began.
+    pub created_at: String,
+    /// Its current relations, packed (see [`crate::relations`]).
+    pub relations: String,
 }
 
 /// What the store knows now about the subjects of a batch.
@@ -50,27 +116,94 @@ pub struct StoredEvent {
 pub struct Loaded {
     /// Highest history sequence per subject.
     pub applied: HashMap<String, i64>,
-    /// Current entity rows.
-    pub entities: HashMap<String, EntityRow>,
-    /// Open relation rows per origin.
-    pub open: HashMap<String, Vec<(RelationKey, i64)>>,
+    /// Live entities.
+    pub entities: HashMap<String, Current>,
     /// Subjects with a rejection row.
     pub rejections: HashSet<String>,
+}
+
+/// An entity row to insert or replace, as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EntityWrite {
+    /// Canonical ref.
+    pub entity_ref: String,
+    /// Stable for the entity's life.
+    pub uid: String,
+    /// Lowercased kind.
+    pub kind: String,
+    /// Lowercased namespace.
+    pub namespace: String,
+    /// Lowercased name.
+    pub name: String,
+    /// Sequence of the event that made this version (its history row holds the document).
+    pub sequence: i64,
+    /// Hash of the entity's content (from the event).
+    pub content_hash: String,
+    /// The file (or `push`) that defines it.
+    pub location_key: String,
+    /// The registered location it came through.
+    pub origin: String,
+    /// When this life of the entity began.
+    pub created_at: String,
+    /// When this version was made.
+    pub updated_at: String,
+    /// `spec.owner`, canonical.
+    pub owner: Option<String>,
+    /// `metadata.title`.
+    pub title: Option<String>,
+    /// `spec.type`, lowercased.
+    pub spec_type: Option<String>,
+    /// `spec.lifecycle`, lowercased.
+    pub lifecycle: Option<String>,
+    /// Hashes of its filter keys ([`search::key_hashes`]) and of its relations' other ends
+    /// ([`search::endpoint_key`]), sorted.
+    pub keys: Vec<u64>,
+    /// Text for full-text search.
+    pub text: String,
+    /// Its current relations, packed.
+    pub relations: String,
+}
+
+/// A history row, as written: documents and payloads as JSON text.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryWrite {
+    /// The subject.
+    pub subject: String,
+    /// The per-subject sequence.
+    pub sequence: i64,
+    /// The event id.
+    pub event_id: String,
+    /// The short event type, e.g. `entity.upserted.v1`.
+    pub event_type: String,
+    /// Event time, normalised.
+    pub time: String,
+    /// Where the change came from.
+    pub source: String,
+    /// Who acted.
+    pub actor: String,
+    /// The causing command, if any.
+    pub causation: Option<String>,
+    /// The entity's uid, for upserts (readers put it back into the document's metadata).
+    pub uid: Option<String>,
+    /// The entity document, for upserts, exactly as the event carries it.
+    pub entity: Option<String>,
+    /// The version's relations, packed, for upserts.
+    pub relations: Option<String>,
+    /// JSON Patch from the previous version.
+    pub diff: Option<String>,
+    /// The event's payload, for rejections, deletions, clearings and unknown types.
+    pub detail: Option<String>,
 }
 
 /// The row changes of a batch, to be written in one transaction with the positions.
 #[derive(Debug, Clone, Default)]
 pub struct Changes {
     /// New history rows.
-    pub history: Vec<HistoryRow>,
+    pub history: Vec<HistoryWrite>,
     /// Entity rows to insert or replace.
-    pub entity_upserts: Vec<EntityRow>,
+    pub entity_upserts: Vec<EntityWrite>,
     /// Entity rows to delete.
     pub entity_deletes: Vec<String>,
-    /// Open relation rows (stored before the batch) to close at a time.
-    pub span_closes: Vec<(RelationKey, i64, String)>,
-    /// New relation rows (open, or opened and closed within the batch).
-    pub span_opens: Vec<SpanRow>,
     /// Rejection rows to insert or replace.
     pub rejection_upserts: Vec<RejectionRow>,
     /// Rejection rows to delete.
@@ -85,11 +218,11 @@ pub struct Changes {
     pub positions: Vec<(String, PartitionOffset)>,
     /// Event time of the last event per (topic, partition), for lag.
     pub last_times: Vec<(String, i32, String)>,
-    /// True when relation rows changed (the graph must be recomputed).
+    /// True when relations changed (the graph must be recomputed).
     pub relations_changed: bool,
-    /// Events applied, and skipped (already applied, or not CloudEvents).
+    /// Events applied.
     pub applied: usize,
-    /// Events skipped.
+    /// Events skipped (already applied, or not CloudEvents).
     pub skipped: usize,
 }
 
@@ -115,53 +248,67 @@ fn lower_string(document: &Value, pointer: &str) -> Option<String> {
     document.pointer(pointer).and_then(Value::as_str).map(str::to_lowercase)
 }
 
-/// The entity row an upsert event makes, and its counted-facet pairs (both from one flattening
-/// of the document).
-fn entity_row(
-    event: &CloudEvent,
-    time: &str,
-    previous: Option<&EntityRow>,
-) -> Option<(EntityRow, Vec<(String, String)>)> {
-    let data = &event.data;
-    let entity_ref = data.get("entityRef")?.as_str()?.to_owned();
-    let uid = data.get("uid")?.as_str()?.to_owned();
-    let mut document = data.get("entity")?.clone();
+/// The parts of an upsert's payload projection reads, borrowed from the event's text. Fields are
+/// read leniently, as before: a missing or mistyped optional field reads as empty.
+struct Upsert<'a> {
+    entity_ref: Cow<'a, str>,
+    uid: Cow<'a, str>,
+    entity: &'a RawValue,
+    relations: Vec<(Cow<'a, str>, Cow<'a, str>, Cow<'a, str>)>,
+    location_key: String,
+    origin: String,
+    content_hash: String,
+}
+
+/// A relation item of an upsert; items missing a part are ignored.
+#[derive(Deserialize)]
+struct RelationItem<'a> {
+    #[serde(rename = "sourceRef", borrow, default)]
+    source: Option<Cow<'a, str>>,
+    #[serde(rename = "type", borrow, default)]
+    relation_type: Option<Cow<'a, str>>,
+    #[serde(rename = "targetRef", borrow, default)]
+    target: Option<Cow<'a, str>>,
+}
+
+fn string_of<'a>(raw: Option<&&'a RawValue>) -> Option<Cow<'a, str>> {
+    raw.and_then(|raw| serde_json::from_str::<Cow<'a, str>>(raw.get()).ok())
+}
+
+fn upsert_of(data: &RawValue) -> Option<Upsert<'_>> {
+    let fields: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(data.get()).ok()?;
+    let relations = fields
+        .get("relations")
+        .and_then(|raw| serde_json::from_str::<Vec<Option<RelationItem<'_>>>>(raw.get()).ok())
+        .unwrap_or_default()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r.source?, r.relation_type?, r.target?)))
+        .collect();
+    let text = |key: &str| string_of(fields.get(key)).map(Cow::into_owned).unwrap_or_default();
+    Some(Upsert {
+        entity_ref: string_of(fields.get("entityRef"))?,
+        uid: string_of(fields.get("uid"))?,
+        entity: fields.get("entity").copied()?,
+        relations,
+        location_key: text("locationKey"),
+        origin: text("originLocation"),
+        content_hash: text("contentHash"),
+    })
+}
+
+/// An entity document with its uid in `metadata`, as Backstage returns it; what filters, facets
+/// and diffs see.
+pub fn with_uid(mut document: Value, uid: &str) -> Value {
     if let Some(Value::Object(metadata)) = document.get_mut("metadata") {
-        metadata.insert("uid".into(), Value::String(uid.clone()));
+        metadata.insert("uid".into(), Value::String(uid.to_owned()));
     }
-    let (kind, namespace, name) = ref_parts(&entity_ref);
-    let owner = data.get("relations").and_then(Value::as_array).and_then(|relations| {
-        relations
-            .iter()
-            .find(|r| r["type"] == "ownedBy" && r["sourceRef"] == entity_ref.as_str())
-            .and_then(|r| r["targetRef"].as_str().map(str::to_owned))
-    });
-    let pairs = search::pairs(&document);
-    let facets = facet_pairs_of(&document, &pairs);
-    let row = EntityRow {
-        uid,
-        kind,
-        namespace,
-        name,
-        sequence: event.sequence as i64,
-        content_hash: text(data, "contentHash"),
-        location_key: text(data, "locationKey"),
-        origin: text(data, "originLocation"),
-        created_at: previous.map_or_else(|| time.to_owned(), |p| p.created_at.clone()),
-        updated_at: time.to_owned(),
-        owner,
-        title: document
-            .pointer("/metadata/title")
-            .and_then(Value::as_str)
-            .map(str::to_owned),
-        spec_type: lower_string(&document, "/spec/type"),
-        lifecycle: lower_string(&document, "/spec/lifecycle"),
-        search_keys: search::keys(&pairs),
-        search_text: search::text(&document),
-        document,
-        entity_ref,
-    };
-    Some((row, facets))
+    document
+}
+
+/// A stored document (JSON text) with its uid put back; `Null` if the text is not JSON.
+pub fn stored_document(text: &str, uid: &str) -> Value {
+    serde_json::from_str::<Value>(text).map_or(Value::Null, |document| with_uid(document, uid))
 }
 
 /// The counted-facet pairs of a document, `(key, original value)`: each counted key over the
@@ -211,32 +358,8 @@ pub fn counted_facet_key(key: &str, filter: Option<&Filter>) -> Option<String> {
     }
 }
 
-fn relations_of(event: &CloudEvent) -> Vec<RelationKey> {
-    let mut out: Vec<RelationKey> = event
-        .data
-        .get("relations")
-        .and_then(Value::as_array)
-        .map(|relations| {
-            relations
-                .iter()
-                .filter_map(|r| {
-                    Some(RelationKey {
-                        origin: event.subject.clone(),
-                        source: r.get("sourceRef")?.as_str()?.to_owned(),
-                        relation_type: r.get("type")?.as_str()?.to_owned(),
-                        target: r.get("targetRef")?.as_str()?.to_owned(),
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    out.sort();
-    out.dedup();
-    out
-}
-
 /// The event's time in the one format stored rows use (fixed width, so strings compare as times).
-fn time_of(event: &CloudEvent) -> String {
+fn time_of(event: &EventView) -> String {
     callboard_events::cloudevent::normalize_time(&event.time).unwrap_or_else(|| event.time.clone())
 }
 
@@ -247,19 +370,97 @@ fn short_type(event_type: &str) -> String {
         .to_owned()
 }
 
+/// A live entity as the batch leaves it: the stored state, parsed when first needed.
+struct Live {
+    /// The document with its uid (for diffs and facet counts).
+    document: Value,
+    created_at: String,
+    relations: String,
+}
+
+impl Live {
+    fn from_current(current: &Current) -> Self {
+        Live {
+            document: stored_document(&current.document, &current.uid),
+            created_at: current.created_at.clone(),
+            relations: current.relations.clone(),
+        }
+    }
+}
+
+/// What one upsert makes: the entity row, the document (with uid) it was made from, and its
+/// counted-facet pairs (all from one flattening of the document).
+fn entity_write(
+    upsert: &Upsert<'_>,
+    sequence: i64,
+    time: &str,
+    previous: Option<&Live>,
+) -> (EntityWrite, Value, Vec<(String, String)>) {
+    // Raw JSON always parses; an entity that is not an object has no fields to read.
+    let document: Value = serde_json::from_str(upsert.entity.get()).unwrap_or(Value::Null);
+    let document = with_uid(document, &upsert.uid);
+    let entity_ref = upsert.entity_ref.as_ref();
+    let (kind, namespace, name) = ref_parts(entity_ref);
+    let owner = upsert
+        .relations
+        .iter()
+        .find(|(source, relation_type, _)| relation_type == "ownedBy" && source == entity_ref)
+        .map(|(_, _, target)| target.clone().into_owned());
+    let relations = relations::pack(
+        entity_ref,
+        upsert
+            .relations
+            .iter()
+            .map(|(s, t, x)| (s.as_ref(), t.as_ref(), x.as_ref())),
+    );
+    let pairs = search::pairs(&document);
+    let facets = facet_pairs_of(&document, &pairs);
+    let mut keys = search::key_hashes(&pairs);
+    keys.extend(
+        relations::endpoints(entity_ref, &relations)
+            .iter()
+            .map(|end| search::key_hash(&search::endpoint_key(end))),
+    );
+    keys.sort_unstable();
+    keys.dedup();
+    let row = EntityWrite {
+        entity_ref: entity_ref.to_owned(),
+        uid: upsert.uid.clone().into_owned(),
+        kind,
+        namespace,
+        name,
+        sequence,
+        content_hash: upsert.content_hash.clone(),
+        location_key: upsert.location_key.clone(),
+        origin: upsert.origin.clone(),
+        created_at: previous.map_or_else(|| time.to_owned(), |p| p.created_at.clone()),
+        updated_at: time.to_owned(),
+        owner,
+        title: document
+            .pointer("/metadata/title")
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        spec_type: lower_string(&document, "/spec/type"),
+        lifecycle: lower_string(&document, "/spec/lifecycle"),
+        keys,
+        text: search::text(&document),
+        relations,
+    };
+    (row, document, facets)
+}
+
 /// Projects a batch onto the loaded rows.
 pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
     let mut changes = Changes::default();
     let Loaded {
         mut applied,
         entities: stored_entities,
-        open: stored_open,
         rejections: stored_rejections,
     } = loaded;
-    // Overlays: the rows as the batch leaves them.
-    let mut entities: HashMap<String, Option<EntityRow>> = HashMap::new();
-    let mut open: HashMap<String, BTreeMap<RelationKey, (i64, bool)>> = HashMap::new(); // (from_sequence, stored)
-    let mut new_spans: BTreeMap<(RelationKey, i64), SpanRow> = BTreeMap::new();
+    // Overlays: the entities as the batch leaves them (`None`: deleted), and which were written.
+    let mut live: HashMap<String, Option<Live>> = HashMap::new();
+    let mut upserts: BTreeMap<String, EntityWrite> = BTreeMap::new();
+    let mut deletes: BTreeSet<String> = BTreeSet::new();
     let mut rejections: HashMap<String, Option<RejectionRow>> = HashMap::new();
     let mut facets: BTreeMap<(String, String), i64> = BTreeMap::new();
     let mut positions: BTreeMap<(String, i32), (i64, Option<String>)> = BTreeMap::new();
@@ -281,24 +482,34 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
             kind,
             Some(EventType::LocationRegistered | EventType::LocationUnregistered)
         ) {
-            project_location(event, kind == Some(EventType::LocationRegistered), &mut changes);
+            project_location(event, &time, kind == Some(EventType::LocationRegistered), &mut changes);
             changes.applied += 1;
             continue;
         }
-        let subject = event.subject.clone();
+        let subject = &event.subject;
         let sequence = event.sequence as i64;
-        if applied.get(&subject).is_some_and(|a| *a >= sequence) {
+        if applied.get(subject).is_some_and(|a| *a >= sequence) {
             changes.skipped += 1;
             continue;
         }
-        applied.insert(subject.clone(), sequence);
-        changes.applied += 1;
-
-        let current: Option<EntityRow> = entities
-            .get(&subject)
-            .cloned()
-            .unwrap_or_else(|| stored_entities.get(&subject).cloned());
-        let mut history = HistoryRow {
+        // An upsert whose payload cannot be read is skipped, as if it were not there.
+        let upsert = match kind {
+            Some(EventType::EntityUpserted) => match upsert_of(&event.data) {
+                Some(upsert) => Some(upsert),
+                None => {
+                    // Counted as applied and skipped, and its sequence taken, as before.
+                    applied.insert(subject.clone(), sequence);
+                    changes.applied += 1;
+                    changes.skipped += 1;
+                    continue;
+                }
+            },
+            _ => None,
+        };
+        let current = live
+            .entry(subject.clone())
+            .or_insert_with(|| stored_entities.get(subject).map(Live::from_current));
+        let mut history = HistoryWrite {
             subject: subject.clone(),
             sequence,
             event_id: event.id.clone(),
@@ -307,25 +518,17 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
             source: event.source.clone(),
             actor: event.actor.clone(),
             causation: event.causationid.clone(),
+            uid: None,
             entity: None,
+            relations: None,
             diff: None,
             detail: None,
         };
-        // The relation rows this subject's fields produce, as the batch has them so far.
-        let origin_rows = open.entry(subject.clone()).or_insert_with(|| {
-            stored_open
-                .get(&subject)
-                .map(|rows| rows.iter().map(|(k, s)| (k.clone(), (*s, true))).collect())
-                .unwrap_or_default()
-        });
-        match kind {
-            Some(EventType::EntityUpserted) => {
-                let Some((row, row_facets)) = entity_row(event, &time, current.as_ref()) else {
-                    changes.skipped += 1;
-                    continue;
-                };
-                if let Some(previous) = &current {
-                    history.diff = Some(diff(&previous.document, &row.document));
+        match (kind, upsert) {
+            (Some(EventType::EntityUpserted), Some(upsert)) => {
+                let (row, document, row_facets) = entity_write(&upsert, sequence, &time, current.as_ref());
+                if let Some(previous) = current.as_ref() {
+                    history.diff = Some(diff(&previous.document, &document).to_string());
                     for pair in facet_pairs(&previous.document) {
                         *facets.entry(pair).or_default() -= 1;
                     }
@@ -333,51 +536,45 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                 for pair in row_facets {
                     *facets.entry(pair).or_default() += 1;
                 }
-                history.entity = Some(row.document.clone());
-                let wanted = relations_of(event);
-                let changed = apply_relations(
-                    origin_rows,
-                    &wanted,
-                    sequence,
-                    &time,
-                    &mut changes.span_closes,
-                    &mut new_spans,
-                );
-                changes.relations_changed |= changed;
-                entities.insert(subject.clone(), Some(row));
+                let before = current.as_ref().map_or("[]", |p| p.relations.as_str());
+                changes.relations_changed |= before != row.relations;
+                history.uid = Some(row.uid.clone());
+                history.entity = Some(upsert.entity.get().to_owned());
+                history.relations = Some(row.relations.clone());
+                *current = Some(Live {
+                    document,
+                    created_at: row.created_at.clone(),
+                    relations: row.relations.clone(),
+                });
+                deletes.remove(subject);
+                upserts.insert(subject.clone(), row);
                 // A good version ends a pending rejection.
                 rejections.insert(subject.clone(), None);
             }
-            Some(EventType::EntityDeleted) => {
-                if let Some(previous) = &current {
-                    history.diff = Some(diff(&previous.document, &Value::Null));
+            (Some(EventType::EntityDeleted), _) => {
+                if let Some(previous) = current.take() {
+                    history.diff = Some(diff(&previous.document, &Value::Null).to_string());
                     for pair in facet_pairs(&previous.document) {
                         *facets.entry(pair).or_default() -= 1;
                     }
+                    changes.relations_changed |= previous.relations != "[]";
                 }
-                history.detail = Some(event.data.clone());
-                let changed = apply_relations(
-                    origin_rows,
-                    &[],
-                    sequence,
-                    &time,
-                    &mut changes.span_closes,
-                    &mut new_spans,
-                );
-                changes.relations_changed |= changed;
-                entities.insert(subject.clone(), None);
+                history.detail = Some(event.data.get().to_owned());
+                upserts.remove(subject);
+                if stored_entities.contains_key(subject) {
+                    deletes.insert(subject.clone());
+                }
                 rejections.insert(subject.clone(), None);
             }
-            Some(EventType::EntityRejected) => {
-                let data = &event.data;
-                history.detail = Some(data.clone());
+            (Some(EventType::EntityRejected), _) => {
+                let data = event.data_value();
                 rejections.insert(
                     subject.clone(),
                     Some(RejectionRow {
                         subject: subject.clone(),
                         entity_ref: data.get("entityRef").and_then(Value::as_str).map(str::to_owned),
-                        location: text(data, "location"),
-                        origin: text(data, "originLocation"),
+                        location: text(&data, "location"),
+                        origin: text(&data, "originLocation"),
                         document_index: data.get("documentIndex").and_then(Value::as_i64),
                         problems: data.get("problems").cloned().unwrap_or_else(|| json!([])),
                         conflicts_with: data.get("conflictsWith").and_then(Value::as_str).map(str::to_owned),
@@ -385,26 +582,23 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                         sequence,
                     }),
                 );
+                history.detail = Some(event.data.get().to_owned());
             }
-            Some(EventType::RejectionCleared) => {
-                history.detail = Some(event.data.clone());
+            (Some(EventType::RejectionCleared), _) => {
+                history.detail = Some(event.data.get().to_owned());
                 rejections.insert(subject.clone(), None);
             }
             // Unknown types on the entities topic are recorded in history and otherwise ignored,
             // so a newer writer does not stop an older projector.
-            _ => history.detail = Some(event.data.clone()),
+            _ => history.detail = Some(event.data.get().to_owned()),
         }
+        applied.insert(subject.clone(), sequence);
+        changes.applied += 1;
         changes.history.push(history);
     }
 
-    for (entity_ref, row) in entities {
-        match row {
-            Some(row) => changes.entity_upserts.push(row),
-            None => changes.entity_deletes.push(entity_ref),
-        }
-    }
-    changes.entity_upserts.sort_by(|a, b| a.entity_ref.cmp(&b.entity_ref));
-    changes.entity_deletes.sort();
+    changes.entity_upserts = upserts.into_values().collect();
+    changes.entity_deletes = deletes.into_iter().collect();
     for (subject, row) in rejections {
         match row {
             Some(row) => changes.rejection_upserts.push(row),
@@ -414,7 +608,6 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
     }
     changes.rejection_upserts.sort_by(|a, b| a.subject.cmp(&b.subject));
     changes.rejection_deletes.sort();
-    changes.span_opens = new_spans.into_values().collect();
     changes.facet_deltas = facets
         .into_iter()
         .filter(|(_, delta)| *delta != 0)
@@ -429,63 +622,18 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
     changes
 }
 
-/// Makes the open rows of one origin equal `wanted`: rows no longer wanted close at `time`, new
-/// rows open at `time`. Returns whether anything changed.
-fn apply_relations(
-    rows: &mut BTreeMap<RelationKey, (i64, bool)>,
-    wanted: &[RelationKey],
-    sequence: i64,
-    time: &str,
-    closes: &mut Vec<(RelationKey, i64, String)>,
-    new_spans: &mut BTreeMap<(RelationKey, i64), SpanRow>,
-) -> bool {
-    let wanted_set: HashSet<&RelationKey> = wanted.iter().collect();
-    let mut changed = false;
-    let gone: Vec<RelationKey> = rows.keys().filter(|k| !wanted_set.contains(k)).cloned().collect();
-    for key in gone {
-        let Some((from_sequence, stored)) = rows.remove(&key) else {
-            continue;
-        };
-        changed = true;
-        if stored {
-            closes.push((key, from_sequence, time.to_owned()));
-        } else if let Some(span) = new_spans.get_mut(&(key, from_sequence)) {
-            span.valid_to = Some(time.to_owned());
-        }
-    }
-    for key in wanted {
-        if rows.contains_key(key) {
-            continue;
-        }
-        changed = true;
-        rows.insert(key.clone(), (sequence, false));
-        new_spans.insert(
-            (key.clone(), sequence),
-            SpanRow {
-                origin: key.origin.clone(),
-                source: key.source.clone(),
-                relation_type: key.relation_type.clone(),
-                target: key.target.clone(),
-                from_sequence: sequence,
-                valid_from: time.to_owned(),
-                valid_to: None,
-            },
-        );
-    }
-    changed
-}
-
-fn project_location(event: &CloudEvent, registered: bool, changes: &mut Changes) {
-    let location = &event.data["location"];
+fn project_location(event: &EventView, time: &str, registered: bool, changes: &mut Changes) {
     let key = event.subject.clone();
     if registered {
+        let data = event.data_value();
+        let location = &data["location"];
         changes.location_upserts.push(LocationRow {
             key,
             location_type: location["type"].as_str().unwrap_or_default().to_owned(),
             target: location["target"].as_str().unwrap_or_default().to_owned(),
-            id: event.data["id"].as_str().unwrap_or_default().to_owned(),
-            entity_ref: event.data["entityRef"].as_str().unwrap_or_default().to_owned(),
-            registered_at: time_of(event),
+            id: data["id"].as_str().unwrap_or_default().to_owned(),
+            entity_ref: data["entityRef"].as_str().unwrap_or_default().to_owned(),
+            registered_at: time.to_owned(),
         });
     } else {
         changes.location_deletes.push(key);
@@ -501,6 +649,15 @@ fn text(data: &Value, key: &str) -> String {
 mod tests {
     use super::*;
     use callboard_events::CloudEvent;
+
+    fn stored(event: CloudEvent, offset: i64) -> StoredEvent {
+        StoredEvent {
+            topic: "t".into(),
+            partition: 0,
+            offset,
+            event: Some(EventView::from_bytes(&event.to_bytes()).expect("a CloudEvent")),
+        }
+    }
 
     fn upsert(name: &str, sequence: u64, owner: &str, time: &str) -> StoredEvent {
         let entity_ref = format!("component:default/{name}");
@@ -523,12 +680,41 @@ mod tests {
             }),
         );
         event.time = time.into();
-        StoredEvent {
-            topic: "t".into(),
-            partition: 0,
-            offset: sequence as i64,
-            event: Some(event),
+        stored(event, sequence as i64)
+    }
+
+    fn delete(name: &str, sequence: u64, time: &str) -> StoredEvent {
+        let entity_ref = format!("component:default/{name}");
+        let mut event = CloudEvent::new(
+            EventType::EntityDeleted,
+            entity_ref.clone(),
+            sequence,
+            "file:/c.yaml",
+            "provider:test",
+            json!({"entityRef": entity_ref, "reason": "removed"}),
+        );
+        event.time = time.into();
+        stored(event, sequence as i64)
+    }
+
+    /// What the store would load after `changes` for `name`.
+    fn loaded_after(changes: &Changes, name: &str) -> Loaded {
+        let subject = format!("component:default/{name}");
+        let mut loaded = Loaded::default();
+        let last = changes.history.iter().rfind(|h| h.subject == subject).expect("history");
+        loaded.applied.insert(subject.clone(), last.sequence);
+        if let Some(row) = changes.entity_upserts.iter().find(|e| e.entity_ref == subject) {
+            loaded.entities.insert(
+                subject,
+                Current {
+                    uid: row.uid.clone(),
+                    document: last.entity.clone().expect("document"),
+                    created_at: row.created_at.clone(),
+                    relations: row.relations.clone(),
+                },
+            );
         }
+        loaded
     }
 
     #[test]
@@ -547,21 +733,37 @@ mod tests {
             row.created_at, "2026-01-01T00:00:00.000Z",
             "times are stored in one fixed format"
         );
-        assert_eq!(row.document["metadata"]["uid"], "uid-a");
-        assert_eq!(changes.history.len(), 2);
-        assert_eq!(
-            changes.history[1].diff,
-            Some(json!([{"op": "replace", "path": "/spec/owner", "value": "team-b"}]))
-        );
-        // team-a's rows opened and closed within the batch; team-b's are open.
-        let closed: Vec<_> = changes.span_opens.iter().filter(|s| s.valid_to.is_some()).collect();
-        let open: Vec<_> = changes.span_opens.iter().filter(|s| s.valid_to.is_none()).collect();
-        assert_eq!((closed.len(), open.len()), (2, 2));
+        assert_eq!(row.relations, r#"[["ownedBy","group:default/team-b"]]"#);
         assert!(
-            closed
-                .iter()
-                .all(|s| s.target.contains("team-a") || s.source.contains("team-a"))
+            row.keys.contains(&search::key_hash("metadata.uid=uid-a")),
+            "the uid is a filter key"
         );
+        assert!(
+            row.keys
+                .contains(&search::key_hash(&search::endpoint_key("group:default/team-b")))
+        );
+        assert!(
+            !row.keys
+                .contains(&search::key_hash(&search::endpoint_key("group:default/team-a")))
+        );
+        assert_eq!(changes.history.len(), 2);
+        let first = &changes.history[0];
+        assert_eq!(first.uid.as_deref(), Some("uid-a"));
+        let document: Value = serde_json::from_str(first.entity.as_deref().expect("document")).expect("JSON");
+        assert_eq!(document["metadata"]["name"], "a");
+        assert!(
+            document["metadata"].get("uid").is_none(),
+            "stored as the event carries it"
+        );
+        assert_eq!(
+            first.relations.as_deref(),
+            Some(r#"[["ownedBy","group:default/team-a"]]"#)
+        );
+        assert_eq!(
+            changes.history[1].diff.as_deref(),
+            Some(r#"[{"op":"replace","path":"/spec/owner","value":"team-b"}]"#)
+        );
+        assert!(changes.relations_changed);
         // Facet counts: +1 for the final values only.
         assert!(changes.facet_deltas.contains(&FacetDelta {
             key: "spec.owner".into(),
@@ -602,38 +804,64 @@ mod tests {
     }
 
     #[test]
-    fn stored_rows_close_when_an_origin_changes() {
+    fn a_stored_version_is_diffed_and_uncounted() {
         let first = project(&[upsert("a", 1, "team-a", "t1")], Loaded::default());
-        let mut loaded = Loaded::default();
-        loaded.applied.insert("component:default/a".into(), 1);
-        loaded
-            .entities
-            .insert("component:default/a".into(), first.entity_upserts[0].clone());
-        loaded.open.insert(
-            "component:default/a".into(),
-            first
-                .span_opens
-                .iter()
-                .map(|s| {
-                    (
-                        RelationKey {
-                            origin: s.origin.clone(),
-                            source: s.source.clone(),
-                            relation_type: s.relation_type.clone(),
-                            target: s.target.clone(),
-                        },
-                        s.from_sequence,
-                    )
-                })
-                .collect(),
-        );
-        let second = project(&[upsert("a", 2, "team-b", "t2")], loaded);
-        assert_eq!(second.span_closes.len(), 2);
-        assert!(second.span_closes.iter().all(|(_, from, at)| *from == 1 && at == "t2"));
+        let second = project(&[upsert("a", 2, "team-b", "t2")], loaded_after(&first, "a"));
+        assert!(second.relations_changed);
+        assert_eq!(second.entity_upserts[0].created_at, first.entity_upserts[0].created_at);
         assert!(second.facet_deltas.contains(&FacetDelta {
             key: "spec.owner".into(),
             value: "team-a".into(),
             delta: -1
         }));
+        assert!(second.history[0].diff.as_deref().is_some_and(|d| d.contains("team-b")));
+        // The same relations again: the graph stays as it is.
+        let third = project(&[upsert("a", 3, "team-b", "t3")], loaded_after(&second, "a"));
+        assert!(!third.relations_changed);
+    }
+
+    #[test]
+    fn deletions_remove_stored_rows_and_recreations_start_a_new_life() {
+        let first = project(&[upsert("a", 1, "team-a", "t1")], Loaded::default());
+        let deleted = project(&[delete("a", 2, "t2")], loaded_after(&first, "a"));
+        assert_eq!(deleted.entity_deletes, ["component:default/a"]);
+        assert!(deleted.entity_upserts.is_empty() && deleted.relations_changed);
+        assert_eq!(
+            deleted.history[0].diff.as_deref(),
+            Some(r#"[{"op":"replace","path":"","value":null}]"#)
+        );
+        // Deleted and created again in one batch: one new row, a new life.
+        let again = project(
+            &[delete("a", 2, "t2"), upsert("a", 3, "team-c", "t3")],
+            loaded_after(&first, "a"),
+        );
+        assert!(again.entity_deletes.is_empty());
+        assert_eq!(again.entity_upserts[0].created_at, "t3");
+        // Never stored: nothing to delete.
+        let fleeting = project(
+            &[upsert("b", 1, "team-a", "t1"), delete("b", 2, "t2")],
+            Loaded::default(),
+        );
+        assert!(fleeting.entity_deletes.is_empty() && fleeting.entity_upserts.is_empty());
+        assert_eq!(fleeting.history.len(), 2);
+    }
+
+    #[test]
+    fn messages_that_are_not_cloud_events_are_skipped() {
+        assert!(EventView::from_bytes(b"{\"id\": 1}").is_err());
+        let mut event = serde_json::to_value(CloudEvent::new(
+            EventType::EntityDeleted,
+            "component:default/a",
+            1,
+            "s",
+            "a",
+            json!({}),
+        ))
+        .expect("JSON");
+        event.as_object_mut().expect("object").remove("dataschema");
+        assert!(
+            EventView::from_bytes(event.to_string().as_bytes()).is_err(),
+            "the envelope is required"
+        );
     }
 }

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-/// The current version of a live entity.
+/// The current version of a live entity, as readers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntityRow {
     /// Canonical ref (primary key).
@@ -36,11 +36,7 @@ pub struct EntityRow {
     pub spec_type: Option<String>,
     /// `spec.lifecycle`, lowercased.
     pub lifecycle: Option<String>,
-    /// Filter keys: `key` and `key=value`, lowercased (Backstage's search semantics).
-    pub search_keys: Vec<String>,
-    /// Text for full-text search.
-    pub search_text: String,
-    /// The entity document of this version (with `metadata.uid`), also stored in history.
+    /// The entity document of this version, with `metadata.uid` (stored once, in history).
     pub document: Value,
 }
 
@@ -88,19 +84,6 @@ pub struct SpanRow {
     pub valid_from: String,
     /// Event time it ended.
     pub valid_to: Option<String>,
-}
-
-/// A relation row without its interval.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct RelationKey {
-    /// The entity whose fields produced the row.
-    pub origin: String,
-    /// Source.
-    pub source: String,
-    /// Type.
-    pub relation_type: String,
-    /// Target.
-    pub target: String,
 }
 
 /// The latest rejection of a subject, until a good version or a clearing.

@@ -97,16 +97,18 @@ pub fn values_of(entity: &Value, key: &str) -> Vec<String> {
     out
 }
 
-/// Facet counts of `key` over documents (JSON text): how many documents hold each original
-/// value, most frequent first, then by value. CPU-bound at scale (documents are parsed), so it
-/// splits the work over the available cores; run it off the async runtime.
-pub fn count_values(documents: &[String], key: &str) -> Vec<(String, i64)> {
-    let count = |chunk: &[String]| {
+/// Facet counts of `key` over stored documents (`(JSON text, uid)`, see
+/// [`crate::project::stored_document`]): how many documents hold each original value, most
+/// frequent first, then by value. CPU-bound at scale (documents are parsed), so it splits the
+/// work over the available cores; run it off the async runtime.
+pub fn count_values(documents: &[(String, String)], key: &str) -> Vec<(String, i64)> {
+    let count = |chunk: &[(String, String)]| {
         let mut counts: HashMap<String, i64> = HashMap::new();
-        for text in chunk {
-            let Ok(document) = serde_json::from_str::<Value>(text) else {
+        for (text, uid) in chunk {
+            let document = crate::project::stored_document(text, uid);
+            if document.is_null() {
                 continue;
-            };
+            }
             for value in values_of(&document, key) {
                 *counts.entry(value).or_default() += 1;
             }
@@ -173,31 +175,72 @@ pub fn keys(pairs: &[Pair]) -> Vec<String> {
     out
 }
 
-/// A filter key as one word an inverted index can hold exactly (`k` and 32 hex digits): the
-/// 128-bit FNV-1a hash of the key. The SQLite read model keeps these in its full-text index, where
-/// a filter is one index lookup instead of a scan; at 128 bits, collisions between distinct keys
-/// are not a practical concern (about 10^-20 for a million keys).
-pub fn key_token(key: &str) -> String {
-    format!("k{:032x}", fnv1a_128(key))
+/// The stored hashes of an entity's filter keys ([`keys`]), sorted and without duplicates:
+/// computed from the pairs without building the key strings.
+pub fn key_hashes(pairs: &[Pair]) -> Vec<u64> {
+    let mut out: Vec<u64> = Vec::with_capacity(pairs.len() * 2);
+    for pair in pairs {
+        let key = fnv1a_128_update(FNV_OFFSET, pair.key.as_bytes());
+        out.push(fold(key));
+        if let Some((lower, _)) = &pair.value {
+            out.push(fold(fnv1a_128_update(fnv1a_128_update(key, b"="), lower.as_bytes())));
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
 }
 
-/// A filter key as a 64-bit integer (the 128-bit FNV-1a hash, folded): what the PostgreSQL read
-/// model stores in its GIN-indexed `bigint[]`, a third the size of the keys as text and faster to
-/// index. At 64 bits, the chance that any two of a million distinct keys collide is about 10^-8.
+/// The internal filter key by which an entity is found from a relation end it mentions (see
+/// [`crate::relations`]). Never a key of [`pairs`] (relations are not flattened) nor of a
+/// user's filter (`relations.` keys are relation conditions), so it cannot match either.
+pub fn endpoint_key(entity_ref: &str) -> String {
+    format!("relations.*={entity_ref}")
+}
+
+/// The 64-bit hash of a filter key: what read models index. At 64 bits, the chance that any two
+/// of a million distinct keys collide is about 10^-8.
+pub fn key_hash(key: &str) -> u64 {
+    fold(fnv1a_128_update(FNV_OFFSET, key.as_bytes()))
+}
+
+/// [`key_hash`] as PostgreSQL's `bigint`, for the GIN-indexed `bigint[]` of filter keys.
 pub fn key_hash64(key: &str) -> i64 {
-    let hash = fnv1a_128(key);
-    ((hash >> 64) as u64 ^ hash as u64) as i64
+    key_hash(key) as i64
 }
 
-fn fnv1a_128(key: &str) -> u128 {
-    const OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+/// A key hash as one word an inverted index holds exactly (`k` and 13 base-32 digits): what the
+/// SQLite read model keeps in its full-text index, where a filter is one index lookup.
+pub fn hash_token(hash: u64) -> String {
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
+    let mut out = String::with_capacity(14);
+    out.push('k');
+    let mut rest = hash;
+    for _ in 0..13 {
+        out.push(char::from(DIGITS[(rest & 31) as usize]));
+        rest >>= 5;
+    }
+    out
+}
+
+/// [`hash_token`] of a key.
+pub fn key_token(key: &str) -> String {
+    hash_token(key_hash(key))
+}
+
+const FNV_OFFSET: u128 = 0x6c62_272e_07bb_0142_62b8_2175_6295_c58d;
+
+fn fnv1a_128_update(mut hash: u128, bytes: &[u8]) -> u128 {
     const PRIME: u128 = 0x0000_0000_0100_0000_0000_0000_0000_013b;
-    let mut hash = OFFSET;
-    for byte in key.bytes() {
-        hash ^= u128::from(byte);
+    for byte in bytes {
+        hash ^= u128::from(*byte);
         hash = hash.wrapping_mul(PRIME);
     }
     hash
+}
+
+fn fold(hash: u128) -> u64 {
+    (hash >> 64) as u64 ^ hash as u64
 }
 
 /// Annotations whose values full-text search also matches.
@@ -303,28 +346,43 @@ mod tests {
 
     #[test]
     fn counting_values_over_documents() {
-        let documents: Vec<String> = (0..2_500)
+        let documents: Vec<(String, String)> = (0..2_500)
             .map(|i| json!({"kind": "Component", "metadata": {"name": format!("c{i}"), "tags": if i % 2 == 0 { json!(["a", "b"]) } else { json!(["a"]) }}}).to_string())
             .chain(["not json".to_owned()])
+            .map(|d| (d, "u".to_owned()))
             .collect();
         assert_eq!(
             count_values(&documents, "metadata.tags"),
             [("a".to_owned(), 2_500), ("b".to_owned(), 1_250)]
         );
         assert!(count_values(&[], "kind").is_empty());
+        assert_eq!(
+            count_values(&documents[..1], "metadata.uid"),
+            [("u".to_owned(), 1)],
+            "uids are put back"
+        );
     }
 
     #[test]
     fn key_tokens_are_stable_words() {
-        // Stored in read models: a change of hash would silently break filters on old rows.
-        assert_eq!(key_token(""), "k6c62272e07bb014262b821756295c58d");
+        // Stored in read models: a change of hash would silently break filters on old rows (the
+        // table layouts' identity must change with it).
+        assert_eq!(key_hash(""), 1_070_174_851_063_268_559);
+        assert_eq!(hash_token(0), "k0000000000000");
+        assert_eq!(hash_token(u64::MAX), "kvvvvvvvvvvvvf");
         assert_eq!(key_token("kind=component"), key_token("kind=component"));
         assert_ne!(key_token("kind=component"), key_token("kind=api"));
-        assert!(
-            key_token("spec.owner=group:default/team-a")
-                .chars()
-                .skip(1)
-                .all(|c| c.is_ascii_hexdigit())
-        );
+        let token = key_token("spec.owner=group:default/team-a");
+        assert_eq!(token.len(), 14);
+        assert!(token.starts_with('k') && token[1..].chars().all(|c| c.is_ascii_alphanumeric()));
+    }
+
+    #[test]
+    fn key_hashes_are_the_hashes_of_the_keys() {
+        let entity = json!({"kind": "Component", "metadata": {"name": "a", "tags": ["x"]}, "spec": {"owner": null}});
+        let flattened = pairs(&entity);
+        let mut expected: Vec<u64> = keys(&flattened).iter().map(|k| key_hash(k)).collect();
+        expected.sort_unstable();
+        assert_eq!(key_hashes(&flattened), expected);
     }
 }

@@ -8,7 +8,6 @@
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
-use callboard_model::relations::RelationType;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -127,28 +126,6 @@ pub struct RelationView {
     pub target: String,
     /// False when the target is not in the catalog (a dangling relation).
     pub target_exists: bool,
-}
-
-/// Relations *into* `refs`, from the rows stored *out of* them: every relation is stored in both
-/// directions, so `(x, ownerOf, y)` is there exactly when `(y, ownedBy, x)` is. `rows` are
-/// `(source, type, target, source exists)` with the source in `refs`; unknown types (which no
-/// processor emits) have no inverse and are left out.
-pub fn incoming_from_outgoing(rows: Vec<(String, String, String, bool)>) -> Vec<RelationView> {
-    let mut out: Vec<RelationView> = rows
-        .into_iter()
-        .filter_map(|(source, relation_type, target, source_exists)| {
-            let inverse = relation_type.parse::<RelationType>().ok()?.inverse()?;
-            Some(RelationView {
-                source: target,
-                relation_type: inverse.as_str().to_owned(),
-                target: source,
-                target_exists: source_exists,
-            })
-        })
-        .collect();
-    out.sort();
-    out.dedup();
-    out
 }
 
 /// The questions the API asks.
