@@ -23,9 +23,6 @@ create table if not exists {p}entities (
     lifecycle text,
     relations text not null
 );
--- Orderings of entity lists; filters go through the FTS5 index.
-create index if not exists {p}entities_name on {p}entities (name, entity_ref);
-create index if not exists {p}entities_updated on {p}entities (updated_at, entity_ref);
 -- `detail = column` keeps what column filters need (`keys : …`, `text : …`) and no positions.
 create virtual table if not exists {p}fts using fts5 (text, keys, content = '', contentless_delete = 1, detail = column);
 -- History is a rowid table: new rows append at the end of the table instead of landing all over a
@@ -91,3 +88,11 @@ insert into {p}meta (key, value) values ('graph_version', 0) on conflict (key) d
 -- A random identity of this generation, so cached graph answers (shared in Redis by every
 -- replica, and by every deployment pointed at the same Redis) never outlive the tables they came from.
 insert into {p}meta (key, value) values ('graph_epoch', abs(random() % 9000000000000000)) on conflict (key) do nothing;
+-- @readers: indexes only readers need (orderings of entity lists; filters go through the FTS5
+-- index). A replay fills a new generation without them and builds them, sorted, just before
+-- readers switch to it.
+create index if not exists {p}entities_name on {p}entities (name, entity_ref);
+create index if not exists {p}entities_updated on {p}entities (updated_at, entity_ref);
+-- Kind, name and namespace filters read the row's columns (see `search::plan`); a page of one kind
+-- in ref order walks this index.
+create index if not exists {p}entities_kind on {p}entities (kind, entity_ref);

@@ -17,10 +17,12 @@ use callboard_readmodel::filter::{Filter, RelationCondition, Resolved};
 use callboard_readmodel::project::{Changes, Current, Loaded, counted_facet_key, stored_document};
 use callboard_readmodel::relations::{self, Version};
 use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
-use callboard_readmodel::search;
+use callboard_readmodel::search::{self, KeyPlan};
 use callboard_readmodel::store::{
     CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
+    template_statements,
 };
+use futures::StreamExt;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
@@ -82,20 +84,6 @@ const CHECKED: [(&str, &str, &str); 6] = [
     ),
 ];
 
-/// The statements of a SQL file: comment lines dropped, split at `;`.
-fn statements(text: &str) -> Vec<String> {
-    let code: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    code.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn prefix(generation: Generation) -> String {
     format!("g{}_", generation.0)
 }
@@ -141,10 +129,6 @@ fn key_array(keys: &[u64]) -> String {
     }
     out.push('}');
     out
-}
-
-fn key_hashes<'a>(keys: impl IntoIterator<Item = &'a String>) -> Vec<i64> {
-    keys.into_iter().map(|k| search::key_hash64(k)).collect()
 }
 
 /// An entity row as read, its document with its uid put back.
@@ -227,8 +211,9 @@ impl PostgresStore {
         &self.pool
     }
 
-    /// Creates a generation's tables if missing; tells whether they have the current layout.
-    async fn create_tables(&self, generation: Generation) -> Result<bool, StoreError> {
+    /// Creates a generation's tables if missing (and, with `readers`, the indexes only readers
+    /// need); tells whether they have the current layout.
+    async fn create_tables(&self, generation: Generation, readers: bool) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Concurrent projector processes may prepare at once: serialise schema changes.
         sqlx::query("select pg_advisory_xact_lock(8147001)")
@@ -240,8 +225,10 @@ impl PostgresStore {
             .await
             .map_err(db)?
             .get(0);
-        for statement in statements(SCHEMA) {
-            sqlx::query(sql(generation, &statement))
+        let (tables, indexes) = template_statements(SCHEMA);
+        let wanted = if readers { &indexes[..] } else { &[] };
+        for statement in tables.iter().chain(wanted) {
+            sqlx::query(sql(generation, statement))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -348,7 +335,7 @@ impl ReadStore for PostgresStore {
             .await
             .map_err(|e| StoreError::Other(format!("migrations failed: {e}")))?;
         let generation = self.active().await?;
-        if self.create_tables(generation).await? {
+        if self.create_tables(generation, true).await? {
             return Ok(generation);
         }
         // Built by a version of Callboard with other tables: start a fresh generation, which the
@@ -378,11 +365,40 @@ impl ReadStore for PostgresStore {
             .map_err(db)?;
         let generation = Generation(row.get(0));
         self.drop_generation(generation).await?;
-        self.create_tables(generation).await?;
+        self.create_tables(generation, false).await?;
         Ok(generation)
     }
 
     async fn activate(&self, generation: Generation) -> Result<(), StoreError> {
+        // The readers' indexes of a replayed generation are built here, two at a time on their
+        // own connections: each build is one backend (one core), and builds of indexes of one
+        // table do not block each other.
+        let builds = template_statements(SCHEMA).1.into_iter().map(|statement| {
+            let pool = self.pool.clone();
+            async move {
+                let started = std::time::Instant::now();
+                let mut tx = pool.begin().await.map_err(db)?;
+                // Index builds sort in memory up to this much (the server's default is 64 MB),
+                // for this transaction only.
+                sqlx::query("set local maintenance_work_mem = '256MB'")
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                sqlx::query(sql(generation, &statement))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(db)?;
+                tx.commit().await.map_err(db)?;
+                tracing::debug!(%statement, took_ms = started.elapsed().as_millis() as u64, "readers' index built");
+                Ok::<(), StoreError>(())
+            }
+        });
+        futures::stream::iter(builds)
+            .buffer_unordered(2)
+            .collect::<Vec<_>>()
+            .await
+            .into_iter()
+            .collect::<Result<Vec<()>, StoreError>>()?;
         sqlx::query("update read_model set active = $1 where name = 'catalog'")
             .bind(generation.0)
             .execute(&self.pool)
@@ -627,8 +643,9 @@ impl ReadStore for PostgresStore {
             sqlx::query(sql(
                 generation,
                 "insert into {p}positions (grp, topic, partition, \"offset\", event_time) values (?, ?, ?, ?, ?)
-                 on conflict (grp, topic, partition) do update set \"offset\" = excluded.\"offset\",
-                 event_time = case when excluded.event_time = '' then {p}positions.event_time else excluded.event_time end",
+                 on conflict (grp, topic, partition) do update set \"offset\" = greatest({p}positions.\"offset\", excluded.\"offset\"),
+                 event_time = case when excluded.event_time = '' or excluded.\"offset\" < {p}positions.\"offset\"
+                   then {p}positions.event_time else excluded.event_time end",
             ))
             .bind(group)
             .bind(topic)
@@ -649,6 +666,12 @@ impl ReadStore for PostgresStore {
             .map_err(db)?;
         }
         tx.commit().await.map_err(db)
+    }
+
+    fn parallel_writes(&self) -> usize {
+        // Each connection is one PostgreSQL backend, one core: a second write in flight keeps
+        // the database busy while the first commits and the next batch is projected.
+        2
     }
 
     async fn position(
@@ -756,16 +779,21 @@ fn push_filter(query: &mut QueryBuilder<Postgres>, filter: &Resolved) {
             query.push_bind(refs.clone());
             query.push(")");
         }
-        Resolved::Field { key, values } => {
-            // GIN-indexed: `&&` (any of these keys) on the entity's filter keys.
-            let wanted: Vec<String> = if values.is_empty() {
-                vec![key.clone()]
-            } else {
-                values.iter().map(|v| format!("{key}={v}")).collect()
-            };
-            query.push("e.search_keys && ");
-            query.push_bind(key_hashes(&wanted));
-        }
+        Resolved::Field { key, values } => match search::plan(key, values) {
+            KeyPlan::Always => {
+                query.push("true");
+            }
+            KeyPlan::Column(column, values) => {
+                query.push(format!("e.{column} = any("));
+                query.push_bind(values);
+                query.push(")");
+            }
+            KeyPlan::Hashes(hashes) => {
+                // GIN-indexed: `&&` (any of these keys) on the entity's filter keys.
+                query.push("e.search_keys && ");
+                query.push_bind(hashes.into_iter().map(|h| h as i64).collect::<Vec<i64>>());
+            }
+        },
     }
 }
 
@@ -895,12 +923,18 @@ impl CatalogReader for PostgresStore {
         }
         // Any other key, or a filtered set: count from the documents (original values).
         let p = prefix(g);
-        let filter = self.resolve(g, filter).await?;
+        // Only entities having the key can hold a value of it.
+        let has_key = Resolved::Field {
+            key: key.clone(),
+            values: Vec::new(),
+        };
+        let filter = match self.resolve(g, filter).await? {
+            Some(filter) => Resolved::All(vec![filter, has_key]),
+            None => has_key,
+        };
         let from = ENTITY_FROM.replace("{p}", &p);
         let mut q = QueryBuilder::<Postgres>::new(format!("select h.entity, e.uid from {from}"));
-        push_conditions(&mut q, filter.as_ref(), None, &p);
-        q.push(" and e.search_keys @> ");
-        q.push_bind(vec![search::key_hash64(&key)]);
+        push_conditions(&mut q, Some(&filter), None, &p);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
         let documents: Vec<(String, String)> = rows
             .into_iter()

@@ -17,9 +17,10 @@ use callboard_readmodel::filter::{Filter, RelationCondition, Resolved};
 use callboard_readmodel::project::{Changes, Current, EntityWrite, Loaded, counted_facet_key, stored_document};
 use callboard_readmodel::relations::{self, Version};
 use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
-use callboard_readmodel::search;
+use callboard_readmodel::search::{self, KeyPlan};
 use callboard_readmodel::store::{
     CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
+    template_statements,
 };
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -82,20 +83,6 @@ const CHECKED: [(&str, &str, &str); 6] = [
     ),
 ];
 
-/// The statements of a SQL file: comment lines dropped, split at `;`.
-fn statements(text: &str) -> Vec<String> {
-    let code: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    code.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
-}
-
 fn prefix(generation: Generation) -> String {
     format!("g{}_", generation.0)
 }
@@ -149,7 +136,7 @@ fn key_words(entity: &EntityWrite) -> String {
         if i > 0 {
             out.push(' ');
         }
-        out.push_str(&search::hash_token(*hash));
+        search::push_hash_token(&mut out, *hash);
     }
     out
 }
@@ -187,8 +174,9 @@ impl SqliteStore {
         Ok(Self { pool })
     }
 
-    /// Creates a generation's tables if missing; tells whether they have the current layout.
-    async fn create_tables(&self, generation: Generation) -> Result<bool, StoreError> {
+    /// Creates a generation's tables if missing (and, with `readers`, the indexes only readers
+    /// need); tells whether they have the current layout.
+    async fn create_tables(&self, generation: Generation, readers: bool) -> Result<bool, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
         let existed: bool = sqlx::query(sql(
             generation,
@@ -198,8 +186,10 @@ impl SqliteStore {
         .await
         .map_err(db)?
         .get(0);
-        for statement in statements(SCHEMA) {
-            sqlx::query(sql(generation, &statement))
+        let (tables, indexes) = template_statements(SCHEMA);
+        let wanted = if readers { &indexes[..] } else { &[] };
+        for statement in tables.iter().chain(wanted) {
+            sqlx::query(sql(generation, statement))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
@@ -326,7 +316,7 @@ impl ReadStore for SqliteStore {
             .await
             .map_err(|e| StoreError::Other(format!("migrations failed: {e}")))?;
         let generation = self.active().await?;
-        if self.create_tables(generation).await? {
+        if self.create_tables(generation, true).await? {
             return Ok(generation);
         }
         // Built by a version of Callboard with other tables: start a fresh generation, which the
@@ -356,17 +346,24 @@ impl ReadStore for SqliteStore {
             .map_err(db)?;
         let generation = Generation(row.get(0));
         self.drop_generation(generation).await?;
-        self.create_tables(generation).await?;
+        self.create_tables(generation, false).await?;
         Ok(generation)
     }
 
     async fn activate(&self, generation: Generation) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin_with("begin immediate").await.map_err(db)?;
+        for statement in template_statements(SCHEMA).1 {
+            sqlx::query(sql(generation, &statement))
+                .execute(&mut *tx)
+                .await
+                .map_err(db)?;
+        }
         sqlx::query("update read_model set active = ? where name = 'catalog'")
             .bind(generation.0)
-            .execute(&self.pool)
+            .execute(&mut *tx)
             .await
             .map_err(db)?;
-        Ok(())
+        tx.commit().await.map_err(db)
     }
 
     async fn drop_generation(&self, generation: Generation) -> Result<(), StoreError> {
@@ -609,8 +606,9 @@ impl ReadStore for SqliteStore {
             sqlx::query(sql(
                 generation,
                 "insert into {p}positions (grp, topic, partition, offset, event_time) values (?, ?, ?, ?, ?)
-                 on conflict (grp, topic, partition) do update set offset = excluded.offset,
-                 event_time = case when excluded.event_time = '' then {p}positions.event_time else excluded.event_time end",
+                 on conflict (grp, topic, partition) do update set offset = max({p}positions.offset, excluded.offset),
+                 event_time = case when excluded.event_time = '' or excluded.offset < {p}positions.offset
+                   then {p}positions.event_time else excluded.event_time end",
             ))
             .bind(group)
             .bind(topic)
@@ -737,19 +735,22 @@ fn push_filter(query: &mut QueryBuilder<Sqlite>, filter: &Resolved, p: &str) {
             query.push_bind(json_list(refs));
             query.push("))");
         }
-        Resolved::Field { key, values } => {
-            let tokens: Vec<String> = if values.is_empty() {
-                vec![search::key_token(key)]
-            } else {
-                values
-                    .iter()
-                    .map(|value| search::key_token(&format!("{key}={value}")))
-                    .collect()
-            };
-            query.push(format!("e.id in (select rowid from {p}fts where {p}fts match "));
-            query.push_bind(format!("keys : ({})", tokens.join(" OR ")));
-            query.push(")");
-        }
+        Resolved::Field { key, values } => match search::plan(key, values) {
+            KeyPlan::Always => {
+                query.push("1 = 1");
+            }
+            KeyPlan::Column(column, values) => {
+                query.push(format!("e.{column} in (select value from json_each("));
+                query.push_bind(json_list(&values));
+                query.push("))");
+            }
+            KeyPlan::Hashes(hashes) => {
+                let words: Vec<String> = hashes.into_iter().map(search::hash_token).collect();
+                query.push(format!("e.id in (select rowid from {p}fts where {p}fts match "));
+                query.push_bind(format!("keys : ({})", words.join(" OR ")));
+                query.push(")");
+            }
+        },
     }
 }
 
@@ -880,12 +881,17 @@ impl CatalogReader for SqliteStore {
         // Any other key, or a filtered set: count from the documents (original values).
         let p = prefix(g);
         let from = ENTITY_FROM.replace("{p}", &p);
-        let filter = self.resolve(g, filter).await?;
+        // Only entities having the key can hold a value of it.
+        let has_key = Resolved::Field {
+            key: key.clone(),
+            values: Vec::new(),
+        };
+        let filter = match self.resolve(g, filter).await? {
+            Some(filter) => Resolved::All(vec![filter, has_key]),
+            None => has_key,
+        };
         let mut q = QueryBuilder::<Sqlite>::new(format!("select h.entity as document, e.uid from {from}"));
-        push_conditions(&mut q, filter.as_ref(), None, &p);
-        q.push(format!(" and e.id in (select rowid from {p}fts where {p}fts match "));
-        q.push_bind(format!("keys : {}", search::key_token(&key)));
-        q.push(")");
+        push_conditions(&mut q, Some(&filter), None, &p);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;
         let documents: Vec<(String, String)> = rows
             .into_iter()

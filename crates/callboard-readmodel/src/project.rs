@@ -264,36 +264,56 @@ struct Upsert<'a> {
 #[derive(Deserialize)]
 struct RelationItem<'a> {
     #[serde(rename = "sourceRef", borrow, default)]
-    source: Option<Cow<'a, str>>,
+    source: Option<&'a RawValue>,
     #[serde(rename = "type", borrow, default)]
-    relation_type: Option<Cow<'a, str>>,
+    relation_type: Option<&'a RawValue>,
     #[serde(rename = "targetRef", borrow, default)]
-    target: Option<Cow<'a, str>>,
+    target: Option<&'a RawValue>,
 }
 
-fn string_of<'a>(raw: Option<&&'a RawValue>) -> Option<Cow<'a, str>> {
-    raw.and_then(|raw| serde_json::from_str::<Cow<'a, str>>(raw.get()).ok())
+/// The fields of an upsert's payload, each still JSON text: read one by one and leniently (a
+/// field of the wrong type reads as absent), as the payload was read before.
+#[derive(Deserialize)]
+struct UpsertFields<'a> {
+    #[serde(rename = "entityRef", borrow, default)]
+    entity_ref: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    uid: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    entity: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    relations: Option<&'a RawValue>,
+    #[serde(rename = "locationKey", borrow, default)]
+    location_key: Option<&'a RawValue>,
+    #[serde(rename = "originLocation", borrow, default)]
+    origin: Option<&'a RawValue>,
+    #[serde(rename = "contentHash", borrow, default)]
+    content_hash: Option<&'a RawValue>,
+}
+
+fn string_of(raw: Option<&RawValue>) -> Option<Cow<'_, str>> {
+    raw.and_then(|raw| serde_json::from_str::<Cow<'_, str>>(raw.get()).ok())
 }
 
 fn upsert_of(data: &RawValue) -> Option<Upsert<'_>> {
-    let fields: HashMap<Cow<'_, str>, &RawValue> = serde_json::from_str(data.get()).ok()?;
+    let fields: UpsertFields<'_> = serde_json::from_str(data.get()).ok()?;
     let relations = fields
-        .get("relations")
+        .relations
         .and_then(|raw| serde_json::from_str::<Vec<Option<RelationItem<'_>>>>(raw.get()).ok())
         .unwrap_or_default()
         .into_iter()
         .flatten()
-        .filter_map(|r| Some((r.source?, r.relation_type?, r.target?)))
+        .filter_map(|r| Some((string_of(r.source)?, string_of(r.relation_type)?, string_of(r.target)?)))
         .collect();
-    let text = |key: &str| string_of(fields.get(key)).map(Cow::into_owned).unwrap_or_default();
+    let text = |raw: Option<&RawValue>| string_of(raw).map(Cow::into_owned).unwrap_or_default();
     Some(Upsert {
-        entity_ref: string_of(fields.get("entityRef"))?,
-        uid: string_of(fields.get("uid"))?,
-        entity: fields.get("entity").copied()?,
+        entity_ref: string_of(fields.entity_ref)?,
+        uid: string_of(fields.uid)?,
+        entity: fields.entity?,
         relations,
-        location_key: text("locationKey"),
-        origin: text("originLocation"),
-        content_hash: text("contentHash"),
+        location_key: text(fields.location_key),
+        origin: text(fields.origin),
+        content_hash: text(fields.content_hash),
     })
 }
 
@@ -406,7 +426,7 @@ fn entity_write(
         .iter()
         .find(|(source, relation_type, _)| relation_type == "ownedBy" && source == entity_ref)
         .map(|(_, _, target)| target.clone().into_owned());
-    let relations = relations::pack(
+    let (relations, ends) = relations::pack_with_endpoints(
         entity_ref,
         upsert
             .relations
@@ -416,11 +436,7 @@ fn entity_write(
     let pairs = search::pairs(&document);
     let facets = facet_pairs_of(&document, &pairs);
     let mut keys = search::key_hashes(&pairs);
-    keys.extend(
-        relations::endpoints(entity_ref, &relations)
-            .iter()
-            .map(|end| search::key_hash(&search::endpoint_key(end))),
-    );
+    keys.extend(ends.iter().map(|end| search::key_hash(&search::endpoint_key(end))));
     keys.sort_unstable();
     keys.dedup();
     let row = EntityWrite {

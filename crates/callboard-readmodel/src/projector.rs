@@ -3,7 +3,7 @@
 //! any point and restarted, it converges to the same rows: positions and rows commit together,
 //! and history's (subject, sequence) key skips anything applied twice.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -100,15 +100,20 @@ struct InFlight {
 /// replay takes about the longer of the two instead of their sum.
 ///
 /// Correct because a subject's rows change only through its own events (see [`crate::project`]):
-/// a batch whose subjects are disjoint from the batch in flight reads exactly the rows it would
-/// read after that write, so it is loaded concurrently with it. A batch sharing a subject waits for
-/// the write first. Writes stay one at a time and in order, each in its own transaction with its
-/// positions, so a kill at any point leaves what the sequential loop would have left.
+/// a batch whose subjects are disjoint from the batches in flight reads exactly the rows it would
+/// read after those writes, so it is loaded concurrently with them. A batch sharing a subject
+/// waits for the writes first. Writes stay one at a time and in order, each in its own
+/// transaction with its positions, so a kill at any point leaves what the sequential loop would
+/// have left — except when filling a generation nobody reads yet (a replay), where a store that
+/// can take several writes at once ([`ReadStore::parallel_writes`]) gets them: a crash there
+/// throws the generation away, and positions only ever move forward.
 pub struct Pipeline {
     store: Arc<dyn ReadStore>,
     generation: Generation,
     group: String,
-    in_flight: Option<InFlight>,
+    in_flight: VecDeque<InFlight>,
+    /// Writes allowed in flight at once.
+    writes: usize,
     /// For a pipeline that alone fills an empty generation (a replay): hashes of the subjects it
     /// has written. Only those can have rows to load; loading the others (nearly every subject
     /// of a replay) would be an index probe each that finds nothing.
@@ -119,7 +124,7 @@ impl std::fmt::Debug for Pipeline {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Pipeline")
             .field("generation", &self.generation)
-            .field("in_flight", &self.in_flight.is_some())
+            .field("in_flight", &self.in_flight.len())
             .finish_non_exhaustive()
     }
 }
@@ -131,7 +136,8 @@ impl Pipeline {
             store,
             generation,
             group,
-            in_flight: None,
+            in_flight: VecDeque::new(),
+            writes: 1,
             seen: None,
         }
     }
@@ -140,25 +146,33 @@ impl Pipeline {
     /// pipeline is done (a replay's new generation): subjects it has not written yet are known
     /// to have no rows, and are not loaded.
     pub fn filling(store: Arc<dyn ReadStore>, generation: Generation, group: String) -> Self {
+        let writes = store.parallel_writes().max(1);
         Self {
             seen: Some(HashSet::new()),
+            writes,
             ..Self::new(store, generation, group)
         }
     }
 
-    /// Decodes, loads and projects `messages`, then starts writing them once the batch before is
-    /// written. Returns the batch before, if its write finished here.
-    pub async fn push(&mut self, messages: Vec<Message>) -> Result<Option<Written>, StoreError> {
+    /// Whether a write is in flight.
+    pub fn writing(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// Decodes, loads and projects `messages`, then starts writing them once a write slot is free
+    /// (after the batch before, unless the pipeline is filling a generation). Returns the batches
+    /// whose writes finished here, in the order they were pushed.
+    pub async fn push(&mut self, messages: Vec<Message>) -> Result<Vec<Written>, StoreError> {
         let started = Instant::now();
         let batch = tokio::task::spawn_blocking(move || messages.into_iter().map(stored).collect::<Vec<_>>())
             .await
             .map_err(|e| StoreError::Other(format!("decoding a batch failed: {e}")))?;
         let subjects = subjects(&batch);
-        let mut done = None;
+        let mut done = Vec::new();
         if self
             .in_flight
-            .as_ref()
-            .is_some_and(|f| subjects.iter().any(|s| f.subjects.contains(s)))
+            .iter()
+            .any(|f| subjects.iter().any(|s| f.subjects.contains(s)))
         {
             done = self.finish().await?;
         }
@@ -189,8 +203,8 @@ impl Pipeline {
             .await
             .map_err(|e| StoreError::Other(format!("projecting a batch failed: {e}")))?;
         let project_ms = started.elapsed().as_millis() as u64 - load_ms;
-        if done.is_none() {
-            done = self.finish().await?;
+        while self.in_flight.len() >= self.writes {
+            done.extend(self.finish_oldest().await?);
         }
         let (store, generation, group) = (self.store.clone(), self.generation, self.group.clone());
         let task = tokio::spawn(
@@ -212,22 +226,39 @@ impl Pipeline {
             }
             .instrument(span),
         );
-        self.in_flight = Some(InFlight {
+        self.in_flight.push_back(InFlight {
             subjects: subjects.into_iter().collect(),
             task,
         });
         Ok(done)
     }
 
-    /// Waits for the batch being written, if any.
-    pub async fn finish(&mut self) -> Result<Option<Written>, StoreError> {
-        match self.in_flight.take() {
+    /// Waits for the oldest write in flight, if any.
+    async fn finish_oldest(&mut self) -> Result<Option<Written>, StoreError> {
+        match self.in_flight.pop_front() {
             Some(flight) => flight
                 .task
                 .await
                 .map_err(|e| StoreError::Other(format!("writing a batch failed: {e}")))?
                 .map(Some),
             None => Ok(None),
+        }
+    }
+
+    /// Waits for every write in flight; returns them in the order they were pushed. On an error
+    /// the remaining writes still run to their end before it is returned.
+    pub async fn finish(&mut self) -> Result<Vec<Written>, StoreError> {
+        let mut done = Vec::new();
+        let mut failed = None;
+        while !self.in_flight.is_empty() {
+            match self.finish_oldest().await {
+                Ok(written) => done.extend(written),
+                Err(e) => failed = failed.or(Some(e)),
+            }
+        }
+        match failed {
+            Some(e) => Err(e),
+            None => Ok(done),
         }
     }
 }
@@ -265,7 +296,7 @@ pub async fn run(
                     to = active.0,
                     "the read model moved to a new generation"
                 );
-                if let Some(written) = pipeline.finish().await? {
+                for written in pipeline.finish().await? {
                     report(&mut consumer, &mut progress, written).await?;
                 }
                 generation = active;
@@ -280,14 +311,14 @@ pub async fn run(
         };
         // With a batch being written, take only what has arrived: when nothing has, the write is
         // finished and reported instead of waiting out the poll.
-        let wait = if pipeline.in_flight.is_some() {
+        let wait = if pipeline.writing() {
             Duration::from_millis(1)
         } else {
             Duration::from_millis(200)
         };
         let messages = tokio::select! {
             () = &mut shutdown => {
-                if let Some(written) = pipeline.finish().await? {
+                for written in pipeline.finish().await? {
                     report(&mut consumer, &mut progress, written).await?;
                 }
                 return Ok(());
@@ -299,7 +330,7 @@ pub async fn run(
         } else {
             pipeline.push(messages).await?
         };
-        if let Some(written) = written {
+        for written in written {
             report(&mut consumer, &mut progress, written).await?;
         }
     }
@@ -458,7 +489,13 @@ pub async fn replay(
         store.drop_generation(generation).await.ok();
         return Err(e.into());
     }
+    let indexing = Instant::now();
     store.activate(generation).await?;
+    tracing::info!(
+        generation = generation.0,
+        took_ms = indexing.elapsed().as_millis() as u64,
+        "readers' indexes built; readers switched to the new generation"
+    );
     // Readers mid-query on the old tables finish first; a short grace keeps them from failing.
     tokio::time::sleep(Duration::from_millis(500)).await;
     if old != generation {

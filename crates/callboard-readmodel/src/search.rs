@@ -22,47 +22,66 @@ pub struct Pair {
 
 /// Flattens an entity document.
 pub fn pairs(entity: &Value) -> Vec<Pair> {
-    let mut out = Vec::new();
+    let mut out = Vec::with_capacity(32);
+    let mut path = String::with_capacity(64);
     if let Value::Object(root) = entity {
         for (key, value) in root {
             if matches!(key.as_str(), "relations" | "status" | "attachments") {
                 continue;
             }
-            walk(value, key, &mut out);
+            path.clear();
+            path.push_str(key);
+            walk(value, &mut path, &mut out);
         }
     }
     if entity.pointer("/metadata/namespace").is_none() {
         push(&mut out, "metadata.namespace", Some("default"));
     }
-    out.sort();
+    out.sort_unstable();
     out.dedup();
     out
+}
+
+/// Lowercased like JavaScript's `toLowerCase` (Rust's `to_lowercase`, with its context-dependent
+/// final sigma), taking the cheap path for ASCII, which nearly every key and value is.
+fn lower(text: &str) -> String {
+    if text.is_ascii() {
+        text.to_ascii_lowercase()
+    } else {
+        text.to_lowercase()
+    }
 }
 
 fn push(out: &mut Vec<Pair>, key: &str, value: Option<&str>) {
     if key.len() > MAX {
         return;
     }
-    let value = value
-        .filter(|v| v.len() <= MAX)
-        .map(|v| (v.to_lowercase(), v.to_owned()));
-    out.push(Pair {
-        key: key.to_lowercase(),
-        value,
-    });
+    let value = value.filter(|v| v.len() <= MAX).map(|v| (lower(v), v.to_owned()));
+    out.push(Pair { key: lower(key), value });
 }
 
-fn walk(value: &Value, path: &str, out: &mut Vec<Pair>) {
+/// Walks `value` at `path` (the dotted path as written; lowercased whole when a pair is pushed,
+/// as Backstage lowercases the whole key). `path` is one buffer extended and truncated on the
+/// way, instead of a new string per node.
+fn walk(value: &Value, path: &mut String, out: &mut Vec<Pair>) {
     match value {
         Value::Object(map) => {
+            let len = path.len();
             for (key, child) in map {
-                walk(child, &format!("{path}.{key}"), out);
+                path.push('.');
+                path.push_str(key);
+                walk(child, path, out);
+                path.truncate(len);
             }
         }
         Value::Array(items) => {
             for item in items {
                 if let Value::String(s) = item {
-                    push(out, &format!("{path}.{s}"), Some("true"));
+                    let len = path.len();
+                    path.push('.');
+                    path.push_str(s);
+                    push(out, path, Some("true"));
+                    path.truncate(len);
                 }
                 walk(item, path, out);
             }
@@ -175,14 +194,73 @@ pub fn keys(pairs: &[Pair]) -> Vec<String> {
     out
 }
 
-/// The stored hashes of an entity's filter keys ([`keys`]), sorted and without duplicates:
-/// computed from the pairs without building the key strings.
+/// Keys every entity of a read model has (the envelope's required fields, the namespace that
+/// flattening defaults and the uid that projection adds): "has this key" is true of all of them,
+/// so their existence is not stored.
+pub const UNIVERSAL_KEYS: [&str; 5] = [
+    "apiversion",
+    "kind",
+    "metadata.name",
+    "metadata.namespace",
+    "metadata.uid",
+];
+
+/// Keys whose values read models keep as columns of the entity row (lowercased, from the ref), so
+/// their `key=value` filter keys are not stored: `(key, column)`.
+pub const COLUMN_KEYS: [(&str, &str); 3] = [
+    ("kind", "kind"),
+    ("metadata.namespace", "namespace"),
+    ("metadata.name", "name"),
+];
+
+/// How a read model answers one filter condition (`key`, or `key=value` for any of `values`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeyPlan {
+    /// Every entity meets it.
+    Always,
+    /// The entity row's column equals one of the values.
+    Column(&'static str, Vec<String>),
+    /// The entity has one of these key hashes.
+    Hashes(Vec<u64>),
+}
+
+/// The plan for a condition on a (lowercased) key with (lowercased) accepted values, matching
+/// what [`key_hashes`] stores: existence of a key is stored unless the key is universal or the
+/// entity holds it with the value `true` (array items, flags), so "exists" also accepts `=true`.
+pub fn plan(key: &str, values: &[String]) -> KeyPlan {
+    if values.is_empty() {
+        if UNIVERSAL_KEYS.contains(&key) {
+            return KeyPlan::Always;
+        }
+        return KeyPlan::Hashes(vec![key_hash(key), key_hash(&format!("{key}=true"))]);
+    }
+    if let Some((_, column)) = COLUMN_KEYS.iter().find(|(k, _)| *k == key) {
+        return KeyPlan::Column(column, values.to_vec());
+    }
+    KeyPlan::Hashes(values.iter().map(|v| key_hash(&format!("{key}={v}"))).collect())
+}
+
+/// The stored hashes of an entity's filter keys ([`keys`]), sorted and without duplicates,
+/// computed from the pairs without building the key strings. Left out, because [`plan`] answers
+/// them otherwise: existence of universal keys, existence of a key the entity also holds with
+/// the value `true`, and the values of [`COLUMN_KEYS`]. (About a quarter of an entity's keys,
+/// and of the filter index's size.)
 pub fn key_hashes(pairs: &[Pair]) -> Vec<u64> {
     let mut out: Vec<u64> = Vec::with_capacity(pairs.len() * 2);
+    let with_true: Vec<&str> = pairs
+        .iter()
+        .filter(|p| p.value.as_ref().is_some_and(|(lower, _)| lower == "true"))
+        .map(|p| p.key.as_str())
+        .collect();
     for pair in pairs {
         let key = fnv1a_128_update(FNV_OFFSET, pair.key.as_bytes());
-        out.push(fold(key));
-        if let Some((lower, _)) = &pair.value {
+        let existence = !UNIVERSAL_KEYS.contains(&pair.key.as_str()) && !with_true.contains(&pair.key.as_str());
+        if existence {
+            out.push(fold(key));
+        }
+        if let Some((lower, _)) = &pair.value
+            && !COLUMN_KEYS.iter().any(|(k, _)| *k == pair.key)
+        {
             out.push(fold(fnv1a_128_update(fnv1a_128_update(key, b"="), lower.as_bytes())));
         }
     }
@@ -212,15 +290,20 @@ pub fn key_hash64(key: &str) -> i64 {
 /// A key hash as one word an inverted index holds exactly (`k` and 13 base-32 digits): what the
 /// SQLite read model keeps in its full-text index, where a filter is one index lookup.
 pub fn hash_token(hash: u64) -> String {
-    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
     let mut out = String::with_capacity(14);
+    push_hash_token(&mut out, hash);
+    out
+}
+
+/// Appends [`hash_token`] of `hash` to `out`.
+pub fn push_hash_token(out: &mut String, hash: u64) {
+    const DIGITS: &[u8; 32] = b"0123456789abcdefghijklmnopqrstuv";
     out.push('k');
     let mut rest = hash;
     for _ in 0..13 {
         out.push(char::from(DIGITS[(rest & 31) as usize]));
         rest >>= 5;
     }
-    out
 }
 
 /// [`hash_token`] of a key.
@@ -377,12 +460,57 @@ mod tests {
         assert!(token.starts_with('k') && token[1..].chars().all(|c| c.is_ascii_alphanumeric()));
     }
 
+    /// Whether an entity meets a condition by its stored hashes and columns, as read models
+    /// answer it.
+    fn planned(entity: &Value, key: &str, values: &[&str]) -> bool {
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        let stored = key_hashes(&pairs(entity));
+        match plan(key, &values) {
+            KeyPlan::Always => true,
+            KeyPlan::Column(column, values) => {
+                let field = match column {
+                    "kind" => "/kind",
+                    "namespace" => "/metadata/namespace",
+                    _ => "/metadata/name",
+                };
+                let actual = entity
+                    .pointer(field)
+                    .and_then(Value::as_str)
+                    .unwrap_or("default")
+                    .to_lowercase();
+                values.contains(&actual)
+            }
+            KeyPlan::Hashes(hashes) => hashes.iter().any(|h| stored.contains(h)),
+        }
+    }
+
     #[test]
-    fn key_hashes_are_the_hashes_of_the_keys() {
-        let entity = json!({"kind": "Component", "metadata": {"name": "a", "tags": ["x"]}, "spec": {"owner": null}});
-        let flattened = pairs(&entity);
-        let mut expected: Vec<u64> = keys(&flattened).iter().map(|k| key_hash(k)).collect();
-        expected.sort_unstable();
-        assert_eq!(key_hashes(&flattened), expected);
+    fn stored_keys_and_plans_answer_every_condition_as_the_keys_do() {
+        let entity = json!({"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+            "metadata": {"name": "A", "uid": "u-1", "tags": ["x", "true"], "flag": true, "off": false, "none": null},
+            "spec": {"owner": "team", "list": ["true"]}});
+        let all = keys(&pairs(&entity));
+        let mut conditions: Vec<(String, Vec<String>)> = Vec::new();
+        for key in &all {
+            match key.split_once('=') {
+                Some((k, v)) => conditions.push((k.to_owned(), vec![v.to_owned()])),
+                None => conditions.push((key.clone(), Vec::new())),
+            }
+        }
+        for absent in ["spec.absent", "metadata.tags.y", "kind", "metadata.name"] {
+            conditions.push((absent.to_owned(), vec!["nope".to_owned()]));
+        }
+        conditions.push(("spec.absent".to_owned(), Vec::new()));
+        for (key, values) in conditions {
+            let values_ref: Vec<&str> = values.iter().map(String::as_str).collect();
+            let expected = crate::filter::Filter::Field {
+                key: key.clone(),
+                values: values.clone(),
+            }
+            .matches(&all);
+            assert_eq!(planned(&entity, &key, &values_ref), expected, "{key} {values:?}");
+        }
+        // Fewer hashes stored than keys: universal existence, `=true` existence, column values.
+        assert!(key_hashes(&pairs(&entity)).len() < all.len());
     }
 }

@@ -43,10 +43,11 @@ pub trait ReadStore: Send + Sync {
     /// The generation readers use now.
     async fn active(&self) -> Result<Generation, StoreError>;
 
-    /// Creates a new, empty generation (for a replay).
+    /// Creates a new, empty generation (for a replay), without the indexes only readers need.
     async fn create_generation(&self) -> Result<Generation, StoreError>;
 
-    /// Makes `generation` the one readers use, atomically.
+    /// Builds the readers' indexes of `generation` if it lacks them, then makes it the one
+    /// readers use, atomically.
     async fn activate(&self, generation: Generation) -> Result<(), StoreError>;
 
     /// Drops a generation's tables.
@@ -56,7 +57,14 @@ pub trait ReadStore: Send + Sync {
     async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError>;
 
     /// Writes a batch's changes and its positions for consumer `group`, in one transaction.
+    /// Positions only move forward: a position lower than the stored one leaves it as it is.
     async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError>;
+
+    /// How many writes of batches with disjoint subjects the store can usefully take at once
+    /// while a generation is being filled (a replay): 1 for a store with a single writer.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
 
     /// The last applied offset of a partition for `group`.
     async fn position(
@@ -77,6 +85,34 @@ pub trait ReadStore: Send + Sync {
     /// A checksum per table of a generation's projected rows (positions excluded), to compare
     /// read models built in different ways.
     async fn checksums(&self, generation: Generation) -> Result<BTreeMap<String, String>, StoreError>;
+}
+
+/// The statements of a generation's table template (`migrations/templates`): those that make
+/// its tables and the indexes writers need, then — after the `-- @readers` line — the indexes only
+/// readers need, which a replay builds just before readers switch over
+/// ([`ReadStore::activate`]). Comment lines are dropped; statements end at `;`.
+pub fn template_statements(template: &str) -> (Vec<String>, Vec<String>) {
+    match template.split_once("-- @readers") {
+        // The marker's line is a comment: the readers' part starts after it.
+        Some((writers, rest)) => (
+            statements(writers),
+            statements(rest.split_once('\n').map_or("", |(_, after)| after)),
+        ),
+        None => (statements(template), Vec::new()),
+    }
+}
+
+fn statements(text: &str) -> Vec<String> {
+    let code: String = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("--"))
+        .collect::<Vec<_>>()
+        .join("\n");
+    code.split(';')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// How to order a list of entities.
@@ -249,4 +285,29 @@ pub fn etag(content_hash: &str, relations: &[&(String, String)]) -> String {
         hasher.update(target.as_bytes());
     }
     hex::encode(&hasher.finalize()[..16])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn templates_split_at_the_readers_marker() {
+        let template = "-- a table\ncreate table t (a int);\ninsert into t values (1);\n-- @readers: only readers need these\n-- more words\ncreate index i on t (a);\n";
+        let (tables, indexes) = template_statements(template);
+        assert_eq!(tables, ["create table t (a int)", "insert into t values (1)"]);
+        assert_eq!(indexes, ["create index i on t (a)"]);
+        assert_eq!(template_statements("create table t (a int);").1, Vec::<String>::new());
+        for real in [
+            include_str!("../../../migrations/templates/sqlite-generation.sql"),
+            include_str!("../../../migrations/templates/postgres-generation.sql"),
+        ] {
+            let (tables, indexes) = template_statements(real);
+            assert!(tables.iter().all(|s| !s.contains("@readers")) && !tables.is_empty());
+            assert!(
+                !indexes.is_empty() && indexes.iter().all(|s| s.starts_with("create index")),
+                "{indexes:?}"
+            );
+        }
+    }
 }

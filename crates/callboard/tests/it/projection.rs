@@ -653,7 +653,7 @@ async fn pipelined_equals_one_at_a_time(store: Store) {
     );
     let mut reported = 0;
     for batch in &batches {
-        if let Some(written) = pipeline.push(batch.clone()).await.expect("push") {
+        for written in pipeline.push(batch.clone()).await.expect("push") {
             reported += written.changes.applied;
         }
         let events: Vec<_> = batch.iter().cloned().map(stored).collect();
@@ -663,7 +663,7 @@ async fn pipelined_equals_one_at_a_time(store: Store) {
             .await
             .expect("write");
     }
-    if let Some(written) = pipeline.finish().await.expect("finish") {
+    for written in pipeline.finish().await.expect("finish") {
         reported += written.changes.applied;
     }
     assert_eq!(reported, offset as usize, "every batch is reported once, when written");
