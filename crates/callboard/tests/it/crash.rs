@@ -1,5 +1,5 @@
-//! `kill -9` of the importer at random moments, then a restart: no entity is missing and no
-//! sequence is duplicated. Twenty rounds on each adapter.
+//! `kill -9` of the importer at random points of its progress, then a restart: no entity is
+//! missing and no sequence is duplicated. Twenty rounds on each adapter.
 
 use std::collections::BTreeSet;
 use std::process::Stdio;
@@ -23,22 +23,16 @@ async fn kill_and_restart(make: fn() -> Backend) {
         },
     );
     let valid: usize = files.iter().map(|f| f.1).sum();
-    // Calibrate: how long does a whole import take here? Kills then land anywhere in it.
-    let started = std::time::Instant::now();
-    let calibration = make();
-    let output = callboard()
-        .arg("import")
-        .arg("--quiet")
-        .args(calibration.cli_args())
-        .arg(catalog.path())
-        .output()
-        .expect("import");
-    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
-    let full = started.elapsed().as_millis() as u64;
+    // Each round kills the importer once it has appended a random number of the events, watching
+    // the log: kills land at random points of the import's progress, however fast or loaded the
+    // machine is (random delays mostly hit start-up or shutdown once imports got fast).
     let mut killed_mid_import = 0;
+    let mut rounds: Vec<String> = Vec::new();
     for round in 0..ROUNDS {
         let backend = make();
-        let delay = Duration::from_millis(rand::random_range(full / 20..full.max(40)));
+        let log = backend.open().await;
+        let topic = backend.topics().entities();
+        let target = rand::random_range(1..=valid as i64);
         let mut child = callboard()
             .arg("import")
             .arg("--quiet")
@@ -48,15 +42,35 @@ async fn kill_and_restart(make: fn() -> Backend) {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn import");
-        tokio::time::sleep(delay).await;
-        let finished_before_kill = child.try_wait().expect("wait").is_some();
+        let started = std::time::Instant::now();
+        let mut finished_before_kill = false;
+        loop {
+            let appended: i64 = log.end_offsets(&topic).await.map(|ends| ends.iter().sum()).unwrap_or(0);
+            if appended >= target {
+                break;
+            }
+            if child.try_wait().expect("wait").is_some() {
+                finished_before_kill = true;
+                break;
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(120),
+                "round {round}: the import hangs"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
         let _ = child.kill(); // SIGKILL
         let _ = child.wait();
+        drop(log);
         let log = backend.open().await;
         let partial = read_events(log.as_ref(), &backend.topics().entities()).await.len();
         if !finished_before_kill && partial > 0 && partial < valid + 1 {
             killed_mid_import += 1;
         }
+        rounds.push(format!(
+            "{target}:{partial}{}",
+            if finished_before_kill { "(done)" } else { "" }
+        ));
         drop(log);
 
         let output = callboard()
@@ -78,7 +92,7 @@ async fn kill_and_restart(make: fn() -> Backend) {
         assert_eq!(
             live.len(),
             valid + 1,
-            "round {round} (killed after {delay:?}, {partial} events then): entities"
+            "round {round} (killed after {target} events, {partial} then): entities"
         );
         let upserts: BTreeSet<&str> = events.iter().map(|e| e.subject.as_str()).collect();
         assert_eq!(
@@ -90,7 +104,8 @@ async fn kill_and_restart(make: fn() -> Backend) {
     // The random delays must actually hit imports in progress, or the test proves little.
     assert!(
         killed_mid_import >= ROUNDS / 4,
-        "only {killed_mid_import} of {ROUNDS} kills interrupted an import"
+        "only {killed_mid_import} of {ROUNDS} kills interrupted an import (target:events when killed: {})",
+        rounds.join(" ")
     );
 }
 
