@@ -459,21 +459,20 @@ impl ReadStore for SqliteStore {
             insert.push(" on conflict (subject, sequence) do nothing");
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
+        // Full-text rows to delete (of deleted and replaced entity rows) and to insert, written
+        // last (see below).
+        let mut index_gone: Vec<i64> = Vec::new();
+        let mut index_new: Vec<(i64, &EntityWrite)> = Vec::with_capacity(changes.entity_upserts.len());
         if !changes.entity_deletes.is_empty() {
-            let list = json_list(&changes.entity_deletes);
-            sqlx::query(sql(generation, "delete from {p}fts where rowid in (select id from {p}entities where entity_ref in (select value from json_each(?)))"))
-                .bind(&list)
-                .execute(&mut *tx)
-                .await
-                .map_err(db)?;
-            sqlx::query(sql(
+            let rows = sqlx::query(sql(
                 generation,
-                "delete from {p}entities where entity_ref in (select value from json_each(?))",
+                "delete from {p}entities where entity_ref in (select value from json_each(?)) returning id",
             ))
-            .bind(&list)
-            .execute(&mut *tx)
+            .bind(json_list(&changes.entity_deletes))
+            .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
+            index_gone.extend(rows.into_iter().map(|r| r.get::<i64, _>(0)));
         }
         for chunk in changes.entity_upserts.chunks(1_000) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!("insert into {p}entities ({ENTITY_COLUMNS}) "));
@@ -512,29 +511,15 @@ impl ReadStore for SqliteStore {
                 .into_iter()
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
-            // The index rows follow the entity rows' ids: replace those of the rows just written.
-            let written: Vec<(i64, &EntityWrite)> = chunk
-                .iter()
-                .filter_map(|e| ids.get(&e.entity_ref).map(|id| (*id, e)))
-                .collect();
-            if written.is_empty() {
-                continue;
+            // The index rows follow the entity rows' ids: a replaced row's go before its new ones.
+            for entity in chunk {
+                if let Some(id) = ids.get(&entity.entity_ref) {
+                    if entity.replaces {
+                        index_gone.push(*id);
+                    }
+                    index_new.push((*id, entity));
+                }
             }
-            let id_list = serde_json::to_string(&written.iter().map(|(id, _)| *id).collect::<Vec<_>>())
-                .unwrap_or_else(|_| "[]".into());
-            sqlx::query(sql(
-                generation,
-                "delete from {p}fts where rowid in (select value from json_each(?))",
-            ))
-            .bind(&id_list)
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-            let mut index = QueryBuilder::<Sqlite>::new(format!("insert into {p}fts (rowid, text, keys) "));
-            index.push_values(&written, |mut b, (id, e)| {
-                b.push_bind(*id).push_bind(&e.text).push_bind(key_words(e));
-            });
-            index.build().execute(&mut *tx).await.map_err(db)?;
         }
         if !changes.rejection_deletes.is_empty() {
             sqlx::query(sql(
@@ -627,6 +612,28 @@ impl ReadStore for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(db)?;
+        }
+        // The full-text index last, in as few statements as possible: FTS5 flushes its pending
+        // entries to disk at the start of every later write statement of the transaction (a
+        // savepoint), so written first and in chunks it made many small segments to merge.
+        if !index_gone.is_empty() {
+            let id_list = serde_json::to_string(&index_gone).unwrap_or_else(|_| "[]".into());
+            sqlx::query(sql(
+                generation,
+                "delete from {p}fts where rowid in (select value from json_each(?))",
+            ))
+            .bind(&id_list)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        }
+        // Three parameters a row, under SQLite's limit of 32,766.
+        for chunk in index_new.chunks(10_000) {
+            let mut index = QueryBuilder::<Sqlite>::new(format!("insert into {p}fts (rowid, text, keys) "));
+            index.push_values(chunk, |mut b, (id, e)| {
+                b.push_bind(*id).push_bind(&e.text).push_bind(key_words(e));
+            });
+            index.build().execute(&mut *tx).await.map_err(db)?;
         }
         tx.commit().await.map_err(db)
     }

@@ -162,6 +162,9 @@ pub struct EntityWrite {
     pub text: String,
     /// Its current relations, packed.
     pub relations: String,
+    /// Whether the store holds a row for this ref already (the row is replaced in place; its
+    /// index entries must go first).
+    pub replaces: bool,
 }
 
 /// A history row, as written: documents and payloads as JSON text.
@@ -461,6 +464,7 @@ fn entity_write(
         keys,
         text: search::text(&document),
         relations,
+        replaces: false,
     };
     (row, document, facets)
 }
@@ -563,6 +567,10 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                     relations: row.relations.clone(),
                 });
                 deletes.remove(subject);
+                let row = EntityWrite {
+                    replaces: stored_entities.contains_key(subject),
+                    ..row
+                };
                 upserts.insert(subject.clone(), row);
                 // A good version ends a pending rejection.
                 rejections.insert(subject.clone(), None);
