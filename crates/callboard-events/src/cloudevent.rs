@@ -88,6 +88,47 @@ impl CloudEvent {
         serde_json::to_vec(self).unwrap_or_else(|e| unreachable!("a CloudEvent always serialises: {e}"))
     }
 
+    /// The bytes of this event with `data` in place of its own: exactly what [`to_bytes`] gives
+    /// for an event whose `data` is `data` as a `Value`, without building that `Value` (for
+    /// large payloads written in bulk, such as upserts during an import).
+    ///
+    /// [`to_bytes`]: CloudEvent::to_bytes
+    pub fn to_bytes_with_data<D: Serialize>(&self, data: &D) -> Vec<u8> {
+        /// The envelope's fields in [`CloudEvent`]'s order, borrowing.
+        #[derive(Serialize)]
+        struct Envelope<'a, D> {
+            specversion: &'a str,
+            id: &'a str,
+            source: &'a str,
+            #[serde(rename = "type")]
+            event_type: &'a str,
+            subject: &'a str,
+            time: &'a str,
+            datacontenttype: &'a str,
+            dataschema: &'a str,
+            sequence: u64,
+            actor: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            causationid: Option<&'a str>,
+            data: &'a D,
+        }
+        let envelope = Envelope {
+            specversion: &self.specversion,
+            id: &self.id,
+            source: &self.source,
+            event_type: &self.event_type,
+            subject: &self.subject,
+            time: &self.time,
+            datacontenttype: &self.datacontenttype,
+            dataschema: &self.dataschema,
+            sequence: self.sequence,
+            actor: &self.actor,
+            causationid: self.causationid.as_deref(),
+            data,
+        };
+        serde_json::to_vec(&envelope).unwrap_or_else(|e| unreachable!("an event always serialises: {e}"))
+    }
+
     /// Parses structured-mode JSON bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
         serde_json::from_slice(bytes)
@@ -118,4 +159,39 @@ pub fn format_time(time: OffsetDateTime) -> String {
 /// Parses any RFC 3339 time and formats it as events carry it; `None` if it is not RFC 3339.
 pub fn normalize_time(text: &str) -> Option<String> {
     OffsetDateTime::parse(text, &Rfc3339).ok().map(format_time)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn typed_data_serialises_as_the_value_would() {
+        #[derive(Serialize)]
+        struct Payload {
+            b: u32,
+            a: Vec<&'static str>,
+        }
+        let payload = Payload {
+            b: 1,
+            a: vec!["x", "é\"\n"],
+        };
+        let mut event = CloudEvent::new(
+            EventType::EntityDeleted,
+            "component:default/a",
+            3,
+            "s",
+            "who",
+            json!(null),
+        );
+        for cause in [None, Some("command-1".to_owned())] {
+            event.causationid = cause;
+            let with_value = CloudEvent {
+                data: serde_json::to_value(&payload).expect("value"),
+                ..event.clone()
+            };
+            assert_eq!(event.to_bytes_with_data(&payload), with_value.to_bytes());
+        }
+    }
 }

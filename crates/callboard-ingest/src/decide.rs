@@ -36,6 +36,9 @@ pub enum Scanned {
         location: String,
         /// Its position in the file (none for generated entities).
         index: Option<u32>,
+        /// Its content hash ([`content_hash_object`] of the document), when the scan computed it
+        /// already: scans hash while parsing, on every core, instead of in the writer.
+        hash: Option<String>,
     },
     /// A document that could not be accepted.
     Rejected {
@@ -100,6 +103,89 @@ impl Counts {
         self.rejected += other.rejected;
         self.cleared += other.cleared;
         self.unchanged += other.unchanged;
+    }
+}
+
+/// An event a sync session decided. Upserts, nearly all of a large scan's events, keep the
+/// entity they carry until they are written: building their payload and serialising it was most
+/// of a writer's work, and is done where the event is serialised (see [`Outgoing::into_bytes`]),
+/// off the thread that decides.
+#[derive(Debug, Clone)]
+pub enum Outgoing {
+    /// Any event.
+    Event(Box<CloudEvent>),
+    /// An upsert whose payload is built when it is written.
+    Upsert(Box<PendingUpsert>),
+}
+
+/// An upsert decided but not built yet.
+#[derive(Debug, Clone)]
+pub struct PendingUpsert {
+    /// The event, without its data.
+    pub head: CloudEvent,
+    /// The entity it carries.
+    pub entity: Box<Entity>,
+    /// Its uid.
+    pub uid: String,
+    /// Its content hash.
+    pub hash: String,
+    /// The file that defines it.
+    pub location: String,
+    /// The registered location it came through.
+    pub origin: String,
+}
+
+impl PendingUpsert {
+    fn payload(self) -> (CloudEvent, EntityUpserted) {
+        let payload = upsert_payload_owned(*self.entity, self.hash, &self.uid, &self.location, &self.origin);
+        (self.head, payload)
+    }
+}
+
+impl Outgoing {
+    fn event(event: CloudEvent) -> Self {
+        Outgoing::Event(Box::new(event))
+    }
+
+    /// The subject.
+    pub fn subject(&self) -> &str {
+        match self {
+            Outgoing::Event(event) => &event.subject,
+            Outgoing::Upsert(upsert) => &upsert.head.subject,
+        }
+    }
+
+    /// Names the command that caused it, unless it names one already.
+    pub fn caused_by(&mut self, command: &str) {
+        let head = match self {
+            Outgoing::Event(event) => event.as_mut(),
+            Outgoing::Upsert(upsert) => &mut upsert.head,
+        };
+        head.causationid.get_or_insert_with(|| command.to_owned());
+    }
+
+    /// The event.
+    pub fn into_event(self) -> CloudEvent {
+        match self {
+            Outgoing::Event(event) => *event,
+            Outgoing::Upsert(upsert) => {
+                let (mut head, payload) = upsert.payload();
+                head.data = to_value(&payload);
+                head
+            }
+        }
+    }
+
+    /// The event's bytes, as [`CloudEvent::to_bytes`] of [`Outgoing::into_event`] gives them,
+    /// without building the payload's `Value`.
+    pub fn into_bytes(self) -> Vec<u8> {
+        match self {
+            Outgoing::Event(event) => event.to_bytes(),
+            Outgoing::Upsert(upsert) => {
+                let (head, payload) = upsert.payload();
+                head.to_bytes_with_data(&payload)
+            }
+        }
     }
 }
 
@@ -170,28 +256,6 @@ fn upsert_payload_owned(
     }
 }
 
-/// The `data` of an upsert, moving the entity document into it.
-fn upsert_data(payload: EntityUpserted) -> Value {
-    let EntityUpserted {
-        entity_ref,
-        uid,
-        entity,
-        relations,
-        location_key,
-        origin_location,
-        content_hash,
-    } = payload;
-    json!({
-        "entityRef": entity_ref,
-        "uid": uid,
-        "entity": Value::Object(entity),
-        "relations": to_value(&relations),
-        "locationKey": location_key,
-        "originLocation": origin_location,
-        "contentHash": content_hash,
-    })
-}
-
 /// The subject of a rejection: the entity ref, or `<file>#<index>` for documents without one.
 pub fn rejection_subject(entity_ref: Option<&str>, location: &str, index: Option<u32>) -> String {
     match (entity_ref, index) {
@@ -224,6 +288,15 @@ fn rejection_payload(
     }
 }
 
+/// A definition whose incumbent is another file of the same source, settled at the end of a scan.
+#[derive(Debug)]
+struct Contested {
+    entity: Box<Entity>,
+    location: String,
+    index: Option<u32>,
+    hash: Option<String>,
+}
+
 /// A full sync of one source, decided while the scan is still running: documents are fed in as
 /// files are read (so a large import appends as it goes, and a crash loses little), and
 /// [`SyncSession::finish`] settles what needs the whole picture — definitions that moved between
@@ -246,9 +319,9 @@ pub struct SyncSession {
     /// Subjects upserted in this scan.
     upserted: HashSet<String>,
     /// Definitions whose incumbent is another file of this source not settled yet.
-    contested: Vec<(Box<Entity>, String, Option<u32>)>,
+    contested: Vec<Contested>,
     /// Unchanged entities with a pending rejection: accepted again at the end unless rejected again.
-    reaccept: Vec<(Box<Entity>, String)>,
+    reaccept: Vec<(Box<Entity>, String, Option<String>)>,
     counts: Counts,
 }
 
@@ -280,7 +353,7 @@ impl SyncSession {
     }
 
     /// Decides the events for the next documents of the scan.
-    pub fn feed(&mut self, state: &State, documents: Vec<Scanned>) -> Vec<CloudEvent> {
+    pub fn feed(&mut self, state: &State, documents: Vec<Scanned>) -> Vec<Outgoing> {
         let mut seq = Sequencer {
             state,
             next: HashMap::new(),
@@ -292,6 +365,7 @@ impl SyncSession {
                     entity,
                     location,
                     index,
+                    hash,
                 } => {
                     self.scanned.insert(location.clone());
                     let r = entity.entity_ref().to_string();
@@ -304,14 +378,19 @@ impl SyncSession {
                     {
                         if live.origin == self.origin && live.location_key != PUSH_LOCATION {
                             // Its file may not define it any more: settle at the end.
-                            self.contested.push((entity, location, index));
+                            self.contested.push(Contested {
+                                entity,
+                                location,
+                                index,
+                                hash,
+                            });
                         } else {
                             let incumbent = live.location_key.clone();
                             self.conflict(&mut seq, state, &mut events, &r, &location, index, incumbent);
                         }
                         continue;
                     }
-                    self.claim(&mut seq, state, &mut events, entity, location, true);
+                    self.claim(&mut seq, state, &mut events, entity, location, hash, true);
                 }
                 Scanned::Rejected {
                     entity_ref,
@@ -335,13 +414,19 @@ impl SyncSession {
 
     /// Settles contested definitions, re-acceptances, cleared rejections and (for a complete scan)
     /// deletions.
-    pub fn finish(&mut self, state: &State, complete: bool) -> Vec<CloudEvent> {
+    pub fn finish(&mut self, state: &State, complete: bool) -> Vec<Outgoing> {
         let mut seq = Sequencer {
             state,
             next: HashMap::new(),
         };
         let mut events = Vec::new();
-        for (entity, location, index) in std::mem::take(&mut self.contested) {
+        for Contested {
+            entity,
+            location,
+            index,
+            hash,
+        } in std::mem::take(&mut self.contested)
+        {
             let r = entity.entity_ref().to_string();
             if let Some(earlier) = self.claims.get(&r).cloned() {
                 self.conflict(&mut seq, state, &mut events, &r, &location, index, earlier);
@@ -352,18 +437,18 @@ impl SyncSession {
             let moved = live
                 .is_none_or(|l| self.scanned.contains(&l.location_key) && !self.protected.contains(&l.location_key));
             if moved {
-                self.claim(&mut seq, state, &mut events, entity, location, true);
+                self.claim(&mut seq, state, &mut events, entity, location, hash, true);
             } else if let Some(live) = live {
                 let incumbent = live.location_key.clone();
                 self.conflict(&mut seq, state, &mut events, &r, &location, index, incumbent);
             }
         }
-        for (entity, location) in std::mem::take(&mut self.reaccept) {
+        for (entity, location, hash) in std::mem::take(&mut self.reaccept) {
             let r = entity.entity_ref().to_string();
             if self.rejected.contains(&r) {
                 self.counts.unchanged += 1;
             } else {
-                self.claim(&mut seq, state, &mut events, entity, location, false);
+                self.claim(&mut seq, state, &mut events, entity, location, hash, false);
             }
         }
         if !complete {
@@ -390,14 +475,14 @@ impl SyncSession {
                     reason,
                 };
                 let sequence = seq.next(subject);
-                events.push(CloudEvent::new(
+                events.push(Outgoing::event(CloudEvent::new(
                     EventType::RejectionCleared,
                     (*subject).clone(),
                     sequence,
                     pending.location.clone(),
                     &self.actor,
                     to_value(&payload),
-                ));
+                )));
                 self.counts.cleared += 1;
             }
         }
@@ -417,14 +502,14 @@ impl SyncSession {
                 location_key: live.location_key.clone(),
             };
             let sequence = seq.next(subject);
-            events.push(CloudEvent::new(
+            events.push(Outgoing::event(CloudEvent::new(
                 EventType::EntityDeleted,
                 subject.clone(),
                 sequence,
                 live.location_key.clone(),
                 &self.actor,
                 to_value(&payload),
-            ));
+            )));
             self.counts.deleted += 1;
         }
         events
@@ -432,14 +517,16 @@ impl SyncSession {
 
     /// Takes `entity` for `location`, upserting it when it changed. With `defer_reaccept`, an
     /// unchanged entity with a pending rejection waits for the end of the scan, when it is known
-    /// whether it is rejected again.
+    /// whether it is rejected again. `hash` is the entity's content hash when known already.
+    #[allow(clippy::too_many_arguments)]
     fn claim(
         &mut self,
         seq: &mut Sequencer<'_>,
         state: &State,
-        events: &mut Vec<CloudEvent>,
+        events: &mut Vec<Outgoing>,
         entity: Box<Entity>,
         location: String,
+        hash: Option<String>,
         defer_reaccept: bool,
     ) {
         let r = entity.entity_ref().to_string();
@@ -452,25 +539,31 @@ impl SyncSession {
         let origin = live
             .filter(|l| l.location_key == location)
             .map_or(self.origin.as_str(), |l| l.origin.as_str());
-        let hash = content_hash_object(entity.raw());
+        let hash = hash.unwrap_or_else(|| content_hash_object(entity.raw()));
         let pending = subject.and_then(|s| s.rejection.as_ref()).is_some();
         let changed = live.is_none_or(|l| l.content_hash != hash || l.location_key != location);
         if !changed && pending && defer_reaccept {
-            self.reaccept.push((entity, location));
+            self.reaccept.push((entity, location, Some(hash)));
             return;
         }
         if changed || pending {
-            let payload = upsert_payload_owned(*entity, hash, &uid, &location, origin);
             let sequence = seq.next(&r);
-            let data = upsert_data(payload);
-            events.push(CloudEvent::new(
+            let head = CloudEvent::new(
                 EventType::EntityUpserted,
                 r.clone(),
                 sequence,
-                location,
+                location.clone(),
                 &self.actor,
-                data,
-            ));
+                Value::Null,
+            );
+            events.push(Outgoing::Upsert(Box::new(PendingUpsert {
+                head,
+                entity,
+                uid,
+                hash,
+                location,
+                origin: origin.to_owned(),
+            })));
             self.counts.upserted += 1;
             self.upserted.insert(r);
         } else {
@@ -483,7 +576,7 @@ impl SyncSession {
         &mut self,
         seq: &mut Sequencer<'_>,
         state: &State,
-        events: &mut Vec<CloudEvent>,
+        events: &mut Vec<Outgoing>,
         r: &str,
         location: &str,
         index: Option<u32>,
@@ -514,7 +607,7 @@ impl SyncSession {
         &mut self,
         seq: &mut Sequencer<'_>,
         state: &State,
-        events: &mut Vec<CloudEvent>,
+        events: &mut Vec<Outgoing>,
         subject: String,
         payload: EntityRejected,
     ) {
@@ -527,14 +620,14 @@ impl SyncSession {
             return;
         }
         let sequence = seq.next(&subject);
-        events.push(CloudEvent::new(
+        events.push(Outgoing::event(CloudEvent::new(
             EventType::EntityRejected,
             subject,
             sequence,
             payload.location.clone(),
             &self.actor,
             to_value(&payload),
-        ));
+        )));
         self.counts.rejected += 1;
     }
 }
@@ -547,11 +640,17 @@ pub fn decide_sync(state: &State, batch: &SyncBatch) -> Decision {
         session.protect(location.clone());
     }
     let mut working = state.clone();
-    let mut events = session.feed(&working, batch.documents.clone());
-    for event in &events {
-        working.apply_entity_event(&event.to_bytes());
+    let fed = session.feed(&working, batch.documents.clone());
+    for event in &fed {
+        working.apply_outgoing(event);
     }
-    events.extend(session.finish(&working, batch.complete));
+    let mut events: Vec<CloudEvent> = fed.into_iter().map(Outgoing::into_event).collect();
+    events.extend(
+        session
+            .finish(&working, batch.complete)
+            .into_iter()
+            .map(Outgoing::into_event),
+    );
     Decision {
         entity_events: events,
         location_events: Vec::new(),
@@ -761,7 +860,24 @@ mod tests {
             entity: component(name, owner),
             location: format!("file:/cat/{file}"),
             index: Some(0),
+            hash: None,
         }
+    }
+
+    #[test]
+    fn pending_upserts_serialise_as_the_events_they_become() {
+        let mut session = SyncSession::new("file:/cat/a.yaml", "provider:test");
+        let mut decided = session.feed(&State::default(), vec![accepted("a", "team-a", "a.yaml")]);
+        assert_eq!(decided.len(), 1);
+        let mut upsert = decided.remove(0);
+        assert!(matches!(upsert, Outgoing::Upsert(_)));
+        upsert.caused_by("command-1");
+        let bytes = upsert.clone().into_bytes();
+        let event = upsert.into_event();
+        assert_eq!(bytes, event.to_bytes());
+        assert_eq!(event.causationid.as_deref(), Some("command-1"));
+        assert_eq!(event.data["relations"][0]["type"], "ownedBy");
+        assert_eq!(event.data["locationKey"], "file:/cat/a.yaml");
     }
 
     fn rejected(entity_ref: Option<&str>, file: &str, index: u32, rule: &str) -> Scanned {

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use callboard_descriptor::location::resolve;
 use callboard_descriptor::{Base, Limits, LocationRef, Outcome, Reads, Source, Target, parse_file};
+use callboard_events::hash::content_hash_object;
 use callboard_events::types::{LocationRecord, ProblemRecord};
 use callboard_model::{Entity, Spec, validate};
 use callboard_reader::Reader;
@@ -62,13 +63,15 @@ enum Loaded {
     },
 }
 
-/// Turns a file's reports into scanned documents.
+/// Turns a file's reports into scanned documents, hashing each accepted entity. CPU work: it runs
+/// where the file was parsed, off the async threads and beside the other files of the wave.
 fn to_scanned(reports: Vec<callboard_descriptor::Report>, location: &str) -> Vec<Scanned> {
     reports
         .into_iter()
         .filter_map(|report| match report.outcome {
             Outcome::Empty => None,
             Outcome::Accepted(entity) => Some(Scanned::Accepted {
+                hash: Some(content_hash_object(entity.raw())),
                 entity,
                 location: location.to_owned(),
                 index: Some(report.index as u32),
@@ -178,40 +181,21 @@ impl Scanner {
                 entity: Box::new(generated),
                 location: origin.clone(),
                 index: None,
+                hash: None,
             });
         }
 
+        // Every file a discovery finds is read before anything Location entities point at, in
+        // the order of its paths; the files stream in while the search goes on, so reading starts
+        // at once instead of after a walk of the whole tree.
         let mut queue: VecDeque<Pending> = VecDeque::new();
+        let mut discovered: Option<mpsc::Receiver<Result<Vec<PathBuf>, String>>> = None;
+        let mut discovered_files: VecDeque<Pending> = VecDeque::new();
         match root.location_type.as_str() {
             "discovery" => {
                 let folder = PathBuf::from(&root.target);
                 scan.folders.push(folder.clone());
-                match self.discover(&folder).await {
-                    Ok(files) => {
-                        for file in files {
-                            queue.push_back(Pending {
-                                location: LocationRef::file(&file),
-                                presence_optional: true,
-                                referrer: None,
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        scan.batch.complete = false;
-                        let p = problem(
-                            "location.unreadable",
-                            "",
-                            format!("cannot search {}: {e}", folder.display()),
-                            None,
-                        );
-                        scan.batch.documents.push(Scanned::Rejected {
-                            entity_ref: None,
-                            location: origin.clone(),
-                            index: None,
-                            problems: vec![p],
-                        });
-                    }
-                }
+                discovered = Some(self.discover(&folder));
             }
             _ => queue.push_back(Pending {
                 location: origin_ref.clone(),
@@ -234,9 +218,39 @@ impl Scanner {
             }
             // Read the next wave of pending locations concurrently, then handle the results in
             // queue order, so what is "first" (for conflicts) does not depend on timing.
+            while discovered_files.len() < WAVE
+                && let Some(stream) = &mut discovered
+            {
+                match stream.recv().await {
+                    Some(Ok(files)) => discovered_files.extend(files.into_iter().map(|file| Pending {
+                        location: LocationRef::file(&file),
+                        presence_optional: true,
+                        referrer: None,
+                    })),
+                    Some(Err(e)) => {
+                        scan.batch.complete = false;
+                        let p = problem(
+                            "location.unreadable",
+                            "",
+                            format!("cannot search {}: {e}", root.target),
+                            None,
+                        );
+                        scan.batch.documents.push(Scanned::Rejected {
+                            entity_ref: None,
+                            location: origin.clone(),
+                            index: None,
+                            problems: vec![p],
+                        });
+                        discovered = None;
+                    }
+                    None => discovered = None,
+                }
+            }
             let mut wave = Vec::new();
             while wave.len() < WAVE {
-                let Some(pending) = queue.pop_front() else { break };
+                let Some(pending) = discovered_files.pop_front().or_else(|| queue.pop_front()) else {
+                    break;
+                };
                 if visited.insert(pending.location.to_string()) {
                     wave.push(pending);
                 } // else: a cycle, or two Locations naming the same file.
@@ -294,17 +308,20 @@ impl Scanner {
                     let parsed = parse_file(&bytes, &limits);
                     let targets = parsed.read_targets(&source);
                     Ok::<_, callboard_descriptor::ReadError>(if targets.is_empty() {
-                        Ok(parsed.process(&source, &Reads::new()))
+                        Ok(to_scanned(
+                            parsed.process(&source, &Reads::new()),
+                            &source.location.to_string(),
+                        ))
                     } else {
                         Err(bytes)
                     })
                 })
                 .await;
                 match first {
-                    Ok(Ok(Ok(reports))) => {
+                    Ok(Ok(Ok(documents))) => {
                         return Loaded::Read {
                             path: Some(path),
-                            documents: to_scanned(reports, &key),
+                            documents,
                         };
                     }
                     Ok(Ok(Err(bytes))) => {
@@ -355,28 +372,32 @@ impl Scanner {
                 let parsed = parse_file(&bytes, &limits);
                 let targets = parsed.read_targets(&source);
                 if targets.is_empty() {
-                    Ok(parsed.process(&source, &Reads::new()))
+                    Ok(to_scanned(
+                        parsed.process(&source, &Reads::new()),
+                        &source.location.to_string(),
+                    ))
                 } else {
                     Err((bytes, targets))
                 }
             })
             .await
         };
-        let reports = match first {
-            Ok(Ok(reports)) => reports,
+        match first {
+            Ok(Ok(documents)) => documents,
             Ok(Err((bytes, targets))) => {
                 let mut reads = Reads::new();
                 for target in targets {
                     let result = self.reader.fetch(&target).await;
                     reads.insert(target, result);
                 }
-                tokio::task::spawn_blocking(move || parse_file(&bytes, &limits).process(&source, &reads))
-                    .await
-                    .unwrap_or_default()
+                tokio::task::spawn_blocking(move || {
+                    to_scanned(parse_file(&bytes, &limits).process(&source, &reads), &location)
+                })
+                .await
+                .unwrap_or_default()
             }
             Err(_) => Vec::new(),
-        };
-        to_scanned(reports, &location)
+        }
     }
 
     /// Queues a Location entity's targets, resolved against the file it was read from.
@@ -475,34 +496,54 @@ impl Scanner {
 
     /// Files below `folder` matching the discovery glob, sorted; hidden folders, `node_modules`
     /// and `target` are skipped.
-    async fn discover(&self, folder: &Path) -> Result<Vec<PathBuf>, String> {
+    /// Searches `folder` for descriptor files, sending them in path order (a directory's entries
+    /// sorted by name, depth first: the order of sorted `Path`s) in chunks as they are found; an
+    /// error ends the stream.
+    fn discover(&self, folder: &Path) -> mpsc::Receiver<Result<Vec<PathBuf>, String>> {
+        const CHUNK: usize = 64;
+        let (sender, receiver) = mpsc::channel(16);
         let folder = folder.to_path_buf();
         let matcher = self.discovery.clone();
         let reader = self.reader.clone();
         tokio::task::spawn_blocking(move || {
-            reader.file_allowed(&folder).map_err(|e| e.message)?;
-            let mut found = Vec::new();
+            if let Err(e) = reader.file_allowed(&folder) {
+                let _ = sender.blocking_send(Err(e.message));
+                return;
+            }
+            let mut found = Vec::with_capacity(CHUNK);
             let walker = walkdir::WalkDir::new(&folder)
                 .follow_links(false)
+                .sort_by_file_name()
                 .into_iter()
                 .filter_entry(|e| {
                     let name = e.file_name().to_string_lossy();
                     e.depth() == 0 || !(name.starts_with('.') || name == "node_modules" || name == "target")
                 });
             for entry in walker {
-                let entry = entry.map_err(|e| e.to_string())?;
+                let entry = match entry {
+                    Ok(entry) => entry,
+                    Err(e) => {
+                        let _ = sender.blocking_send(Ok(std::mem::take(&mut found)));
+                        let _ = sender.blocking_send(Err(e.to_string()));
+                        return;
+                    }
+                };
                 if entry.file_type().is_file() {
                     let relative = entry.path().strip_prefix(&folder).unwrap_or(entry.path());
                     if matcher.is_match(relative) {
                         found.push(entry.path().to_path_buf());
                     }
                 }
+                if found.len() == CHUNK && sender.blocking_send(Ok(std::mem::take(&mut found))).is_err() {
+                    // The scan stopped.
+                    return;
+                }
             }
-            found.sort();
-            Ok(found)
-        })
-        .await
-        .map_err(|e| e.to_string())?
+            if !found.is_empty() {
+                let _ = sender.blocking_send(Ok(found));
+            }
+        });
+        receiver
     }
 }
 
@@ -553,4 +594,52 @@ pub fn base_of(root: &LocationRecord) -> Option<Base> {
         target: root.target.clone(),
     }
     .base()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Discovery streams files in the order of their sorted paths (which decides the first claim
+    /// when two files define one entity), skipping hidden and build folders.
+    #[tokio::test]
+    async fn discovery_streams_files_in_path_order() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path();
+        let mut expected = Vec::new();
+        for (i, folder) in ["a", "a-b", "a.c", "a/z", "b", "B", "a/b/c", "é", "n"]
+            .iter()
+            .enumerate()
+        {
+            let path = root.join(folder);
+            std::fs::create_dir_all(&path).expect("mkdir");
+            std::fs::write(path.join("catalog-info.yaml"), format!("# {i}")).expect("write");
+            expected.push(path.join("catalog-info.yaml"));
+        }
+        for skipped in [".git", "node_modules", "n/target"] {
+            std::fs::create_dir_all(root.join(skipped)).expect("mkdir");
+            std::fs::write(root.join(skipped).join("catalog-info.yaml"), "#").expect("write");
+        }
+        // Enough files for several chunks.
+        for i in 0..150 {
+            let path = root.join("many").join(format!("{i:03}"));
+            std::fs::create_dir_all(&path).expect("mkdir");
+            std::fs::write(path.join("catalog-info.yml"), "#").expect("write");
+            expected.push(path.join("catalog-info.yml"));
+        }
+        expected.sort();
+        let scanner = Scanner::new(Arc::new(Reader::default().allow_root(root)));
+        let mut stream = scanner.discover(root);
+        let mut found = Vec::new();
+        while let Some(chunk) = stream.recv().await {
+            found.extend(chunk.expect("no error"));
+        }
+        assert_eq!(found, expected);
+
+        let mut outside = scanner.discover(Path::new("/"));
+        assert!(
+            matches!(outside.recv().await, Some(Err(_))),
+            "folders outside the roots are refused"
+        );
+    }
 }

@@ -97,6 +97,24 @@ impl State {
         self.apply_parts(&event.event_type, event.subject, event.sequence, event.data);
     }
 
+    /// Applies an event a sync session decided (no serialising, no re-parsing).
+    pub fn apply_outgoing(&mut self, event: &crate::decide::Outgoing) {
+        match event {
+            crate::decide::Outgoing::Event(event) => self.apply_event(event),
+            crate::decide::Outgoing::Upsert(upsert) => {
+                let data = LightData {
+                    uid: Some(upsert.uid.clone()),
+                    content_hash: Some(upsert.hash.clone()),
+                    location_key: Some(upsert.location.clone()),
+                    origin_location: Some(upsert.origin.clone()),
+                    location: None,
+                };
+                let head = &upsert.head;
+                self.apply_parts(&head.event_type, head.subject.clone(), head.sequence, data);
+            }
+        }
+    }
+
     /// Applies an entity-topic event the writer just appended (no re-parsing).
     pub fn apply_event(&mut self, event: &CloudEvent) {
         let text = |key: &str| event.data.get(key).and_then(|v| v.as_str()).map(str::to_owned);

@@ -21,8 +21,8 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use crate::decide::{
-    Counts, Decision, PushRefusal, Scanned, SyncSession, decide_push_apply, decide_push_delete, decide_register,
-    decide_unregister,
+    Counts, Decision, Outgoing, PushRefusal, Scanned, SyncSession, decide_push_apply, decide_push_delete,
+    decide_register, decide_unregister,
 };
 use crate::scan::{Scan, Scanner};
 use crate::state::State;
@@ -108,6 +108,9 @@ impl std::fmt::Debug for Writer {
             .finish_non_exhaustive()
     }
 }
+
+/// An append running in the background ([`Writer::start_append`]).
+struct Appending(tokio::task::JoinHandle<Result<Vec<PositionRecord>, LogError>>);
 
 /// The consumer group whose commands-partition holder is the writer.
 pub fn writer_group(topics: &Topics) -> String {
@@ -247,6 +250,65 @@ impl Writer {
         Ok(positions)
     }
 
+    /// Starts appending entity events in the background, applying them to the state now, so the
+    /// next events can be decided while these are built, serialised and written. The caller
+    /// awaits it with [`Writer::finish_append`] before starting the next one, which keeps appends
+    /// in order. If it fails, the state is ahead of the log: it is marked for a rebuild, as after
+    /// any failed append, and the events decided meanwhile are never appended.
+    fn start_append(&mut self, mut events: Vec<Outgoing>) -> Appending {
+        if let Some(cause) = &self.cause {
+            for event in &mut events {
+                event.caused_by(cause);
+            }
+        }
+        for event in &events {
+            self.state.apply_outgoing(event);
+        }
+        let log = self.log.clone();
+        let topic = self.config.topics.entities();
+        let chunk = self.config.chunk.max(1);
+        Appending(tokio::spawn(async move {
+            let mut positions = Vec::with_capacity(events.len());
+            let mut events = events;
+            while !events.is_empty() {
+                let rest = events.split_off(chunk.min(events.len()));
+                let batch = std::mem::replace(&mut events, rest);
+                // Building and serialising payloads is CPU work: off the async threads.
+                let records = tokio::task::spawn_blocking(move || {
+                    batch
+                        .into_iter()
+                        .map(|e| Record {
+                            key: e.subject().to_owned(),
+                            value: e.into_bytes(),
+                        })
+                        .collect::<Vec<Record>>()
+                })
+                .await
+                .map_err(|e| LogError::Other(format!("serialising events failed: {e}")))?;
+                for position in log.append(&topic, records).await? {
+                    positions.push(PositionRecord {
+                        topic: topic.clone(),
+                        partition: position.partition,
+                        offset: position.offset,
+                    });
+                }
+            }
+            Ok(positions)
+        }))
+    }
+
+    /// Waits for a background append; on failure the state is rebuilt before the next decision.
+    async fn finish_append(&mut self, appending: Appending) -> Result<Vec<PositionRecord>, WriterError> {
+        let result = appending
+            .0
+            .await
+            .unwrap_or_else(|e| Err(LogError::Other(format!("the append task failed: {e}"))));
+        if result.is_err() {
+            self.dirty = true;
+        }
+        Ok(result?)
+    }
+
     /// Registers a location (no event when it is registered already). It is scanned by
     /// [`Writer::sync`].
     pub async fn register(
@@ -288,23 +350,25 @@ impl Writer {
         let mut positions = Vec::new();
         let mut buffer: Vec<Scanned> = Vec::new();
         let chunk = self.config.chunk.max(1);
+        // Decide the next documents while the events before are appended (one append in flight).
+        let mut appending: Option<Appending> = None;
         loop {
             let received = receiver.recv().await;
             let done = received.is_none();
             buffer.extend(received.unwrap_or_default());
             if buffer.len() >= chunk || (done && !buffer.is_empty()) {
                 let events = session.feed(&self.state, std::mem::take(&mut buffer));
-                positions.extend(
-                    self.append(Decision {
-                        entity_events: events,
-                        ..Decision::default()
-                    })
-                    .await?,
-                );
+                if let Some(previous) = appending.take() {
+                    positions.extend(self.finish_append(previous).await?);
+                }
+                appending = Some(self.start_append(events));
             }
             if done {
                 break;
             }
+        }
+        if let Some(previous) = appending.take() {
+            positions.extend(self.finish_append(previous).await?);
         }
         let Scan {
             batch,
@@ -319,13 +383,8 @@ impl Writer {
         }
         let complete = batch.complete;
         let events = session.finish(&self.state, complete);
-        positions.extend(
-            self.append(Decision {
-                entity_events: events,
-                ..Decision::default()
-            })
-            .await?,
-        );
+        let appending = self.start_append(events);
+        positions.extend(self.finish_append(appending).await?);
         self.watched.insert(location.key(), (files, folders));
         let counts = session.counts();
         tracing::info!(
