@@ -13,14 +13,14 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use callboard_readmodel::filter::{Filter, RelationCondition, Resolved};
+use callboard_readmodel::filter::{Filter, Resolved};
 use callboard_readmodel::project::{Changes, Current, Loaded, counted_facet_key, stored_document};
 use callboard_readmodel::relations::{self, Version};
 use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
 use callboard_readmodel::search::{self, KeyPlan};
 use callboard_readmodel::store::{
-    CatalogReader, EntityPage, EntityQuery, Generation, Order, ReadStore, RejectionsBy, RelationView, StoreError,
-    template_statements,
+    CatalogReader, EntityPage, EntityQuery, Generation, Order, PackedRelations, ReadStore, RejectionsBy, RelationView,
+    StoreError, template_statements,
 };
 use futures::StreamExt;
 use serde_json::Value;
@@ -252,8 +252,23 @@ impl PostgresStore {
         Ok(built == Some(layout()))
     }
 
-    /// `(ref, packed relations)` of the entities `refs` name and of those whose relations mention
-    /// one of them: every entity holding a relation row with an end in `refs`.
+    /// Which of `refs` are entities now.
+    async fn existing(&self, g: Generation, refs: &[String]) -> Result<HashSet<String>, StoreError> {
+        let rows = sqlx::query(sql(g, "select entity_ref from {p}entities where entity_ref = any(?)"))
+            .bind(refs.to_vec())
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db)?;
+        Ok(rows.into_iter().map(|r| r.get(0)).collect())
+    }
+
+    async fn reader_generation(&self) -> Result<Generation, StoreError> {
+        self.active().await
+    }
+}
+
+#[async_trait]
+impl PackedRelations for PostgresStore {
     async fn relation_candidates(&self, g: Generation, refs: &[String]) -> Result<Vec<(String, String)>, StoreError> {
         let ends: Vec<i64> = refs
             .iter()
@@ -271,59 +286,12 @@ impl PostgresStore {
         Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 
-    /// Which of `refs` are entities now.
-    async fn existing(&self, g: Generation, refs: &[String]) -> Result<HashSet<String>, StoreError> {
-        let rows = sqlx::query(sql(g, "select entity_ref from {p}entities where entity_ref = any(?)"))
-            .bind(refs.to_vec())
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db)?;
-        Ok(rows.into_iter().map(|r| r.get(0)).collect())
-    }
-
-    /// Relation rows with a source (or, `incoming`, a target) in `refs`.
-    async fn relation_rows(
-        &self,
-        g: Generation,
-        refs: &[String],
-        incoming: bool,
-    ) -> Result<Vec<relations::Row>, StoreError> {
-        let candidates = self.relation_candidates(g, refs).await?;
-        Ok(relations::select(refs, incoming, &candidates))
-    }
-
-    /// Every current relation row.
-    async fn all_rows(&self, g: Generation) -> Result<Vec<(String, String, String)>, StoreError> {
+    async fn packed_relations(&self, g: Generation) -> Result<Vec<(String, String)>, StoreError> {
         let rows = sqlx::query(sql(g, "select entity_ref, relations from {p}entities"))
             .fetch_all(&self.pool)
             .await
             .map_err(db)?;
-        let lists: Vec<(String, String)> = rows.into_iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(relations::all(&lists))
-    }
-
-    /// A filter with its relation conditions answered (see [`Resolved`]).
-    async fn resolve(&self, g: Generation, filter: Option<&Filter>) -> Result<Option<Resolved>, StoreError> {
-        let Some(filter) = filter else { return Ok(None) };
-        let mut sources: HashMap<RelationCondition, Vec<String>> = HashMap::new();
-        for condition in filter.relation_conditions() {
-            let rows: Vec<(String, String, String)> = if condition.targets.is_empty() {
-                self.all_rows(g).await?
-            } else {
-                self.relation_rows(g, &condition.targets, true)
-                    .await?
-                    .into_iter()
-                    .map(relations::Row::into_tuple)
-                    .collect()
-            };
-            let met = condition.sources(&rows);
-            sources.insert(condition, met);
-        }
-        Ok(Some(filter.resolve(&sources)))
-    }
-
-    async fn reader_generation(&self) -> Result<Generation, StoreError> {
-        self.active().await
+        Ok(rows.into_iter().map(|r| (r.get(0), r.get(1))).collect())
     }
 }
 

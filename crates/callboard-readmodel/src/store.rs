@@ -5,14 +5,15 @@
 //! [`ReadStore::activate`] switches readers over atomically; the old generation keeps serving
 //! until then.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::filter::Filter;
+use crate::filter::{Filter, RelationCondition, Resolved};
 use crate::project::{Changes, Loaded};
+use crate::relations;
 use crate::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
 
 /// A generation of the read model's tables.
@@ -162,6 +163,56 @@ pub struct RelationView {
     pub target: String,
     /// False when the target is not in the catalog (a dangling relation).
     pub target_exists: bool,
+}
+
+/// Reading relations packed in entity rows (see [`relations`]): an adapter says how it finds the
+/// packed lists; selecting rows from them and answering a filter's relation conditions is the same
+/// for every adapter.
+#[async_trait]
+pub trait PackedRelations: Send + Sync {
+    /// `(ref, packed relations)` of the entities `refs` name and of those whose relations mention
+    /// one of them: every entity holding a relation row with an end in `refs` (found through the
+    /// filter key each relation end contributes, [`crate::search::endpoint_key`]).
+    async fn relation_candidates(&self, g: Generation, refs: &[String]) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// `(ref, packed relations)` of every entity.
+    async fn packed_relations(&self, g: Generation) -> Result<Vec<(String, String)>, StoreError>;
+
+    /// Relation rows with a source (or, `incoming`, a target) in `refs`.
+    async fn relation_rows(
+        &self,
+        g: Generation,
+        refs: &[String],
+        incoming: bool,
+    ) -> Result<Vec<relations::Row>, StoreError> {
+        let candidates = self.relation_candidates(g, refs).await?;
+        Ok(relations::select(refs, incoming, &candidates))
+    }
+
+    /// Every current relation row.
+    async fn all_rows(&self, g: Generation) -> Result<Vec<(String, String, String)>, StoreError> {
+        Ok(relations::all(&self.packed_relations(g).await?))
+    }
+
+    /// A filter with its relation conditions answered (see [`Resolved`]).
+    async fn resolve(&self, g: Generation, filter: Option<&Filter>) -> Result<Option<Resolved>, StoreError> {
+        let Some(filter) = filter else { return Ok(None) };
+        let mut sources: HashMap<RelationCondition, Vec<String>> = HashMap::new();
+        for condition in filter.relation_conditions() {
+            let rows: Vec<(String, String, String)> = if condition.targets.is_empty() {
+                self.all_rows(g).await?
+            } else {
+                self.relation_rows(g, &condition.targets, true)
+                    .await?
+                    .into_iter()
+                    .map(relations::Row::into_tuple)
+                    .collect()
+            };
+            let met = condition.sources(&rows);
+            sources.insert(condition, met);
+        }
+        Ok(Some(filter.resolve(&sources)))
+    }
 }
 
 /// The questions the API asks.
