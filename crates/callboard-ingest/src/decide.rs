@@ -235,14 +235,14 @@ fn upsert_payload_owned(
     location: &str,
     origin: &str,
 ) -> EntityUpserted {
-    let entity_ref = entity.entity_ref().to_string();
+    let entity_ref = entity.entity_ref().canonical();
     let relations = entity
         .relations()
         .iter()
         .map(|r| RelationRecord {
-            relation_type: r.kind.to_string(),
-            source_ref: r.source.to_string(),
-            target_ref: r.target.to_string(),
+            relation_type: r.kind.as_str().to_owned(),
+            source_ref: r.source.canonical(),
+            target_ref: r.target.canonical(),
         })
         .collect();
     EntityUpserted {
