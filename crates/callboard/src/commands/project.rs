@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, env = "CALLBOARD_PROJECTOR_GROUP")]
     group: Option<String>,
     /// Events per transaction.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = 2_000)]
     batch: usize,
     /// Stop once everything in the log is projected (for scripts and benchmarks).
     #[arg(long)]
