@@ -955,13 +955,7 @@ impl CatalogReader for PostgresStore {
         .map_err(db)?;
         let versions: Vec<(String, Option<String>)> = rows
             .into_iter()
-            .map(|r| {
-                let upserted = r.get::<String, _>(1) == "entity.upserted.v1";
-                (
-                    r.get(0),
-                    upserted.then(|| r.get::<Option<String>, _>(2).unwrap_or_default()),
-                )
-            })
+            .map(|r| (r.get(0), relations::of_history_row(r.get(1), r.get(2))))
             .collect();
         Ok(relations::at_instant(&versions))
     }
@@ -982,8 +976,7 @@ impl CatalogReader for PostgresStore {
             .map(|r| Version {
                 sequence: r.get(0),
                 time: r.get(1),
-                relations: (r.get::<String, _>(2) == "entity.upserted.v1")
-                    .then(|| r.get::<Option<String>, _>(3).unwrap_or_default()),
+                relations: relations::of_history_row(r.get(2), r.get(3)),
             })
             .collect();
         Ok(relations::spans_from_versions(origin, &versions))

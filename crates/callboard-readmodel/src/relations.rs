@@ -235,6 +235,12 @@ pub fn at_instant(versions: &[(String, Option<String>)]) -> Vec<(String, String,
     all(&live)
 }
 
+/// The relations a history row leaves in effect, read from its event type and its `relations`
+/// column: an upsert's packed relations, `None` after a deletion.
+pub fn of_history_row(event_type: &str, relations: Option<String>) -> Option<String> {
+    (event_type == "entity.upserted.v1").then(|| relations.unwrap_or_default())
+}
+
 /// One version of an origin, for [`spans_from_versions`].
 #[derive(Debug, Clone)]
 pub struct Version {
@@ -392,6 +398,14 @@ mod tests {
                 (5, "ownerOf", "t5", None),
             ]
         );
+    }
+
+    #[test]
+    fn history_rows_leave_relations_only_after_upserts() {
+        let packed = Some("[[\"ownedBy\",\"group:default/g\"]]".to_owned());
+        assert_eq!(of_history_row("entity.upserted.v1", packed.clone()), packed);
+        assert_eq!(of_history_row("entity.upserted.v1", None), Some(String::new()));
+        assert_eq!(of_history_row("entity.deleted.v1", packed), None);
     }
 
     fn row_strategy() -> impl Strategy<Value = (String, String, String)> {
