@@ -25,6 +25,9 @@ create table if not exists {p}entities (
 );
 -- `detail = column` keeps what column filters need (`keys : …`, `text : …`) and no positions.
 create virtual table if not exists {p}fts using fts5 (text, keys, content = '', contentless_delete = 1, detail = column);
+-- Merge segments 16 at a time instead of 4: every batch adds a segment, and with the default
+-- most of the index's write time went to merging them (a query reads at most a few more).
+insert into {p}fts ({p}fts, rank) values ('automerge', 16);
 -- History is a rowid table: new rows append at the end of the table instead of landing all over a
 -- clustered primary key. An upsert's row holds the document as the event carried it (without
 -- `metadata.uid`, kept beside it) and the version's relations, packed: relations over time are
