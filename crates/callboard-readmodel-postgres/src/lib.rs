@@ -891,15 +891,7 @@ impl CatalogReader for PostgresStore {
         }
         // Any other key, or a filtered set: count from the documents (original values).
         let p = prefix(g);
-        // Only entities having the key can hold a value of it.
-        let has_key = Resolved::Field {
-            key: key.clone(),
-            values: Vec::new(),
-        };
-        let filter = match self.resolve(g, filter).await? {
-            Some(filter) => Resolved::All(vec![filter, has_key]),
-            None => has_key,
-        };
+        let filter = Resolved::having_key(self.resolve(g, filter).await?, &key);
         let from = ENTITY_FROM.replace("{p}", &p);
         let mut q = QueryBuilder::<Postgres>::new(format!("select h.entity, e.uid from {from}"));
         push_conditions(&mut q, Some(&filter), None, &p);

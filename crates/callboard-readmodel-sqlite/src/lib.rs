@@ -856,15 +856,7 @@ impl CatalogReader for SqliteStore {
         // Any other key, or a filtered set: count from the documents (original values).
         let p = prefix(g);
         let from = ENTITY_FROM.replace("{p}", &p);
-        // Only entities having the key can hold a value of it.
-        let has_key = Resolved::Field {
-            key: key.clone(),
-            values: Vec::new(),
-        };
-        let filter = match self.resolve(g, filter).await? {
-            Some(filter) => Resolved::All(vec![filter, has_key]),
-            None => has_key,
-        };
+        let filter = Resolved::having_key(self.resolve(g, filter).await?, &key);
         let mut q = QueryBuilder::<Sqlite>::new(format!("select h.entity as document, e.uid from {from}"));
         push_conditions(&mut q, Some(&filter), None, &p);
         let rows = q.build().fetch_all(&self.pool).await.map_err(db)?;

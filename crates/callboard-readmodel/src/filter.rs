@@ -74,6 +74,21 @@ pub enum Resolved {
     Refs(Vec<String>),
 }
 
+impl Resolved {
+    /// `filter` (or everything) narrowed to entities that have `key`: the entities whose
+    /// documents can hold a value of it, which is what counting its facets reads.
+    pub fn having_key(filter: Option<Resolved>, key: &str) -> Resolved {
+        let has_key = Resolved::Field {
+            key: key.to_owned(),
+            values: Vec::new(),
+        };
+        match filter {
+            Some(filter) => Resolved::All(vec![filter, has_key]),
+            None => has_key,
+        }
+    }
+}
+
 /// A filter that could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum FilterError {
@@ -280,6 +295,20 @@ mod tests {
         assert_eq!(Filter::parse_backstage(&[" , ".into()]).unwrap(), None);
         assert!(Filter::parse_backstage(&["=x".into()]).is_err());
         assert_eq!(Filter::relation_key("relations.ownedby"), Some("ownedby"));
+    }
+
+    #[test]
+    fn having_a_key_narrows_a_filter_or_everything() {
+        let has = Resolved::Field {
+            key: "spec.type".into(),
+            values: vec![],
+        };
+        assert_eq!(Resolved::having_key(None, "spec.type"), has);
+        let refs = Resolved::Refs(vec!["component:default/a".into()]);
+        assert_eq!(
+            Resolved::having_key(Some(refs.clone()), "spec.type"),
+            Resolved::All(vec![refs, has])
+        );
     }
 
     #[test]
