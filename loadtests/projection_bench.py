@@ -3,6 +3,7 @@
 
     loadtests/projection_bench.py [--documents 100000] [--runs 3] [--stacks embedded,kafka-postgres]
     loadtests/projection_bench.py --replay-only --documents 1000000 --runs 1
+    loadtests/projection_bench.py --no-replay --stacks embedded --bin-dir DIR   # compare builds
 
 Builds the release binaries and writes a generated catalog (callboard-testkit's catalog-gen). Then,
 for each stack and run, into a fresh log and a fresh read model:
@@ -113,13 +114,18 @@ def main() -> None:
     parser.add_argument("--replay-only", action="store_true",
                         help="import without a projector (untimed), then time the replay")
     parser.add_argument("--catalog", type=pathlib.Path, help="reuse a catalog written by catalog-gen")
+    parser.add_argument("--no-replay", action="store_true", help="time files to queryable only")
+    parser.add_argument("--bin-dir", type=pathlib.Path,
+                        help="use the binaries in this folder instead of building them (to compare builds)")
     args = parser.parse_args()
 
-    env = dict(os.environ)
-    env.setdefault("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/callboard/target"))
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "callboard", "-p", "callboard-testkit"],
-                   cwd=ROOT, env=env, check=True)
-    bin_dir = pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"
+    bin_dir = args.bin_dir
+    if bin_dir is None:
+        env = dict(os.environ)
+        env.setdefault("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/callboard/target"))
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "callboard", "-p", "callboard-testkit"],
+                       cwd=ROOT, env=env, check=True)
+        bin_dir = pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         catalog = args.catalog
@@ -141,6 +147,8 @@ def main() -> None:
                         elapsed, events = files_to_queryable(bin_dir, stack, catalog)
                         queryable.append(elapsed)
                         print(f"{name} run {run}: {events} events from files to queryable in {elapsed:.2f} s")
+                    if args.no_replay:
+                        continue
                     elapsed, out = replay(bin_dir, stack)
                     replays.append(elapsed)
                     print(f"{name} run {run}: replay took {elapsed:.2f} s ({out})")
@@ -148,7 +156,8 @@ def main() -> None:
                     stack.drop()
             if queryable:
                 print(f"{name} median files to queryable: {statistics.median(queryable):.2f} s")
-            print(f"{name} median replay: {statistics.median(replays):.2f} s")
+            if replays:
+                print(f"{name} median replay: {statistics.median(replays):.2f} s")
 
 
 if __name__ == "__main__":
