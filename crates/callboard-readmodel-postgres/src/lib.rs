@@ -445,7 +445,8 @@ impl ReadStore for PostgresStore {
         Ok(loaded)
     }
 
-    async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError> {
+    async fn write(&self, generation: Generation, group: &str, changes: Changes) -> Result<(), StoreError> {
+        let changes = &changes;
         let p = prefix(generation);
         let mut tx = self.pool.begin().await.map_err(db)?;
         // Not waiting for the commit's WAL flush is safe here: the positions commit with the rows,

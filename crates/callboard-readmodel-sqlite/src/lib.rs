@@ -402,65 +402,87 @@ impl ReadStore for SqliteStore {
         Ok(loaded)
     }
 
-    async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError> {
+    async fn write(&self, generation: Generation, group: &str, changes: Changes) -> Result<(), StoreError> {
         let p = prefix(generation);
+        let Changes {
+            history,
+            entity_upserts,
+            entity_deletes,
+            rejection_upserts,
+            rejection_deletes,
+            facet_deltas,
+            location_upserts,
+            location_deletes,
+            positions,
+            last_times,
+            relations_changed,
+            ..
+        } = changes;
         let mut tx = self.pool.begin_with("begin immediate").await.map_err(db)?;
-        for chunk in changes.history.chunks(2_000) {
+        // Rows are bound by value: sqlx keeps a bound `String` as it is, where a borrowed one is
+        // copied (documents and search text were a twentieth of a projection's time, copied).
+        let mut history = history.into_iter().peekable();
+        while history.peek().is_some() {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
                 "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, uid, entity, relations, diff, detail) "
             ));
-            insert.push_values(chunk, |mut b, h| {
-                b.push_bind(&h.subject)
+            insert.push_values(history.by_ref().take(2_000), |mut b, h| {
+                b.push_bind(h.subject)
                     .push_bind(h.sequence)
-                    .push_bind(&h.event_id)
-                    .push_bind(&h.event_type)
-                    .push_bind(&h.time)
-                    .push_bind(&h.source)
-                    .push_bind(&h.actor)
-                    .push_bind(&h.causation)
-                    .push_bind(&h.uid)
-                    .push_bind(&h.entity)
-                    .push_bind(&h.relations)
-                    .push_bind(&h.diff)
-                    .push_bind(&h.detail);
+                    .push_bind(h.event_id)
+                    .push_bind(h.event_type)
+                    .push_bind(h.time)
+                    .push_bind(h.source)
+                    .push_bind(h.actor)
+                    .push_bind(h.causation)
+                    .push_bind(h.uid)
+                    .push_bind(h.entity)
+                    .push_bind(h.relations)
+                    .push_bind(h.diff)
+                    .push_bind(h.detail);
             });
             insert.push(" on conflict (subject, sequence) do nothing");
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
-        // Full-text rows to delete (of deleted and replaced entity rows) and to insert, written
-        // last (see below).
+        // Full-text rows to delete (of deleted and replaced entity rows) and to insert (row id,
+        // text, key words), written last (see below).
         let mut index_gone: Vec<i64> = Vec::new();
-        let mut index_new: Vec<(i64, &EntityWrite)> = Vec::with_capacity(changes.entity_upserts.len());
-        if !changes.entity_deletes.is_empty() {
+        let mut index_new: Vec<(i64, String, String)> = Vec::with_capacity(entity_upserts.len());
+        if !entity_deletes.is_empty() {
             let rows = sqlx::query(sql(
                 generation,
                 "delete from {p}entities where entity_ref in (select value from json_each(?)) returning id",
             ))
-            .bind(json_list(&changes.entity_deletes))
+            .bind(json_list(&entity_deletes))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
             index_gone.extend(rows.into_iter().map(|r| r.get::<i64, _>(0)));
         }
-        for chunk in changes.entity_upserts.chunks(1_000) {
+        let mut entities = entity_upserts.into_iter().peekable();
+        while entities.peek().is_some() {
+            // Per row of the chunk: its ref, whether it replaces a row, its text and key words.
+            let mut indexed: Vec<(String, bool, String, String)> = Vec::with_capacity(1_000);
             let mut insert = QueryBuilder::<Sqlite>::new(format!("insert into {p}entities ({ENTITY_COLUMNS}) "));
-            insert.push_values(chunk, |mut b, e| {
-                b.push_bind(&e.entity_ref)
-                    .push_bind(&e.uid)
-                    .push_bind(&e.kind)
-                    .push_bind(&e.namespace)
-                    .push_bind(&e.name)
+            insert.push_values(entities.by_ref().take(1_000), |mut b, e| {
+                let words = key_words(&e);
+                indexed.push((e.entity_ref.clone(), e.replaces, e.text, words));
+                b.push_bind(e.entity_ref)
+                    .push_bind(e.uid)
+                    .push_bind(e.kind)
+                    .push_bind(e.namespace)
+                    .push_bind(e.name)
                     .push_bind(e.sequence)
-                    .push_bind(&e.content_hash)
-                    .push_bind(&e.location_key)
-                    .push_bind(&e.origin)
-                    .push_bind(&e.created_at)
-                    .push_bind(&e.updated_at)
-                    .push_bind(&e.owner)
-                    .push_bind(&e.title)
-                    .push_bind(&e.spec_type)
-                    .push_bind(&e.lifecycle)
-                    .push_bind(&e.relations);
+                    .push_bind(e.content_hash)
+                    .push_bind(e.location_key)
+                    .push_bind(e.origin)
+                    .push_bind(e.created_at)
+                    .push_bind(e.updated_at)
+                    .push_bind(e.owner)
+                    .push_bind(e.title)
+                    .push_bind(e.spec_type)
+                    .push_bind(e.lifecycle)
+                    .push_bind(e.relations);
             });
             insert.push(format!(
                 " on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
@@ -480,26 +502,26 @@ impl ReadStore for SqliteStore {
                 .map(|r| (r.get(0), r.get(1)))
                 .collect();
             // The index rows follow the entity rows' ids: a replaced row's go before its new ones.
-            for entity in chunk {
-                if let Some(id) = ids.get(&entity.entity_ref) {
-                    if entity.replaces {
+            for (entity_ref, replaces, text, words) in indexed {
+                if let Some(id) = ids.get(&entity_ref) {
+                    if replaces {
                         index_gone.push(*id);
                     }
-                    index_new.push((*id, entity));
+                    index_new.push((*id, text, words));
                 }
             }
         }
-        if !changes.rejection_deletes.is_empty() {
+        if !rejection_deletes.is_empty() {
             sqlx::query(sql(
                 generation,
                 "delete from {p}rejections where subject in (select value from json_each(?))",
             ))
-            .bind(json_list(&changes.rejection_deletes))
+            .bind(json_list(&rejection_deletes))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
         }
-        for chunk in changes.rejection_upserts.chunks(2_000) {
+        for chunk in rejection_upserts.chunks(2_000) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!(
                 "insert or replace into {p}rejections (subject, entity_ref, location, origin, document_index, problems, conflicts_with, time, sequence) "
             ));
@@ -516,7 +538,7 @@ impl ReadStore for SqliteStore {
             });
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
-        for chunk in changes.facet_deltas.chunks(5_000) {
+        for chunk in facet_deltas.chunks(5_000) {
             let mut insert = QueryBuilder::<Sqlite>::new(format!("insert into {p}facets (key, value, count) "));
             insert.push_values(chunk, |mut b, f| {
                 b.push_bind(&f.key).push_bind(&f.value).push_bind(f.delta);
@@ -524,13 +546,13 @@ impl ReadStore for SqliteStore {
             insert.push(" on conflict (key, value) do update set count = count + excluded.count");
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
-        if !changes.facet_deltas.is_empty() {
+        if !facet_deltas.is_empty() {
             sqlx::query(sql(generation, "delete from {p}facets where count <= 0"))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        for location in &changes.location_upserts {
+        for location in &location_upserts {
             sqlx::query(sql(generation, "insert or replace into {p}locations (key, location_type, target, id, entity_ref, registered_at) values (?, ?, ?, ?, ?, ?)"))
                 .bind(&location.key)
                 .bind(&location.location_type)
@@ -542,19 +564,18 @@ impl ReadStore for SqliteStore {
                 .await
                 .map_err(db)?;
         }
-        for key in &changes.location_deletes {
+        for key in &location_deletes {
             sqlx::query(sql(generation, "delete from {p}locations where key = ?"))
                 .bind(key)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        let times: HashMap<(&str, i32), &str> = changes
-            .last_times
+        let times: HashMap<(&str, i32), &str> = last_times
             .iter()
             .map(|(t, p, time)| ((t.as_str(), *p), time.as_str()))
             .collect();
-        for (topic, position) in &changes.positions {
+        for (topic, position) in &positions {
             let time = times.get(&(topic.as_str(), position.partition)).copied().unwrap_or("");
             sqlx::query(sql(
                 generation,
@@ -572,7 +593,7 @@ impl ReadStore for SqliteStore {
             .await
             .map_err(db)?;
         }
-        if changes.relations_changed {
+        if relations_changed {
             sqlx::query(sql(
                 generation,
                 "update {p}meta set value = value + 1 where key = 'graph_version'",
@@ -596,10 +617,11 @@ impl ReadStore for SqliteStore {
             .map_err(db)?;
         }
         // Three parameters a row, under SQLite's limit of 32,766.
-        for chunk in index_new.chunks(10_000) {
+        let mut index_new = index_new.into_iter().peekable();
+        while index_new.peek().is_some() {
             let mut index = QueryBuilder::<Sqlite>::new(format!("insert into {p}fts (rowid, text, keys) "));
-            index.push_values(chunk, |mut b, (id, e)| {
-                b.push_bind(*id).push_bind(&e.text).push_bind(key_words(e));
+            index.push_values(index_new.by_ref().take(10_000), |mut b, (id, text, words)| {
+                b.push_bind(id).push_bind(text).push_bind(words);
             });
             index.build().execute(&mut *tx).await.map_err(db)?;
         }

@@ -14,7 +14,8 @@ use callboard_events::topics::Topics;
 use time::OffsetDateTime;
 use tracing::Instrument;
 
-use crate::project::{Changes, EventView, Loaded, StoredEvent, project, subjects};
+use crate::project::{EventView, Loaded, StoredEvent, project, subjects};
+use crate::rows::PartitionOffset;
 use crate::store::{Generation, ReadStore, StoreError};
 
 /// Why the projector stopped.
@@ -87,8 +88,10 @@ impl PositionStore for StoredPositions {
 /// A batch written, as the pipeline reports it.
 #[derive(Debug)]
 pub struct Written {
-    /// The batch's changes (positions, counts).
-    pub changes: Changes,
+    /// Events applied.
+    pub applied: usize,
+    /// The batch's last offset per (topic, partition).
+    pub positions: Vec<(String, PartitionOffset)>,
     /// From the batch's arrival to its commit.
     pub took: Duration,
 }
@@ -213,17 +216,19 @@ impl Pipeline {
         let task = tokio::spawn(
             async move {
                 let writing = Instant::now();
-                store.write(generation, &group, &changes).await?;
+                let (applied, skipped, positions) = (changes.applied, changes.skipped, changes.positions.clone());
+                store.write(generation, &group, changes).await?;
                 tracing::debug!(
-                    applied = changes.applied,
-                    skipped = changes.skipped,
+                    applied,
+                    skipped,
                     load_ms,
                     project_ms,
                     write_ms = writing.elapsed().as_millis() as u64,
                     "projection batch written"
                 );
                 Ok(Written {
-                    changes,
+                    applied,
+                    positions,
                     took: started.elapsed(),
                 })
             }
@@ -345,10 +350,10 @@ async fn report(
     progress: &mut (impl FnMut(usize, Duration) + Send),
     written: Written,
 ) -> Result<(), ProjectorError> {
-    for (topic, position) in &written.changes.positions {
+    for (topic, position) in &written.positions {
         consumer.stored(topic, position.partition, position.offset).await?;
     }
-    progress(written.changes.applied, written.took);
+    progress(written.applied, written.took);
     Ok(())
 }
 

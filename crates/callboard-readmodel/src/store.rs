@@ -59,7 +59,9 @@ pub trait ReadStore: Send + Sync {
 
     /// Writes a batch's changes and its positions for consumer `group`, in one transaction.
     /// Positions only move forward: a position lower than the stored one leaves it as it is.
-    async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError>;
+    /// The changes are taken by value, so that an adapter can hand their text to the database
+    /// without copying it.
+    async fn write(&self, generation: Generation, group: &str, changes: Changes) -> Result<(), StoreError>;
 
     /// How many writes of batches with disjoint subjects the store can usefully take at once
     /// while a generation is being filled (a replay): 1 for a store with a single writer.

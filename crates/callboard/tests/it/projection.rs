@@ -654,17 +654,17 @@ async fn pipelined_equals_one_at_a_time(store: Store) {
     let mut reported = 0;
     for batch in &batches {
         for written in pipeline.push(batch.clone()).await.expect("push") {
-            reported += written.changes.applied;
+            reported += written.applied;
         }
         let events: Vec<_> = batch.iter().cloned().map(stored).collect();
         let loaded = read_store.load(sequential, &subjects(&events)).await.expect("load");
         read_store
-            .write(sequential, "group", &project(&events, loaded))
+            .write(sequential, "group", project(&events, loaded))
             .await
             .expect("write");
     }
     for written in pipeline.finish().await.expect("finish") {
-        reported += written.changes.applied;
+        reported += written.applied;
     }
     assert_eq!(reported, offset as usize, "every batch is reported once, when written");
     let (pipelined, sequential) = (
@@ -703,7 +703,7 @@ impl callboard_readmodel::store::ReadStore for SlowWrites {
     async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
         self.0.load(generation, subjects).await
     }
-    async fn write(&self, generation: Generation, group: &str, changes: &Changes) -> Result<(), StoreError> {
+    async fn write(&self, generation: Generation, group: &str, changes: Changes) -> Result<(), StoreError> {
         tokio::time::sleep(Duration::from_millis(300)).await;
         self.0.write(generation, group, changes).await
     }
