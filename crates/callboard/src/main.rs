@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod allocator;
 mod backend;
 mod commands;
 mod metrics;
@@ -49,6 +50,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 fn main() -> ExitCode {
+    allocator::configure();
     let cli = Cli::parse();
     // The telemetry guard outlives the runtime: dropping it flushes traces with a blocking client.
     let mut traces = Telemetry::default();
