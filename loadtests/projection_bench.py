@@ -15,6 +15,9 @@ for each stack and run, into a fresh log and a fresh read model:
 * replay: `callboard replay` rebuilds the read model from the start of the log into fresh tables
   and switches over; timed as a whole process.
 
+Each run's files are deleted when it ends, and before each timed step the script waits for the
+kernel to finish writing earlier steps' files back (`sync`): a step pays for its own writes only.
+
 Stacks: `embedded` (SQLite log and read model in a data directory) and `kafka-postgres` (the broker
 scripts/kafka starts, PostgreSQL on 127.0.0.1:5432 with a fresh database per run).
 """
@@ -22,6 +25,7 @@ import argparse
 import os
 import pathlib
 import re
+import shutil
 import statistics
 import subprocess
 import tempfile
@@ -60,6 +64,15 @@ class Stack:
     def drop(self) -> None:
         if self.database:
             psql(f"drop database if exists {self.database} with (force)")
+        # Deleted, not left for the end: the kernel would otherwise still be writing a run's
+        # files back to disk while the next run is timed.
+        shutil.rmtree(self.data_dir, ignore_errors=True)
+
+
+def quiesce() -> None:
+    """Lets the kernel finish writing what earlier steps wrote before the clock starts, so each
+    timed step pays for its own writes and not for the step before it."""
+    os.sync()
 
 
 def import_args(stack: Stack) -> list[str]:
@@ -81,6 +94,7 @@ def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Pat
             raise SystemExit("the projector did not start")
         # Keep draining its stderr so it never blocks on a full pipe.
         threading.Thread(target=lambda: [None for _ in projector.stderr], daemon=True).start()
+        quiesce()
         started = time.perf_counter()
         out = subprocess.run([bin_dir / "callboard", "import", "--quiet", *import_args(stack), catalog],
                              capture_output=True, text=True, check=True).stdout
@@ -100,6 +114,7 @@ def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Pat
 
 
 def replay(bin_dir: pathlib.Path, stack: Stack) -> tuple[float, str]:
+    quiesce()
     started = time.perf_counter()
     out = subprocess.run([bin_dir / "callboard", "replay", "--quiet", *stack.args],
                          capture_output=True, text=True, check=True).stdout
