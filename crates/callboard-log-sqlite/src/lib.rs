@@ -178,17 +178,21 @@ impl EventLog for SqliteLog {
             positions.push(Position { partition, offset });
             rows.push((partition, offset, record));
         }
-        // SQLite allows 32,766 bound parameters per statement; six per row.
-        for chunk in rows.chunks(2_000) {
+        // SQLite allows 32,766 bound parameters per statement; six per row. Keys and values are
+        // bound by value and the topic as one shared `Arc<str>`: sqlx copies what it borrows, and
+        // copying every event's bytes was a twentieth of an import.
+        let topic_name: Arc<str> = Arc::from(topic);
+        let mut rows = rows.into_iter().peekable();
+        while rows.peek().is_some() {
             let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
                 "insert into messages (topic, partition, offset, key, value, timestamp_ms) ",
             );
-            insert.push_values(chunk, |mut row, (partition, offset, record)| {
-                row.push_bind(topic)
-                    .push_bind(*partition)
-                    .push_bind(*offset)
-                    .push_bind(record.key.as_str())
-                    .push_bind(record.value.as_slice())
+            insert.push_values(rows.by_ref().take(2_000), |mut row, (partition, offset, record)| {
+                row.push_bind(topic_name.clone())
+                    .push_bind(partition)
+                    .push_bind(offset)
+                    .push_bind(record.key)
+                    .push_bind(record.value)
                     .push_bind(timestamp);
             });
             insert.build().execute(&mut *tx).await.map_err(db_error)?;
