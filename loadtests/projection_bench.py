@@ -3,7 +3,7 @@
 
     loadtests/projection_bench.py [--documents 100000] [--runs 3] [--stacks embedded,kafka-postgres]
     loadtests/projection_bench.py --replay-only --documents 1000000 --runs 1
-    loadtests/projection_bench.py --no-replay --stacks embedded --bin-dir DIR   # compare builds
+    loadtests/projection_bench.py --no-replay --stacks embedded --runs 4 --bin-dir A --bin-dir B   # compare builds
 
 Builds the release binaries and writes a generated catalog (callboard-testkit's catalog-gen). Then,
 for each stack and run, into a fresh log and a fresh read model:
@@ -106,7 +106,7 @@ def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Pat
                 raise SystemExit(f"the projector exited with {projector.returncode}")
             time.sleep(0.02)
         elapsed = time.perf_counter() - started
-        print(f"  import alone took {imported:.2f} s")
+        print(f"  import alone took {imported:.2f} s", flush=True)
         return elapsed, events
     finally:
         projector.terminate()
@@ -130,49 +130,57 @@ def main() -> None:
                         help="import without a projector (untimed), then time the replay")
     parser.add_argument("--catalog", type=pathlib.Path, help="reuse a catalog written by catalog-gen")
     parser.add_argument("--no-replay", action="store_true", help="time files to queryable only")
-    parser.add_argument("--bin-dir", type=pathlib.Path,
-                        help="use the binaries in this folder instead of building them (to compare builds)")
+    parser.add_argument("--bin-dir", type=pathlib.Path, action="append",
+                        help="use the binaries in this folder instead of building them; given several "
+                             "times, each run measures every folder in turn (ABBA order), to compare "
+                             "builds on a machine whose speed drifts")
     args = parser.parse_args()
 
-    bin_dir = args.bin_dir
-    if bin_dir is None:
+    bin_dirs = args.bin_dir
+    if not bin_dirs:
         env = dict(os.environ)
         env.setdefault("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/callboard/target"))
         subprocess.run(["cargo", "build", "--release", "--locked", "-p", "callboard", "-p", "callboard-testkit"],
                        cwd=ROOT, env=env, check=True)
-        bin_dir = pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"
+        bin_dirs = [pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"]
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         catalog = args.catalog
         if catalog is None:
             catalog = work / "catalog"
-            subprocess.run([bin_dir / "catalog-gen", catalog, str(args.documents)], check=True)
+            subprocess.run([bin_dirs[0] / "catalog-gen", catalog, str(args.documents)], check=True)
         brokers = None
         if "kafka-postgres" in args.stacks:
             brokers = subprocess.run([ROOT / "scripts/kafka"], capture_output=True, text=True, check=True).stdout.strip()
         for name in args.stacks.split(","):
-            queryable, replays = [], []
+            queryable = {d: [] for d in bin_dirs}
+            replays = {d: [] for d in bin_dirs}
             for run in range(1, args.runs + 1):
-                stack = Stack(name, work, run, brokers)
-                try:
-                    if args.replay_only:
-                        subprocess.run([bin_dir / "callboard", "import", "--quiet", *import_args(stack), catalog],
-                                       capture_output=True, check=True)
-                    else:
-                        elapsed, events = files_to_queryable(bin_dir, stack, catalog)
-                        queryable.append(elapsed)
-                        print(f"{name} run {run}: {events} events from files to queryable in {elapsed:.2f} s")
-                    if args.no_replay:
-                        continue
-                    elapsed, out = replay(bin_dir, stack)
-                    replays.append(elapsed)
-                    print(f"{name} run {run}: replay took {elapsed:.2f} s ({out})")
-                finally:
-                    stack.drop()
-            if queryable:
-                print(f"{name} median files to queryable: {statistics.median(queryable):.2f} s")
-            if replays:
-                print(f"{name} median replay: {statistics.median(replays):.2f} s")
+                for bin_dir in (bin_dirs if run % 2 else list(reversed(bin_dirs))):
+                    label = name if len(bin_dirs) == 1 else f"{name} [{bin_dir}]"
+                    stack = Stack(name, work, run, brokers)
+                    try:
+                        if args.replay_only:
+                            subprocess.run([bin_dir / "callboard", "import", "--quiet", *import_args(stack), catalog],
+                                           capture_output=True, check=True)
+                        else:
+                            elapsed, events = files_to_queryable(bin_dir, stack, catalog)
+                            queryable[bin_dir].append(elapsed)
+                            print(f"{label} run {run}: {events} events from files to queryable in {elapsed:.2f} s",
+                                  flush=True)
+                        if args.no_replay:
+                            continue
+                        elapsed, out = replay(bin_dir, stack)
+                        replays[bin_dir].append(elapsed)
+                        print(f"{label} run {run}: replay took {elapsed:.2f} s ({out})", flush=True)
+                    finally:
+                        stack.drop()
+            for bin_dir in bin_dirs:
+                label = name if len(bin_dirs) == 1 else f"{name} [{bin_dir}]"
+                if queryable[bin_dir]:
+                    print(f"{label} median files to queryable: {statistics.median(queryable[bin_dir]):.2f} s")
+                if replays[bin_dir]:
+                    print(f"{label} median replay: {statistics.median(replays[bin_dir]):.2f} s")
 
 
 if __name__ == "__main__":
