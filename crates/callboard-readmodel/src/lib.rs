@@ -24,3 +24,4 @@ pub mod relations;
 pub mod rows;
 pub mod search;
 pub mod store;
+pub mod summary;

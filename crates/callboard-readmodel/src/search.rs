@@ -52,7 +52,8 @@ fn lower(text: &str) -> String {
     }
 }
 
-fn push(out: &mut Vec<Pair>, key: &str, value: Option<&str>) {
+/// Adds one pair, by the length rules of [`pairs`].
+pub(crate) fn push(out: &mut Vec<Pair>, key: &str, value: Option<&str>) {
     if key.len() > MAX {
         return;
     }
