@@ -12,7 +12,9 @@
 //!   applies; an entity accepted again after a rejection gets a new `upserted` event even when its
 //!   content equals the last good version, so consumers see the rejection end.
 
-use std::collections::{HashMap, HashSet};
+// SipHash was 2% of an import: these maps are keyed by refs and paths from our own scan.
+type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use callboard_events::CloudEvent;
 use callboard_events::hash::{content_hash, content_hash_object};
@@ -331,11 +333,11 @@ impl SyncSession {
         Self {
             origin: origin.into(),
             actor: actor.into(),
-            claims: HashMap::new(),
-            rejected: HashSet::new(),
-            protected: HashSet::new(),
-            scanned: HashSet::new(),
-            upserted: HashSet::new(),
+            claims: HashMap::default(),
+            rejected: HashSet::default(),
+            protected: HashSet::default(),
+            scanned: HashSet::default(),
+            upserted: HashSet::default(),
             contested: Vec::new(),
             reaccept: Vec::new(),
             counts: Counts::default(),
@@ -356,7 +358,7 @@ impl SyncSession {
     pub fn feed(&mut self, state: &State, documents: Vec<Scanned>) -> Vec<Outgoing> {
         let mut seq = Sequencer {
             state,
-            next: HashMap::new(),
+            next: HashMap::default(),
         };
         let mut events = Vec::new();
         for document in documents {
@@ -417,7 +419,7 @@ impl SyncSession {
     pub fn finish(&mut self, state: &State, complete: bool) -> Vec<Outgoing> {
         let mut seq = Sequencer {
             state,
-            next: HashMap::new(),
+            next: HashMap::default(),
         };
         let mut events = Vec::new();
         for Contested {
@@ -675,7 +677,7 @@ pub fn decide_register(state: &State, location: &LocationRecord, actor: &str) ->
     }
     let mut seq = Sequencer {
         state,
-        next: HashMap::new(),
+        next: HashMap::default(),
     };
     let payload = LocationChanged {
         location: location.clone(),
@@ -704,7 +706,7 @@ pub fn decide_unregister(state: &State, location: &LocationRecord, actor: &str) 
     };
     let mut seq = Sequencer {
         state,
-        next: HashMap::new(),
+        next: HashMap::default(),
     };
     let payload = LocationChanged {
         location: location.clone(),
@@ -788,7 +790,7 @@ pub fn decide_push_apply(state: &State, entity: &Entity, actor: &str, source: &s
     }
     let mut seq = Sequencer {
         state,
-        next: HashMap::new(),
+        next: HashMap::default(),
     };
     let sequence = seq.next(&r);
     decision.entity_events.push(CloudEvent::new(
@@ -820,7 +822,7 @@ pub fn decide_push_delete(state: &State, entity_ref: &str, actor: &str, source: 
     };
     let mut seq = Sequencer {
         state,
-        next: HashMap::new(),
+        next: HashMap::default(),
     };
     let sequence = seq.next(entity_ref);
     decision.entity_events.push(CloudEvent::new(
@@ -901,7 +903,7 @@ mod tests {
             origin: ORIGIN.into(),
             actor: "provider:test".into(),
             documents,
-            protected: HashSet::new(),
+            protected: HashSet::default(),
             complete: true,
         }
     }

@@ -2,7 +2,10 @@
 //! entity's uid, content hash and owning location; plus the registered locations. It is rebuilt
 //! from the log on start, because the log is the truth.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
+
+/// Keyed by refs: foldhash instead of SipHash (the state takes an insert per event).
+pub type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
 
 use callboard_events::CloudEvent;
 use callboard_events::log::{EventLog, LogError, read_range};
