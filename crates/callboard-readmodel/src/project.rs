@@ -25,6 +25,9 @@ use crate::{relations, search};
 /// holds). The standard SipHash was 2% of a projector's CPU.
 pub type FastMap<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
+/// A hash set with a fast hasher (see [`FastMap`]).
+pub type FastSet<K> = HashSet<K, foldhash::fast::RandomState>;
+
 /// Keys whose value counts are kept up to date as entities change, so facets over them are
 /// instant. Facets over other keys are counted when asked.
 pub const COUNTED_FACETS: [&str; 8] = [
@@ -124,7 +127,7 @@ pub struct Loaded {
     /// Live entities.
     pub entities: FastMap<String, Current>,
     /// Subjects with a rejection row.
-    pub rejections: HashSet<String>,
+    pub rejections: FastSet<String>,
 }
 
 /// An entity row to insert or replace, as written.
@@ -560,8 +563,8 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
     } = loaded;
     // Overlays, keyed by subjects borrowed from the batch: the sequences applied in it, the
     // entities as it leaves them (`None`: deleted), which were written, and rejections.
-    let mut applied: FastMap<&str, i64> = FastMap::default();
-    let mut live: FastMap<&str, Option<Live<'_>>> = FastMap::default();
+    let mut applied: FastMap<&str, i64> = FastMap::with_capacity_and_hasher(batch.len(), Default::default());
+    let mut live: FastMap<&str, Option<Live<'_>>> = FastMap::with_capacity_and_hasher(batch.len(), Default::default());
     let mut upserts: BTreeMap<String, EntityWrite> = BTreeMap::new();
     let mut deletes: BTreeSet<String> = BTreeSet::new();
     let mut rejections: FastMap<&str, Option<RejectionRow>> = FastMap::default();
@@ -666,7 +669,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                 };
                 upserts.insert(subject.to_owned(), row);
                 // A good version ends a pending rejection.
-                rejections.insert(subject, None);
+                clear_rejection(&mut rejections, &stored_rejections, subject);
             }
             (Some(EventType::EntityDeleted), _) => {
                 if let Some(mut previous) = current.take() {
@@ -680,7 +683,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                 if stored_entities.contains_key(subject) {
                     deletes.insert(subject.to_owned());
                 }
-                rejections.insert(subject, None);
+                clear_rejection(&mut rejections, &stored_rejections, subject);
             }
             (Some(EventType::EntityRejected), _) => {
                 let data = event.data_value();
@@ -702,7 +705,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
             }
             (Some(EventType::RejectionCleared), _) => {
                 history.detail = Some(event.data.get().to_owned());
-                rejections.insert(subject, None);
+                clear_rejection(&mut rejections, &stored_rejections, subject);
             }
             // Unknown types on the entities topic are recorded in history and otherwise ignored,
             // so a newer writer does not stop an older projector.
@@ -734,6 +737,20 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
             .push((topic.to_owned(), PartitionOffset { partition, offset }));
     }
     changes
+}
+
+/// Ends `subject`'s rejection, if it has one stored or from earlier in the batch. (Most subjects
+/// have none: an entry for each would cost an insert per event.)
+fn clear_rejection<'a>(
+    rejections: &mut FastMap<&'a str, Option<RejectionRow>>,
+    stored: &FastSet<String>,
+    subject: &'a str,
+) {
+    if let Some(row) = rejections.get_mut(subject) {
+        *row = None;
+    } else if stored.contains(subject) {
+        rejections.insert(subject, None);
+    }
 }
 
 fn project_location(event: &EventView, time: &str, registered: bool, changes: &mut Changes) {
