@@ -12,10 +12,6 @@
 //!   applies; an entity accepted again after a rejection gets a new `upserted` event even when its
 //!   content equals the last good version, so consumers see the rejection end.
 
-// SipHash was 2% of an import: these maps are keyed by refs and paths from our own scan.
-type HashMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
-type HashSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
-
 use callboard_events::CloudEvent;
 use callboard_events::hash::{content_hash, content_hash_object};
 use callboard_events::types::{
@@ -25,7 +21,7 @@ use callboard_events::types::{
 use callboard_model::Entity;
 use serde_json::{Value, json};
 
-use crate::state::State;
+use crate::state::{FastMap, FastSet, State};
 
 /// One document as a scan found it.
 #[derive(Debug, Clone)]
@@ -66,7 +62,7 @@ pub struct SyncBatch {
     pub documents: Vec<Scanned>,
     /// Files whose entities must stay although this scan did not see them (unreadable files,
     /// files with documents that could not be parsed far enough to name their entity).
-    pub protected: HashSet<String>,
+    pub protected: FastSet<String>,
     /// False when the scan could not finish: then nothing is deleted or cleared.
     pub complete: bool,
 }
@@ -194,7 +190,7 @@ impl Outgoing {
 /// Assigns per-subject sequences within one decision.
 struct Sequencer<'s> {
     state: &'s State,
-    next: HashMap<String, u64>,
+    next: FastMap<String, u64>,
 }
 
 impl Sequencer<'_> {
@@ -311,15 +307,15 @@ pub struct SyncSession {
     origin: String,
     actor: String,
     /// Entity ref → the file that defines it in this scan.
-    claims: HashMap<String, String>,
+    claims: FastMap<String, String>,
     /// Subjects rejected in this scan (the first rejection of a subject wins).
-    rejected: HashSet<String>,
+    rejected: FastSet<String>,
     /// Files whose entities must stay although they may not have been seen.
-    protected: HashSet<String>,
+    protected: FastSet<String>,
     /// Files read in this scan.
-    scanned: HashSet<String>,
+    scanned: FastSet<String>,
     /// Subjects upserted in this scan.
-    upserted: HashSet<String>,
+    upserted: FastSet<String>,
     /// Definitions whose incumbent is another file of this source not settled yet.
     contested: Vec<Contested>,
     /// Unchanged entities with a pending rejection: accepted again at the end unless rejected again.
@@ -333,11 +329,11 @@ impl SyncSession {
         Self {
             origin: origin.into(),
             actor: actor.into(),
-            claims: HashMap::default(),
-            rejected: HashSet::default(),
-            protected: HashSet::default(),
-            scanned: HashSet::default(),
-            upserted: HashSet::default(),
+            claims: FastMap::default(),
+            rejected: FastSet::default(),
+            protected: FastSet::default(),
+            scanned: FastSet::default(),
+            upserted: FastSet::default(),
             contested: Vec::new(),
             reaccept: Vec::new(),
             counts: Counts::default(),
@@ -358,7 +354,7 @@ impl SyncSession {
     pub fn feed(&mut self, state: &State, documents: Vec<Scanned>) -> Vec<Outgoing> {
         let mut seq = Sequencer {
             state,
-            next: HashMap::default(),
+            next: FastMap::default(),
         };
         let mut events = Vec::new();
         for document in documents {
@@ -419,7 +415,7 @@ impl SyncSession {
     pub fn finish(&mut self, state: &State, complete: bool) -> Vec<Outgoing> {
         let mut seq = Sequencer {
             state,
-            next: HashMap::default(),
+            next: FastMap::default(),
         };
         let mut events = Vec::new();
         for Contested {
@@ -677,7 +673,7 @@ pub fn decide_register(state: &State, location: &LocationRecord, actor: &str) ->
     }
     let mut seq = Sequencer {
         state,
-        next: HashMap::default(),
+        next: FastMap::default(),
     };
     let payload = LocationChanged {
         location: location.clone(),
@@ -706,7 +702,7 @@ pub fn decide_unregister(state: &State, location: &LocationRecord, actor: &str) 
     };
     let mut seq = Sequencer {
         state,
-        next: HashMap::default(),
+        next: FastMap::default(),
     };
     let payload = LocationChanged {
         location: location.clone(),
@@ -790,7 +786,7 @@ pub fn decide_push_apply(state: &State, entity: &Entity, actor: &str, source: &s
     }
     let mut seq = Sequencer {
         state,
-        next: HashMap::default(),
+        next: FastMap::default(),
     };
     let sequence = seq.next(&r);
     decision.entity_events.push(CloudEvent::new(
@@ -822,7 +818,7 @@ pub fn decide_push_delete(state: &State, entity_ref: &str, actor: &str, source: 
     };
     let mut seq = Sequencer {
         state,
-        next: HashMap::default(),
+        next: FastMap::default(),
     };
     let sequence = seq.next(entity_ref);
     decision.entity_events.push(CloudEvent::new(
@@ -903,7 +899,7 @@ mod tests {
             origin: ORIGIN.into(),
             actor: "provider:test".into(),
             documents,
-            protected: HashSet::default(),
+            protected: FastSet::default(),
             complete: true,
         }
     }

@@ -638,10 +638,7 @@ pub fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
                 // need it) for the diff, and the previous one's facet values are taken back.
                 let document = match current.as_mut() {
                     Some(previous) => {
-                        let document = with_uid(
-                            serde_json::from_str(upsert.entity.get()).unwrap_or(Value::Null),
-                            &upsert.uid,
-                        );
+                        let document = stored_document(upsert.entity.get(), &upsert.uid);
                         let before = previous.document.value();
                         history.diff = Some(diff(before, &document).to_string());
                         facets.add_document(before, -1);
