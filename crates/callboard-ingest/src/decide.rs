@@ -141,7 +141,7 @@ impl PendingUpsert {
 }
 
 impl Outgoing {
-    fn event(event: CloudEvent) -> Self {
+    pub(crate) fn event(event: CloudEvent) -> Self {
         Outgoing::Event(Box::new(event))
     }
 

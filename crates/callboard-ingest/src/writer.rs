@@ -9,7 +9,7 @@ use std::time::Duration;
 use callboard_descriptor::location::location_annotations;
 use callboard_descriptor::{LocationRef, annotate};
 use callboard_events::CloudEvent;
-use callboard_events::log::{EventLog, LogError, Position, Record, Subscription};
+use callboard_events::log::{EventLog, LogError, Record, Subscription};
 use callboard_events::topics::Topics;
 use callboard_events::types::{
     ApplyEntity, CommandCompleted, CommandStatus, DeleteEntity, EventType, LocationCommand, LocationRecord,
@@ -197,56 +197,46 @@ impl Writer {
         Ok(())
     }
 
-    /// Appends a decision: location events first, then entity events, in chunks; the state follows
-    /// every appended chunk, so a failure part-way leaves it true to the log.
+    /// Appends a decision: location events first, then entity events through the same path as a
+    /// sync's ([`Writer::start_append`]). The state follows every appended chunk of location
+    /// events; after any failed append it is rebuilt from the log before the next decision.
     async fn append(&mut self, mut decision: Decision) -> Result<Vec<PositionRecord>, WriterError> {
         if let Some(cause) = &self.cause {
-            for event in decision
-                .entity_events
-                .iter_mut()
-                .chain(decision.location_events.iter_mut())
-            {
+            for event in &mut decision.location_events {
                 event.causationid.get_or_insert_with(|| cause.clone());
             }
         }
         let mut positions = Vec::new();
-        let chunk = self.config.chunk.max(1);
-        for (topic, events, is_entity) in [
-            (self.config.topics.locations(), decision.location_events, false),
-            (self.config.topics.entities(), decision.entity_events, true),
-        ] {
-            for events in events.chunks(chunk) {
-                let records: Vec<Record> = events
-                    .iter()
-                    .map(|e| Record {
-                        key: e.subject.clone(),
-                        value: e.to_bytes(),
-                    })
-                    .collect();
-                let appended: Result<Vec<Position>, LogError> = self.log.append(&topic, records).await;
-                match appended {
-                    Ok(landed) => {
-                        for (event, position) in events.iter().zip(landed) {
-                            if is_entity {
-                                self.state.apply_event(event);
-                            } else {
-                                self.state.apply_location_event(&event.to_bytes());
-                            }
-                            positions.push(PositionRecord {
-                                topic: topic.clone(),
-                                partition: position.partition,
-                                offset: position.offset,
-                            });
-                        }
+        let topic = self.config.topics.locations();
+        for events in decision.location_events.chunks(self.config.chunk.max(1)) {
+            let records: Vec<Record> = events
+                .iter()
+                .map(|e| Record {
+                    key: e.subject.clone(),
+                    value: e.to_bytes(),
+                })
+                .collect();
+            match self.log.append(&topic, records).await {
+                Ok(landed) => {
+                    for (event, position) in events.iter().zip(landed) {
+                        self.state.apply_location_event(&event.to_bytes());
+                        positions.push(PositionRecord {
+                            topic: topic.clone(),
+                            partition: position.partition,
+                            offset: position.offset,
+                        });
                     }
-                    Err(e) => {
-                        // Some records may have landed: re-read the log before deciding again.
-                        self.dirty = true;
-                        return Err(e.into());
-                    }
+                }
+                Err(e) => {
+                    // Some records may have landed: re-read the log before deciding again.
+                    self.dirty = true;
+                    return Err(e.into());
                 }
             }
         }
+        let entity_events = decision.entity_events.into_iter().map(Outgoing::event).collect();
+        let appending = self.start_append(entity_events);
+        positions.extend(self.finish_append(appending).await?);
         Ok(positions)
     }
 
