@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
+use crate::project::FastSet;
 use crate::rows::SpanRow;
 
 /// One directed relation row.
@@ -96,7 +97,7 @@ pub fn pack_with_endpoints<'a>(
 /// always packs to the same text.
 pub fn pack<'a>(origin: &str, rows: impl IntoIterator<Item = (&'a str, &'a str, &'a str)>) -> String {
     let rows: BTreeSet<(&str, &str, &str)> = rows.into_iter().collect();
-    let mut consumed: HashSet<(&str, &str, &str)> = HashSet::new();
+    let mut consumed: FastSet<(&str, &str, &str)> = FastSet::default();
     let mut pairs: Vec<[&str; 2]> = Vec::new();
     for &(source, relation_type, target) in &rows {
         if source != origin || consumed.contains(&(source, relation_type, target)) {
