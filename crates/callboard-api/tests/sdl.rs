@@ -6,7 +6,10 @@ use std::path::PathBuf;
 
 #[test]
 fn exported_sdl_is_current() {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../schema/graphql/schema.graphql");
+    // The package folder as `cargo test` reports it when running, not as compiled in: clones share
+    // a build folder, so this binary may have been built in another clone.
+    let path = PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
+        .join("../../schema/graphql/schema.graphql");
     let current = format!(
         "# The Callboard GraphQL schema, exported from the code (crates/callboard-api).\n\
          # Do not edit: CALLBOARD_UPDATE_SCHEMA=1 cargo test -p callboard-api --test sdl\n\n{}",

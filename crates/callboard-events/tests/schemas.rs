@@ -5,7 +5,7 @@
 //! (a missing subject, a data field of the wrong type, sequence 0 on an entity event, ...).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use callboard_events::CloudEvent;
 use callboard_events::hash::content_hash;
@@ -23,7 +23,9 @@ const ORIGIN: &str = "file:/srv/catalog/catalog-info.yaml";
 const USER: &str = "user:default/jane.doe";
 
 fn schema_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // As `cargo test` reports it when running, not as compiled in: clones share a build folder,
+    // so this binary may have been built in another clone.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
         .join("../../schema/events")
         .canonicalize()
         .expect("schema/events exists")

@@ -3,7 +3,7 @@
 //! over systematic mutations of the valid ones, and fails on any disagreement, except for rules a
 //! JSON Schema cannot express (whether a location type can be read).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use callboard_descriptor::{Limits, read_stream};
 use callboard_model::{Rule, validate};
@@ -11,7 +11,9 @@ use jsonschema::{Retrieve, Uri};
 use serde_json::{Value, json};
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    // As `cargo test` reports it when running, not as compiled in: clones share a build folder,
+    // so this binary may have been built in another clone.
+    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .expect("workspace root")

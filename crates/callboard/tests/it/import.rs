@@ -107,8 +107,8 @@ async fn import_catalog(backend: Backend) {
     assert_contiguous(&after);
 
     if let Backend::Kafka(_) = backend {
-        let schemas = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../schema/events");
-        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it/stock_client.py");
+        let schemas = crate::common::package_dir().join("../../schema/events");
+        let script = crate::common::package_dir().join("tests/it/stock_client.py");
         let output = Command::new(python())
             .arg(script)
             .args([

@@ -442,7 +442,7 @@ fn hostile_requests_are_refused_and_the_server_stays_healthy() {
 
 /// A stock JavaScript client from `tests/js` (installed by scripts/test with `npm ci`).
 fn node(script: &str) -> std::process::Command {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/js");
+    let dir = crate::common::package_dir().join("tests/js");
     assert!(
         dir.join("node_modules").is_dir(),
         "the JavaScript clients are not installed: run `npm ci --prefix {}` (scripts/test does)",
