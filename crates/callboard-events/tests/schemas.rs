@@ -23,12 +23,7 @@ const ORIGIN: &str = "file:/srv/catalog/catalog-info.yaml";
 const USER: &str = "user:default/jane.doe";
 
 fn schema_dir() -> PathBuf {
-    // As `cargo test` reports it when running, not as compiled in: clones share a build folder,
-    // so this binary may have been built in another clone.
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
-        .join("../../schema/events")
-        .canonicalize()
-        .expect("schema/events exists")
+    callboard_testkit::workspace_root().join("schema/events")
 }
 
 /// Serves `https://callboard.dev/schema/events/<file>` from `schema/events/`, and nothing else.

@@ -131,6 +131,18 @@ fn document(i: usize, spec: &CatalogSpec, rng: &mut Rng, out: &mut String) -> bo
     !invalid
 }
 
+/// The workspace root, from the running test's package folder (`crates/<package>`) as `cargo test`
+/// sets `CARGO_MANIFEST_DIR` at run time, not as `env!` compiled it in: clones on one machine share
+/// a build folder (see the README), so a test binary built in another clone may be reused here,
+/// and must read this clone's files.
+pub fn workspace_root() -> std::path::PathBuf {
+    let package = std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR");
+    std::path::Path::new(&package)
+        .join("../..")
+        .canonicalize()
+        .expect("the workspace root exists")
+}
+
 /// Generates the catalog as files.
 pub fn generate(spec: &CatalogSpec) -> Vec<GeneratedFile> {
     let mut rng = Rng(spec.seed ^ 0x00C0_FFEE);

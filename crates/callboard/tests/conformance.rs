@@ -9,21 +9,12 @@ use std::process::Command;
 
 use serde_json::Value;
 
-fn workspace() -> PathBuf {
-    // As `cargo test` reports it when running, not as compiled in: clones share a build folder,
-    // so this binary may have been built in another clone.
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
 /// The corpus: `$CALLBOARD_CORPUS`, or `shared/corpus` beside the checkout (or one of its parents).
 fn corpus() -> PathBuf {
     if let Some(dir) = std::env::var_os("CALLBOARD_CORPUS") {
         return PathBuf::from(dir);
     }
-    let mut dir = workspace();
+    let mut dir = callboard_testkit::workspace_root();
     loop {
         let candidate = dir.join("shared/corpus");
         if candidate.join("expected.jsonl").is_file() {
@@ -102,7 +93,8 @@ fn agrees_with_backstage_on_the_corpus() {
     let ours = verdicts(&String::from_utf8(output.stdout).expect("UTF-8 output"));
     let expected = verdicts(&std::fs::read_to_string(corpus.join("expected.jsonl")).expect("expected.jsonl"));
 
-    let documented = std::fs::read_to_string(workspace().join("docs/compatibility.md")).expect("docs/compatibility.md");
+    let documented = std::fs::read_to_string(callboard_testkit::workspace_root().join("docs/compatibility.md"))
+        .expect("docs/compatibility.md");
     let mut undocumented = Vec::new();
     let mut agree = 0;
     for (key, want) in &expected {

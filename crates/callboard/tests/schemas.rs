@@ -10,20 +10,11 @@ use callboard_model::{Rule, validate};
 use jsonschema::{Retrieve, Uri};
 use serde_json::{Value, json};
 
-fn workspace() -> PathBuf {
-    // As `cargo test` reports it when running, not as compiled in: clones share a build folder,
-    // so this binary may have been built in another clone.
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .expect("workspace root")
-}
-
 fn corpus() -> PathBuf {
     if let Some(dir) = std::env::var_os("CALLBOARD_CORPUS") {
         return PathBuf::from(dir);
     }
-    let mut dir = workspace();
+    let mut dir = callboard_testkit::workspace_root();
     loop {
         if dir.join("shared/corpus/expected.jsonl").is_file() {
             return dir.join("shared/corpus");
@@ -44,7 +35,7 @@ impl Retrieve for LocalSchemas {
 }
 
 fn schema_validator() -> jsonschema::Validator {
-    let dir = workspace().join("schema/entities");
+    let dir = callboard_testkit::workspace_root().join("schema/entities");
     let root: Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("catalog-info.schema.json")).expect("schema"))
             .expect("schema JSON");

@@ -13,13 +13,6 @@ use callboard_kafka::{KafkaConfig, KafkaLog};
 use callboard_log_sqlite::SqliteLog;
 use callboard_testkit::{CatalogSpec, generate};
 
-/// This package's folder, as `cargo test` reports it when running rather than as compiled in
-/// (`env!`): clones on one machine share a build folder (see the README), so a test binary built
-/// in another clone may be reused here, and must read this clone's files.
-pub fn package_dir() -> PathBuf {
-    PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("cargo test sets CARGO_MANIFEST_DIR"))
-}
-
 /// The broker the Kafka tests use.
 pub fn kafka_brokers() -> String {
     let brokers = std::env::var("CALLBOARD_TEST_KAFKA").unwrap_or_else(|_| "127.0.0.1:9092".into());

@@ -107,8 +107,8 @@ async fn import_catalog(backend: Backend) {
     assert_contiguous(&after);
 
     if let Backend::Kafka(_) = backend {
-        let schemas = crate::common::package_dir().join("../../schema/events");
-        let script = crate::common::package_dir().join("tests/it/stock_client.py");
+        let schemas = callboard_testkit::workspace_root().join("schema/events");
+        let script = callboard_testkit::workspace_root().join("crates/callboard/tests/it/stock_client.py");
         let output = Command::new(python())
             .arg(script)
             .args([

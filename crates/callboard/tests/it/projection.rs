@@ -416,7 +416,7 @@ async fn two_projectors_share_a_group() {
 /// What every read model answers, on the demo catalog plus a broken file.
 async fn queries(backend: Backend, store: Store) {
     let scratch = tempfile::tempdir().expect("tempdir");
-    let demo = crate::common::package_dir().join("../../deploy/demo");
+    let demo = callboard_testkit::workspace_root().join("deploy/demo");
     let broken = tempfile::tempdir().expect("tempdir");
     std::fs::write(
         broken.path().join("catalog-info.yaml"),

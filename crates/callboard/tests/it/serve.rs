@@ -442,7 +442,7 @@ fn hostile_requests_are_refused_and_the_server_stays_healthy() {
 
 /// A stock JavaScript client from `tests/js` (installed by scripts/test with `npm ci`).
 fn node(script: &str) -> std::process::Command {
-    let dir = crate::common::package_dir().join("tests/js");
+    let dir = callboard_testkit::workspace_root().join("crates/callboard/tests/js");
     assert!(
         dir.join("node_modules").is_dir(),
         "the JavaScript clients are not installed: run `npm ci --prefix {}` (scripts/test does)",
