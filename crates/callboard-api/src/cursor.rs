@@ -2,7 +2,7 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use callboard_readmodel::store::Order;
+use callboard_catalog::vocabulary::Order;
 
 fn tag(order: Order) -> char {
     match order {

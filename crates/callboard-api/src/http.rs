@@ -14,21 +14,36 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
+use callboard_catalog::{ErrorCode, Principal};
+
 use crate::{CatalogSchema, Limits};
 
 const GRAPHQL_RESPONSE: &str = "application/graphql-response+json";
+
+/// How a request's principal is found from its headers: the one place a transport decides who
+/// is asking. Until sign-in exists, [`anonymous`] says nobody; a deployment (or a test) that
+/// vouches for callers another way passes its own.
+pub type PrincipalResolver = Arc<dyn Fn(&HeaderMap) -> Principal + Send + Sync>;
+
+/// Every request is anonymous.
+pub fn anonymous() -> PrincipalResolver {
+    Arc::new(|_| Principal::Anonymous)
+}
 
 #[derive(Clone)]
 struct App {
     schema: CatalogSchema,
     limits: Arc<Limits>,
+    principal: PrincipalResolver,
 }
 
-/// The `/graphql` routes (and `/graphiql`, the IDE), with the request limits applied.
-pub fn routes(schema: CatalogSchema, limits: &Limits) -> Router {
+/// The `/graphql` routes (and `/graphiql`, the IDE), with the request limits applied and each
+/// request's principal resolved by `principal`.
+pub fn routes(schema: CatalogSchema, limits: &Limits, principal: PrincipalResolver) -> Router {
     let app = App {
         schema,
         limits: Arc::new(limits.clone()),
+        principal,
     };
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
@@ -84,15 +99,21 @@ fn request_error(status_for_graphql_response: StatusCode, wants_graphql: bool, m
         .into_response()
 }
 
-async fn execute(app: &App, request: BatchRequest, wants_graphql: bool) -> Response {
+async fn execute(app: &App, request: BatchRequest, principal: Principal, wants_graphql: bool) -> Response {
+    let request = request.data(principal);
     let response = match tokio::time::timeout(app.limits.timeout, app.schema.execute_batch(request)).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout = ?app.limits.timeout, "a request took too long");
-            BatchResponse::Single(async_graphql::Response::from_errors(vec![ServerError::new(
+            let mut error = ServerError::new(
                 format!("the request took longer than {} s", app.limits.timeout.as_secs()),
                 None,
-            )]))
+            );
+            error
+                .extensions
+                .get_or_insert_with(Default::default)
+                .set("code", ErrorCode::Timeout.as_str());
+            BatchResponse::Single(async_graphql::Response::from_errors(vec![error]))
         }
     };
     let mut response = response;
@@ -179,7 +200,8 @@ async fn post_graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -
             );
         }
     };
-    execute(&app, request, wants_graphql).await
+    let principal = (app.principal)(&headers);
+    execute(&app, request, principal, wants_graphql).await
 }
 
 #[tracing::instrument(name = "graphql", skip_all, fields(method = "GET"))]
@@ -201,12 +223,14 @@ async fn get_graphql(State(app): State<App>, request: axum::extract::Request) ->
         };
         let schema = app.schema.clone();
         let max = app.limits.subscriptions_per_connection;
+        let principal = (app.principal)(&parts.headers);
         return upgrade
             .protocols(ALL_WEBSOCKET_PROTOCOLS)
             .max_message_size(app.limits.body_bytes)
             .on_upgrade(move |socket| {
                 let mut data = async_graphql::Data::default();
                 data.insert(crate::ConnectionBudget::new(max));
+                data.insert(principal);
                 GraphQLWebSocket::new(socket, schema, protocol).with_data(data).serve()
             });
     }
@@ -252,5 +276,6 @@ async fn get_graphql(State(app): State<App>, request: axum::extract::Request) ->
                 .into_response();
         }
     }
-    execute(&app, BatchRequest::Single(request), wants_graphql).await
+    let principal = (app.principal)(&parts.headers);
+    execute(&app, BatchRequest::Single(request), principal, wants_graphql).await
 }

@@ -1,24 +1,25 @@
-//! The GraphQL API: the schema ([`schema`]), the change feed behind subscriptions ([`feed`]) and
-//! the HTTP routes ([`http`]) that `callboard serve` mounts.
+//! The GraphQL transport: the schema ([`schema`], [`entity`]) and the HTTP routes ([`http`]) that
+//! `callboard serve` mounts, over the service layer (`callboard-catalog`).
 //!
-//! Architecture invariant: resolvers reach the catalog only through the ports
-//! (`CatalogReader`, `GraphService`, `CommandClient`); every request passes the limits here
-//! (depth, complexity, page size, body size, timeout) before any resolver runs, and the acting
-//! user is resolved in one place ([`Actor`]), where permissions will be enforced.
+//! Architecture invariant: this is a thin adapter. Resolvers translate arguments into calls on
+//! the [`Catalog`] service and its answers into GraphQL types, on behalf of the request's
+//! [`Principal`] (resolved once, in [`http`]); they hold no store, log, cache or command handle,
+//! and this crate depends on no adapter. Every request passes the limits here (depth,
+//! complexity, page size, body size, timeout) before any resolver runs.
 
-pub mod cache;
 pub mod cursor;
 pub mod entity;
-pub mod feed;
+mod error;
 pub mod http;
 pub mod schema;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use callboard_events::types::PositionRecord;
-use callboard_readmodel::store::ReadStore;
-
-pub use schema::{CatalogSchema, Services, build, sdl};
+pub use callboard_catalog::{Catalog, Principal};
+pub use http::{PrincipalResolver, anonymous};
+pub use schema::{CatalogSchema, build, sdl};
 
 /// Safety limits, all configurable.
 #[derive(Debug, Clone)]
@@ -65,17 +66,17 @@ impl Default for Limits {
 /// The subscriptions one WebSocket connection holds, against its limit.
 #[derive(Debug, Clone)]
 pub struct ConnectionBudget {
-    held: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    held: Arc<AtomicUsize>,
     max: usize,
 }
 
 /// One subscription's place in its connection's budget, given back when the stream is dropped.
 #[derive(Debug)]
-pub struct BudgetSlot(std::sync::Arc<std::sync::atomic::AtomicUsize>);
+pub struct BudgetSlot(Arc<AtomicUsize>);
 
 impl Drop for BudgetSlot {
     fn drop(&mut self) {
-        self.0.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+        self.0.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -90,7 +91,6 @@ impl ConnectionBudget {
 
     /// Takes a slot, or `None` when the connection holds `max` subscriptions already.
     pub fn acquire(&self) -> Option<BudgetSlot> {
-        use std::sync::atomic::Ordering;
         let mut current = self.held.load(Ordering::SeqCst);
         loop {
             if current >= self.max {
@@ -104,42 +104,5 @@ impl ConnectionBudget {
                 Err(actual) => current = actual,
             }
         }
-    }
-}
-
-/// The acting user of a request (`user:default/guest` until sign-in exists).
-#[derive(Debug, Clone)]
-pub struct Actor(pub String);
-
-/// Waits until the projectors of `group` have applied every position; false on timeout.
-pub async fn wait_projected(
-    store: &dyn ReadStore,
-    group: &str,
-    positions: &[PositionRecord],
-    timeout: Duration,
-) -> bool {
-    let deadline = tokio::time::Instant::now() + timeout;
-    loop {
-        let mut done = true;
-        if let Ok(generation) = store.active().await {
-            for p in positions {
-                match store.position(generation, group, &p.topic, p.partition).await {
-                    Ok(Some(applied)) if applied >= p.offset => {}
-                    _ => {
-                        done = false;
-                        break;
-                    }
-                }
-            }
-        } else {
-            done = false;
-        }
-        if done {
-            return true;
-        }
-        if tokio::time::Instant::now() >= deadline {
-            return false;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

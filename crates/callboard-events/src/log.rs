@@ -129,6 +129,18 @@ pub trait Subscription: Send {
     fn assignment(&self) -> Vec<(String, i32)>;
 }
 
+/// The partition of a key in a log that places keys itself (the embedded and in-memory logs):
+/// FNV-1a, a stable, dependency-free hash, so a key maps to the same partition in every version.
+/// (Kafka's producer places keys with its own hash.)
+pub fn partition_for_key(key: &str, partitions: i32) -> i32 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in key.bytes() {
+        hash ^= u64::from(byte);
+        hash = hash.wrapping_mul(0x0100_0000_01b3);
+    }
+    (hash % partitions.max(1) as u64) as i32
+}
+
 /// Reads a whole partition range `[from, until)` in batches.
 pub async fn read_range(
     log: &dyn EventLog,

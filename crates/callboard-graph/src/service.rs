@@ -1,15 +1,15 @@
-//! Graph answers with caching: moka (in process) and Redis (shared), keyed by the read model's
+//! Graph answers with caching: moka (in process) and a shared cache (Redis), keyed by the read model's
 //! graph version, so they are invalidated the moment the projector changes relation rows.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use async_trait::async_trait;
+use callboard_model::EntityRef;
 use callboard_readmodel::store::{CatalogReader, StoreError};
 use moka::future::Cache;
-use redis::AsyncCommands;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
-use tokio::sync::Mutex;
 
 use crate::graph::{Graph, Hop, Reached};
 
@@ -24,102 +24,17 @@ pub enum GraphError {
     Build(String),
 }
 
-/// The shared cache. Every operation is bounded in time and its failures are swallowed (logged):
-/// Redis is an accelerator, never a dependency.
-#[derive(Clone)]
-pub struct RedisCache {
-    client: redis::Client,
-    prefix: String,
-    ttl: Duration,
-    connection: Arc<Mutex<Option<redis::aio::ConnectionManager>>>,
-    /// When the last connection attempt failed, to retry only now and then.
-    failed_at: Arc<Mutex<Option<Instant>>>,
-}
+/// A cache shared by every API replica (Redis in production, in `callboard-cache-redis`): text
+/// values by key, each kept for a while. Implementations bound every operation in time and
+/// swallow (log) their failures: a shared cache is an accelerator, never a dependency, so a miss
+/// and an outage look the same here.
+#[async_trait]
+pub trait SharedCache: Send + Sync + std::fmt::Debug {
+    /// The value at `key`, if the cache has it.
+    async fn get(&self, key: &str) -> Option<String>;
 
-impl std::fmt::Debug for RedisCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisCache")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
-}
-
-const REDIS_TIMEOUT: Duration = Duration::from_millis(200);
-
-impl RedisCache {
-    /// A cache at `url` (`redis://127.0.0.1:6379`), with keys under `prefix`. Connecting is lazy.
-    pub fn new(url: &str, prefix: impl Into<String>) -> Result<Self, redis::RedisError> {
-        Ok(Self {
-            client: redis::Client::open(url)?,
-            prefix: prefix.into(),
-            ttl: Duration::from_secs(600),
-            connection: Arc::new(Mutex::new(None)),
-            failed_at: Arc::new(Mutex::new(None)),
-        })
-    }
-
-    async fn connection(&self) -> Option<redis::aio::ConnectionManager> {
-        let mut slot = self.connection.lock().await;
-        if let Some(connection) = slot.as_ref() {
-            return Some(connection.clone());
-        }
-        let mut failed_at = self.failed_at.lock().await;
-        if failed_at.is_some_and(|t| t.elapsed() < Duration::from_secs(5)) {
-            return None;
-        }
-        let config = redis::aio::ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(REDIS_TIMEOUT))
-            .set_response_timeout(Some(REDIS_TIMEOUT))
-            .set_number_of_retries(1);
-        match tokio::time::timeout(
-            REDIS_TIMEOUT * 2,
-            self.client.get_connection_manager_with_config(config),
-        )
-        .await
-        {
-            Ok(Ok(connection)) => {
-                *failed_at = None;
-                *slot = Some(connection.clone());
-                Some(connection)
-            }
-            Ok(Err(e)) => {
-                tracing::warn!(error = %e, "Redis is unavailable; answering without the shared cache");
-                *failed_at = Some(Instant::now());
-                None
-            }
-            Err(_) => {
-                tracing::warn!("Redis did not answer in time; answering without the shared cache");
-                *failed_at = Some(Instant::now());
-                None
-            }
-        }
-    }
-
-    async fn get<T: DeserializeOwned>(&self, key: &str) -> Option<T> {
-        let mut connection = self.connection().await?;
-        let key = format!("{}{key}", self.prefix);
-        match tokio::time::timeout(REDIS_TIMEOUT, connection.get::<_, Option<String>>(&key)).await {
-            Ok(Ok(Some(text))) => serde_json::from_str(&text).ok(),
-            Ok(Ok(None)) => None,
-            Ok(Err(e)) => {
-                tracing::debug!(error = %e, "Redis read failed");
-                None
-            }
-            Err(_) => None,
-        }
-    }
-
-    async fn set<T: Serialize>(&self, key: &str, value: &T) {
-        let Some(mut connection) = self.connection().await else {
-            return;
-        };
-        let Ok(text) = serde_json::to_string(value) else { return };
-        let key = format!("{}{key}", self.prefix);
-        let ttl = self.ttl.as_secs();
-        if let Ok(Err(e)) = tokio::time::timeout(REDIS_TIMEOUT, connection.set_ex::<_, _, ()>(&key, text, ttl)).await {
-            tracing::debug!(error = %e, "Redis write failed");
-        }
-    }
+    /// Stores `value` at `key`.
+    async fn set(&self, key: &str, value: String);
 }
 
 /// Where an answer came from (for tests and metrics).
@@ -127,7 +42,7 @@ impl RedisCache {
 pub enum Served {
     /// The process's own cache.
     Local,
-    /// Redis.
+    /// The shared cache.
     Shared,
     /// Computed from the read model.
     Computed,
@@ -141,7 +56,7 @@ pub struct GraphService {
     graphs: Cache<String, Arc<Graph>>,
     /// Answers by key.
     answers: Cache<String, Arc<String>>,
-    shared: Option<RedisCache>,
+    shared: Option<Arc<dyn SharedCache>>,
 }
 
 impl std::fmt::Debug for GraphService {
@@ -154,7 +69,7 @@ impl std::fmt::Debug for GraphService {
 
 /// Which question.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Question<'a> {
+pub enum Question {
     /// Transitive dependencies.
     Dependencies,
     /// Transitive dependents.
@@ -163,13 +78,11 @@ pub enum Question<'a> {
     Impact,
     /// Everything owned by a group and its sub-groups.
     Owned,
-    /// The shortest path to another entity.
-    Path(&'a str),
 }
 
 impl GraphService {
     /// A service reading from `reader`, sharing answers through `shared` when given.
-    pub fn new(reader: Arc<dyn CatalogReader>, shared: Option<RedisCache>) -> Self {
+    pub fn new(reader: Arc<dyn CatalogReader>, shared: Option<Arc<dyn SharedCache>>) -> Self {
         Self {
             reader,
             graphs: Cache::builder()
@@ -197,7 +110,7 @@ impl GraphService {
                     Some(time) => self.reader.relations_at(time).await?,
                 };
                 let started = Instant::now();
-                let graph = tokio::task::spawn_blocking(move || Graph::from_edges(rows))
+                let graph = tokio::task::spawn_blocking(move || Graph::from_relations(rows))
                     .await
                     .map_err(|e| GraphError::Build(e.to_string()))?;
                 tracing::debug!(
@@ -219,8 +132,8 @@ impl GraphService {
     /// Answers a traversal question about `root`, with where the answer came from.
     pub async fn reached(
         &self,
-        question: Question<'_>,
-        root: &str,
+        question: Question,
+        root: &EntityRef,
         depth: usize,
         at: Option<&str>,
     ) -> Result<(Vec<Reached>, Served), GraphError> {
@@ -230,7 +143,6 @@ impl GraphService {
             Question::Dependents => "dependents",
             Question::Impact => "impact",
             Question::Owned => "owned",
-            Question::Path(_) => "path",
         };
         let key = format!("{version}|{name}|{root}|{depth}");
         self.cached(&key, async {
@@ -240,7 +152,6 @@ impl GraphService {
                 Question::Dependents => graph.dependents(root, depth),
                 Question::Impact => graph.impact(root, depth),
                 Question::Owned => graph.owned_rollup(root, depth),
-                Question::Path(_) => Vec::new(),
             })
         })
         .await
@@ -249,8 +160,8 @@ impl GraphService {
     /// The shortest path between two entities.
     pub async fn path(
         &self,
-        from: &str,
-        to: &str,
+        from: &EntityRef,
+        to: &EntityRef,
         depth: usize,
         at: Option<&str>,
     ) -> Result<(Option<Vec<Hop>>, Served), GraphError> {
@@ -264,7 +175,7 @@ impl GraphService {
     }
 
     /// Dependency cycles.
-    pub async fn cycles(&self, at: Option<&str>) -> Result<(Vec<Vec<String>>, Served), GraphError> {
+    pub async fn cycles(&self, at: Option<&str>) -> Result<(Vec<Vec<EntityRef>>, Served), GraphError> {
         let version = self.version(at).await?;
         let key = format!("{version}|cycles");
         self.cached(&key, async {
@@ -296,19 +207,18 @@ impl GraphService {
             return Ok((value, Served::Local));
         }
         if let Some(shared) = &self.shared
-            && let Some(value) = shared.get::<T>(key).await
+            && let Some(text) = shared.get(key).await
+            && let Ok(value) = serde_json::from_str(&text)
         {
-            if let Ok(text) = serde_json::to_string(&value) {
-                self.answers.insert(key.to_owned(), Arc::new(text)).await;
-            }
+            self.answers.insert(key.to_owned(), Arc::new(text)).await;
             return Ok((value, Served::Shared));
         }
         let value = compute.await?;
         if let Ok(text) = serde_json::to_string(&value) {
+            if let Some(shared) = &self.shared {
+                shared.set(key, text.clone()).await;
+            }
             self.answers.insert(key.to_owned(), Arc::new(text)).await;
-        }
-        if let Some(shared) = &self.shared {
-            shared.set(key, &value).await;
         }
         Ok((value, Served::Computed))
     }

@@ -12,8 +12,9 @@ pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomS
 pub type FastSet<K> = std::collections::HashSet<K, foldhash::fast::RandomState>;
 
 use callboard_events::CloudEvent;
+use callboard_events::envelope::{EntityFacts, Envelope, EventView};
 use callboard_events::log::{EventLog, LogError, read_range};
-use callboard_events::types::{EventType, LocationRecord};
+use callboard_events::types::{EventType, LocationChanged, LocationRecord};
 use serde::Deserialize;
 
 /// A live entity.
@@ -69,35 +70,11 @@ pub struct State {
     pub locations: BTreeMap<String, (u64, Option<Registered>)>,
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct LightData {
-    #[serde(default)]
-    uid: Option<String>,
-    #[serde(default)]
-    content_hash: Option<String>,
-    #[serde(default)]
-    location_key: Option<String>,
-    #[serde(default)]
-    origin_location: Option<String>,
-    #[serde(default)]
-    location: Option<serde_json::Value>,
-}
-
-/// The parts of an event the state needs; `entity` and other large fields are skipped by serde.
-#[derive(Deserialize)]
-struct LightEvent {
-    #[serde(rename = "type")]
-    event_type: String,
-    subject: String,
-    sequence: u64,
-    data: LightData,
-}
-
 impl State {
     /// Applies one entity-topic event, as read from the log.
     pub fn apply_entity_event(&mut self, bytes: &[u8]) {
-        let Ok(event) = serde_json::from_slice::<LightEvent>(bytes) else {
+        // Only the facts the state keeps are decoded; the entity document is skipped.
+        let Ok(event) = Envelope::<EntityFacts>::from_bytes(bytes) else {
             tracing::warn!("skipping an undecodable event while rebuilding state");
             return;
         };
@@ -109,7 +86,7 @@ impl State {
         match event {
             crate::decide::Outgoing::Event(event) => self.apply_event(event),
             crate::decide::Outgoing::Upsert(upsert) => {
-                let data = LightData {
+                let data = EntityFacts {
                     uid: Some(upsert.uid.clone()),
                     content_hash: Some(upsert.hash.clone()),
                     location_key: Some(upsert.location.clone()),
@@ -124,18 +101,11 @@ impl State {
 
     /// Applies an entity-topic event the writer just appended (no re-parsing).
     pub fn apply_event(&mut self, event: &CloudEvent) {
-        let text = |key: &str| event.data.get(key).and_then(|v| v.as_str()).map(str::to_owned);
-        let data = LightData {
-            uid: text("uid"),
-            content_hash: text("contentHash"),
-            location_key: text("locationKey"),
-            origin_location: text("originLocation"),
-            location: event.data.get("location").cloned(),
-        };
+        let data = EntityFacts::deserialize(&event.data).unwrap_or_default();
         self.apply_parts(&event.event_type, event.subject.clone(), event.sequence, data);
     }
 
-    fn apply_parts(&mut self, event_type: &str, subject: String, sequence: u64, data: LightData) {
+    fn apply_parts(&mut self, event_type: &str, subject: String, sequence: u64, data: EntityFacts) {
         let subject = self.subjects.entry(subject).or_default();
         subject.sequence = subject.sequence.max(sequence);
         match EventType::from_name(event_type) {
@@ -153,13 +123,9 @@ impl State {
                 subject.rejection = None;
             }
             Some(EventType::EntityRejected) => {
-                let location = data
-                    .location
-                    .and_then(|l| l.as_str().map(str::to_owned))
-                    .unwrap_or_default();
                 subject.rejection = Some(Pending {
                     hash: data.content_hash.unwrap_or_default(),
-                    location,
+                    location: data.location.unwrap_or_default(),
                     origin: data.origin_location.unwrap_or_default(),
                 });
             }
@@ -170,25 +136,14 @@ impl State {
 
     /// Applies one location-topic event.
     pub fn apply_location_event(&mut self, bytes: &[u8]) {
-        let Ok(event) = serde_json::from_slice::<CloudEvent>(bytes) else {
+        let Ok(event) = EventView::from_bytes(bytes) else {
             return;
         };
         let entry = self.locations.entry(event.subject.clone()).or_insert((0, None));
         entry.0 = entry.0.max(event.sequence);
         match event.known_type() {
             Some(EventType::LocationRegistered) => {
-                let location = event
-                    .data
-                    .get("location")
-                    .cloned()
-                    .and_then(|l| serde_json::from_value(l).ok());
-                let id = event
-                    .data
-                    .get("id")
-                    .and_then(|i| i.as_str())
-                    .unwrap_or_default()
-                    .to_owned();
-                if let Some(location) = location {
+                if let Ok(LocationChanged { location, id, .. }) = event.payload() {
                     entry.1 = Some(Registered { id, location });
                 }
             }

@@ -99,6 +99,9 @@ pub struct Writer {
     dirty: bool,
     /// The command being handled: every event appended meanwhile names it as its cause.
     cause: Option<String>,
+    /// Who sent the command being handled: the scans it triggers (registering or refreshing a
+    /// location) are recorded as that principal's doing, not the provider's.
+    acting: Option<String>,
 }
 
 impl std::fmt::Debug for Writer {
@@ -138,6 +141,7 @@ impl Writer {
             watched: BTreeMap::new(),
             dirty: false,
             cause: None,
+            acting: None,
         })
     }
 
@@ -334,9 +338,12 @@ impl Writer {
         let (sender, mut receiver) = mpsc::channel::<Vec<Scanned>>(2);
         let scanner = self.scanner.clone();
         let root = location.clone();
-        let actor = self.config.actor.clone();
-        let scanning = tokio::spawn(async move { scanner.scan_into(&root, &actor, Some(sender)).await });
-        let mut session = SyncSession::new(location.key(), self.config.actor.clone());
+        let actor = self.acting.clone().unwrap_or_else(|| self.config.actor.clone());
+        let scanning = {
+            let actor = actor.clone();
+            tokio::spawn(async move { scanner.scan_into(&root, &actor, Some(sender)).await })
+        };
+        let mut session = SyncSession::new(location.key(), actor);
         let mut positions = Vec::new();
         let mut buffer: Vec<Scanned> = Vec::new();
         let chunk = self.config.chunk.max(1);
@@ -434,8 +441,10 @@ impl Writer {
         }
         let actor = command.actor.clone();
         self.cause = Some(command.id.clone());
+        self.acting = Some(actor.clone());
         let result = self.carry_out(command, &actor).await;
         self.cause = None;
+        self.acting = None;
         match result {
             Ok((positions, refs)) => completed(CommandStatus::Ok, positions, refs, Vec::new(), None),
             Err((status, problems, message)) => completed(status, Vec::new(), Vec::new(), problems, Some(message)),

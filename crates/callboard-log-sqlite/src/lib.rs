@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use callboard_events::log::{EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec};
+use callboard_events::log::{
+    EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec, partition_for_key,
+};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::{Row, SqlitePool};
 use tokio::sync::watch;
@@ -32,16 +34,6 @@ pub struct SqliteLog {
 
 fn db_error(e: sqlx::Error) -> LogError {
     LogError::Other(e.to_string())
-}
-
-/// FNV-1a: a stable, dependency-free hash, so a key maps to the same partition in every version.
-fn partition_of(key: &str, partitions: i32) -> i32 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for byte in key.bytes() {
-        hash ^= u64::from(byte);
-        hash = hash.wrapping_mul(0x0100_0000_01b3);
-    }
-    (hash % partitions.max(1) as u64) as i32
 }
 
 impl SqliteLog {
@@ -110,7 +102,7 @@ impl SqliteLog {
             .await
             .map_err(db_error)?;
         match row {
-            Some(row) => Ok(row.get::<i64, _>(0) as i32),
+            Some(row) => Ok(row.get::<i64, _>("partitions") as i32),
             None => Err(LogError::UnknownTopic(topic.to_owned())),
         }
     }
@@ -158,20 +150,20 @@ impl EventLog for SqliteLog {
         // per row would cost a round trip to SQLite's worker thread per event.
         let mut rows = Vec::with_capacity(records.len());
         for record in records {
-            let partition = partition_of(&record.key, partitions);
+            let partition = partition_for_key(&record.key, partitions);
             let slot = &mut next[partition as usize];
             let offset = match *slot {
                 Some(offset) => offset,
                 None => {
                     let row = sqlx::query(
-                        "select coalesce(max(offset) + 1, 0) from messages where topic = ? and partition = ?",
+                        "select coalesce(max(offset) + 1, 0) as next from messages where topic = ? and partition = ?",
                     )
                     .bind(topic)
                     .bind(partition)
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(db_error)?;
-                    row.get::<i64, _>(0)
+                    row.get::<i64, _>("next")
                 }
             };
             *slot = Some(offset + 1);
@@ -241,7 +233,7 @@ impl EventLog for SqliteLog {
                         .fetch_optional(&self.pool)
                         .await
                         .map_err(db_error)?;
-                let next = row.map_or(0, |r| r.get::<i64, _>(0));
+                let next = row.map_or(0, |r| r.get::<i64, _>("next_offset"));
                 cursors.push(Cursor {
                     topic: topic.clone(),
                     partition,
@@ -286,10 +278,10 @@ async fn read_messages(
         .map(|row| Message {
             topic: topic.to_owned(),
             partition,
-            offset: row.get(0),
-            key: row.get(1),
-            value: row.get(2),
-            timestamp_ms: row.get(3),
+            offset: row.get("offset"),
+            key: row.get("key"),
+            value: row.get("value"),
+            timestamp_ms: row.get("timestamp_ms"),
         })
         .collect())
 }
@@ -391,10 +383,10 @@ mod tests {
     #[test]
     fn partitioning_is_stable() {
         assert_eq!(
-            partition_of("component:default/a", 8),
-            partition_of("component:default/a", 8)
+            partition_for_key("component:default/a", 8),
+            partition_for_key("component:default/a", 8)
         );
-        let spread: std::collections::HashSet<i32> = (0..100).map(|i| partition_of(&format!("k{i}"), 8)).collect();
+        let spread: std::collections::HashSet<i32> = (0..100).map(|i| partition_for_key(&format!("k{i}"), 8)).collect();
         assert_eq!(spread.len(), 8);
     }
 }

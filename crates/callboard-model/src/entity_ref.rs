@@ -93,11 +93,18 @@ impl<'a> RefParts<'a> {
 ///
 /// Invariants: every part is non-empty; the kind contains neither `:` nor `/`; the namespace
 /// contains no `/`. Together they make [`fmt::Display`] and [`EntityRef::parse`] inverse.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+///
+/// It keeps its canonical text in one string, with the positions of the two separators: refs
+/// travel through every port, cache and map of the system, where the text is what is compared,
+/// hashed, stored and printed, so reading it costs nothing. Equality, hashing and ordering are
+/// those of the text, which makes a ref usable as a `&str` key (`Borrow<str>`).
+#[derive(Debug, Clone)]
 pub struct EntityRef {
-    kind: String,
-    namespace: String,
-    name: String,
+    text: String,
+    /// Byte offset of the `:` after the kind.
+    colon: u32,
+    /// Byte offset of the `/` after the namespace.
+    slash: u32,
 }
 
 impl EntityRef {
@@ -110,10 +117,20 @@ impl EntityRef {
         if namespace.is_empty() || namespace.contains('/') || name.is_empty() {
             return Err(malformed());
         }
+        let mut text = String::with_capacity(kind.len() + namespace.len() + name.len() + 2);
+        push_lower(&mut text, kind);
+        let colon = text.len();
+        text.push(':');
+        push_lower(&mut text, namespace);
+        let slash = text.len();
+        text.push('/');
+        push_lower(&mut text, name);
+        // Lowercasing can change lengths outside ASCII, but never adds `:` or `/`, so the offsets
+        // taken while building stay the separators'.
         Ok(Self {
-            kind: lower(kind),
-            namespace: lower(namespace),
-            name: lower(name),
+            colon: colon as u32,
+            slash: slash as u32,
+            text,
         })
     }
 
@@ -142,59 +159,102 @@ impl EntityRef {
         Self::new(kind, namespace.unwrap_or(context.default_namespace), name)
     }
 
-    /// The canonical text, `kind:namespace/name` (what `to_string` gives), built in one
-    /// allocation of the right size: the writer prints a ref for both ends of every relation.
+    /// A ref from text that is already canonical (what Callboard itself stored or sent): taken
+    /// as it is, without a copy, when it is; parsed (and lowercased) when it is not.
+    pub fn from_canonical(text: String) -> Result<Self, RefError> {
+        if let Some(colon) = text.find(':')
+            && let Some(slash) = text[colon..].find('/').map(|s| s + colon)
+            && colon > 0
+            && slash > colon + 1
+            && slash + 1 < text.len()
+            && !text[..colon].contains('/')
+            && !text.bytes().any(|b| b.is_ascii_uppercase())
+            && text.is_ascii()
+        {
+            return Ok(Self {
+                colon: colon as u32,
+                slash: slash as u32,
+                text,
+            });
+        }
+        text.parse()
+    }
+
+    /// The canonical text, `kind:namespace/name` (what `to_string` gives), as an owned string.
     pub fn canonical(&self) -> String {
-        let mut out = String::with_capacity(self.kind.len() + self.namespace.len() + self.name.len() + 2);
-        out.push_str(&self.kind);
-        out.push(':');
-        out.push_str(&self.namespace);
-        out.push('/');
-        out.push_str(&self.name);
-        out
+        self.text.clone()
+    }
+
+    /// The canonical text, `kind:namespace/name`.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
+    /// The canonical text, without a copy.
+    pub fn into_string(self) -> String {
+        self.text
     }
 
     /// The lowercased kind, e.g. `component`.
     pub fn kind(&self) -> &str {
-        &self.kind
+        &self.text[..self.colon as usize]
     }
 
     /// The lowercased namespace, e.g. `default`.
     pub fn namespace(&self) -> &str {
-        &self.namespace
+        &self.text[self.colon as usize + 1..self.slash as usize]
     }
 
     /// The lowercased name.
     pub fn name(&self) -> &str {
-        &self.name
+        &self.text[self.slash as usize + 1..]
     }
 }
 
 /// Lowercasing as JavaScript's `toLocaleLowerCase('en-US')` does for the characters that occur in
 /// practice; ASCII takes a fast path because nearly every ref is ASCII.
-fn lower(text: &str) -> String {
+fn push_lower(out: &mut String, text: &str) {
     if text.is_ascii() {
-        text.to_ascii_lowercase()
+        let start = out.len();
+        out.push_str(text);
+        out[start..].make_ascii_lowercase();
     } else {
-        text.to_lowercase()
+        out.push_str(&text.to_lowercase());
     }
 }
 
-impl EntityRef {
-    fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
-        self.kind
-            .bytes()
-            .chain(std::iter::once(b':'))
-            .chain(self.namespace.bytes())
-            .chain(std::iter::once(b'/'))
-            .chain(self.name.bytes())
+impl PartialEq for EntityRef {
+    fn eq(&self, other: &Self) -> bool {
+        self.text == other.text
+    }
+}
+
+impl Eq for EntityRef {}
+
+impl std::hash::Hash for EntityRef {
+    // The text alone, as `str` hashes it: `Borrow<str>` lets maps keyed by refs be searched by
+    // text.
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.text.hash(state);
+    }
+}
+
+impl std::borrow::Borrow<str> for EntityRef {
+    fn borrow(&self) -> &str {
+        &self.text
+    }
+}
+
+impl AsRef<str> for EntityRef {
+    fn as_ref(&self) -> &str {
+        &self.text
     }
 }
 
 /// Ordered as the canonical strings are, so sorted output matches Backstage's string sorts.
 impl Ord for EntityRef {
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        self.bytes().cmp(other.bytes())
+        self.text.cmp(&other.text)
     }
 }
 
@@ -205,14 +265,14 @@ impl PartialOrd for EntityRef {
 }
 
 impl fmt::Display for EntityRef {
-    // Pieces rather than `write!`: refs are printed for every relation of every event a scan
-    // writes, and the format machinery was a measurable part of an import.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.kind)?;
-        f.write_str(":")?;
-        f.write_str(&self.namespace)?;
-        f.write_str("/")?;
-        f.write_str(&self.name)
+        f.write_str(&self.text)
+    }
+}
+
+impl From<EntityRef> for String {
+    fn from(r: EntityRef) -> Self {
+        r.text
     }
 }
 
@@ -227,14 +287,14 @@ impl FromStr for EntityRef {
 
 impl Serialize for EntityRef {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_str(self)
+        serializer.serialize_str(&self.text)
     }
 }
 
 impl<'de> Deserialize<'de> for EntityRef {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
-        text.parse().map_err(serde::de::Error::custom)
+        Self::from_canonical(text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -283,6 +343,19 @@ mod tests {
             EntityRef::parse("super-cool-backend", ctx(None, "default")),
             Err(RefError::MissingKind("super-cool-backend".into()))
         );
+    }
+
+    #[test]
+    fn canonical_text_is_taken_as_it_is_and_other_text_parsed() {
+        let r = EntityRef::from_canonical("component:default/a:b/c".into()).unwrap();
+        assert_eq!((r.kind(), r.namespace(), r.name()), ("component", "default", "a:b/c"));
+        let r = EntityRef::from_canonical("Component:x".into()).unwrap();
+        assert_eq!(r.as_str(), "component:default/x");
+        for bad in ["", "x", ":a/b", "k:/b", "k:a/"] {
+            assert!(EntityRef::from_canonical(bad.into()).is_err(), "{bad}");
+        }
+        let map: std::collections::HashMap<EntityRef, i32> = [(r.clone(), 1)].into();
+        assert_eq!(map.get("component:default/x"), Some(&1), "refs are found by their text");
     }
 
     #[test]

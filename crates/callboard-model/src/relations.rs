@@ -48,21 +48,8 @@ impl RelationType {
     /// The wire name, e.g. `ownedBy`.
     pub fn as_str(&self) -> &str {
         match self {
-            Self::OwnedBy => "ownedBy",
-            Self::OwnerOf => "ownerOf",
-            Self::PartOf => "partOf",
-            Self::HasPart => "hasPart",
-            Self::ProvidesApi => "providesApi",
-            Self::ApiProvidedBy => "apiProvidedBy",
-            Self::ConsumesApi => "consumesApi",
-            Self::ApiConsumedBy => "apiConsumedBy",
-            Self::DependsOn => "dependsOn",
-            Self::DependencyOf => "dependencyOf",
-            Self::MemberOf => "memberOf",
-            Self::HasMember => "hasMember",
-            Self::ChildOf => "childOf",
-            Self::ParentOf => "parentOf",
             Self::Other(name) => name,
+            built_in => built_in.built_in_name().unwrap_or_default(),
         }
     }
 
@@ -83,6 +70,38 @@ impl RelationType {
             Self::HasMember => Self::MemberOf,
             Self::ChildOf => Self::ParentOf,
             Self::ParentOf => Self::ChildOf,
+            Self::Other(_) => return None,
+        })
+    }
+
+    /// The inverse of a built-in type named as written (`ownedBy` → `ownerOf`), without building
+    /// a [`RelationType`]: for code that handles relations as text, such as the read models'
+    /// packing. `None` for other types.
+    pub fn inverse_name(name: &str) -> Option<&'static str> {
+        Self::BUILT_IN
+            .iter()
+            .find(|t| t.built_in_name() == Some(name))?
+            .inverse()?
+            .built_in_name()
+    }
+
+    /// The name of a built-in type (`None` for [`RelationType::Other`]).
+    fn built_in_name(&self) -> Option<&'static str> {
+        Some(match self {
+            Self::OwnedBy => "ownedBy",
+            Self::OwnerOf => "ownerOf",
+            Self::PartOf => "partOf",
+            Self::HasPart => "hasPart",
+            Self::ProvidesApi => "providesApi",
+            Self::ApiProvidedBy => "apiProvidedBy",
+            Self::ConsumesApi => "consumesApi",
+            Self::ApiConsumedBy => "apiConsumedBy",
+            Self::DependsOn => "dependsOn",
+            Self::DependencyOf => "dependencyOf",
+            Self::MemberOf => "memberOf",
+            Self::HasMember => "hasMember",
+            Self::ChildOf => "childOf",
+            Self::ParentOf => "parentOf",
             Self::Other(_) => return None,
         })
     }
@@ -163,4 +182,20 @@ impl Relation {
 pub fn normalize(relations: &mut Vec<Relation>) {
     relations.sort_by(|a, b| a.sort_key().cmp(&b.sort_key()));
     relations.dedup();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_built_in_type_has_its_inverse_by_name() {
+        for t in RelationType::BUILT_IN {
+            let inverse = t.inverse().expect("built-in types have inverses");
+            assert_eq!(RelationType::inverse_name(t.as_str()), Some(inverse.as_str()));
+            assert_eq!(t.as_str().parse::<RelationType>().ok(), Some(t));
+        }
+        assert_eq!(RelationType::inverse_name("custom"), None);
+        assert_eq!(RelationType::Other("custom".into()).as_str(), "custom");
+    }
 }

@@ -5,6 +5,8 @@
 use std::collections::HashMap;
 use std::fmt;
 
+use crate::relations::Row;
+
 /// A filter over entities.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Filter {
@@ -34,17 +36,17 @@ pub struct RelationCondition {
 }
 
 impl RelationCondition {
-    /// The sources of `rows` (`(source, type, target)`) that meet the condition: the entities a
+    /// The sources of `rows` that meet the condition: the entities a
     /// `relations.<type>=<target>` filter selects. Read models fetch the candidate rows (the rows
     /// into the targets, or every row when the condition has none) and keep these.
-    pub fn sources(&self, rows: &[(String, String, String)]) -> Vec<String> {
+    pub fn sources(&self, rows: &[Row]) -> Vec<String> {
         let mut out: Vec<String> = rows
             .iter()
-            .filter(|(_, relation_type, target)| {
-                relation_type.eq_ignore_ascii_case(&self.relation_type)
-                    && (self.targets.is_empty() || self.targets.iter().any(|t| t == target))
+            .filter(|row| {
+                row.relation_type.eq_ignore_ascii_case(&self.relation_type)
+                    && (self.targets.is_empty() || self.targets.contains(&row.target))
             })
-            .map(|(source, _, _)| source.clone())
+            .map(|row| row.source.clone())
             .collect();
         out.sort();
         out.dedup();

@@ -17,7 +17,9 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::project::FastSet;
+use callboard_model::{EntityRef, Relation, RelationType};
+
+use crate::FastSet;
 use crate::rows::SpanRow;
 
 /// One directed relation row.
@@ -41,37 +43,19 @@ impl Row {
         }
     }
 
-    /// As a `(source, type, target)` tuple.
-    pub fn into_tuple(self) -> (String, String, String) {
-        (self.source, self.relation_type, self.target)
+    /// As a [`Relation`]; `None` when an end is not a ref (never written by the projection).
+    pub fn into_relation(self) -> Option<Relation> {
+        let source = EntityRef::from_canonical(self.source).ok()?;
+        let target = EntityRef::from_canonical(self.target).ok()?;
+        let kind = self.relation_type.parse().unwrap_or_else(|never| match never {});
+        Some(Relation { kind, source, target })
     }
 }
-
-/// Built-in relation types and their inverses (Backstage's pairs).
-const INVERSES: [(&str, &str); 14] = [
-    ("ownedBy", "ownerOf"),
-    ("ownerOf", "ownedBy"),
-    ("partOf", "hasPart"),
-    ("hasPart", "partOf"),
-    ("providesApi", "apiProvidedBy"),
-    ("apiProvidedBy", "providesApi"),
-    ("consumesApi", "apiConsumedBy"),
-    ("apiConsumedBy", "consumesApi"),
-    ("dependsOn", "dependencyOf"),
-    ("dependencyOf", "dependsOn"),
-    ("memberOf", "hasMember"),
-    ("hasMember", "memberOf"),
-    ("childOf", "parentOf"),
-    ("parentOf", "childOf"),
-];
 
 /// The inverse of a built-in relation type (`ownedBy` ↔ `ownerOf`), exactly as written; `None`
 /// for other types.
 pub fn inverse(relation_type: &str) -> Option<&'static str> {
-    INVERSES
-        .iter()
-        .find(|(t, _)| *t == relation_type)
-        .map(|(_, inverse)| *inverse)
+    RelationType::inverse_name(relation_type)
 }
 
 /// [`pack`], and the [`endpoints`] of the result, from one pass over the rows.
@@ -215,20 +199,25 @@ pub fn select(refs: &[String], incoming: bool, candidates: &[(String, String)]) 
 }
 
 /// Every row of the given packed lists, sorted and without duplicates (the graph's edges).
-pub fn all(lists: &[(String, String)]) -> Vec<(String, String, String)> {
+pub fn all(lists: &[(String, String)]) -> Vec<Row> {
     let mut out: Vec<Row> = lists
         .iter()
         .flat_map(|(origin, packed)| unpack(origin, packed))
         .collect();
     out.sort();
     out.dedup();
-    out.into_iter().map(Row::into_tuple).collect()
+    out
+}
+
+/// Rows as [`Relation`]s, leaving out any whose ends are not refs.
+pub fn into_relations(rows: Vec<Row>) -> Vec<Relation> {
+    rows.into_iter().filter_map(Row::into_relation).collect()
 }
 
 /// The relation rows valid at an instant, from the version of each subject in force then:
 /// `(subject, Some(packed))` for a subject whose latest version by then is an upsert, `None` when
 /// it is a deletion.
-pub fn at_instant(versions: &[(String, Option<String>)]) -> Vec<(String, String, String)> {
+pub fn at_instant(versions: &[(String, Option<String>)]) -> Vec<Row> {
     let live: Vec<(String, String)> = versions
         .iter()
         .filter_map(|(subject, packed)| packed.as_ref().map(|p| (subject.clone(), p.clone())))
@@ -256,28 +245,19 @@ pub struct Version {
 /// The relation rows of one origin with their validity intervals, from its versions in sequence
 /// order: a row is valid from the first version that declares it until the first later version
 /// that does not (or the deletion). Sorted by the opening sequence, then the row.
-pub fn spans_from_versions(origin: &str, versions: &[Version]) -> Vec<SpanRow> {
+pub fn spans_from_versions(origin: &EntityRef, versions: &[Version]) -> Vec<SpanRow> {
     let mut open: BTreeMap<Row, (i64, String)> = BTreeMap::new();
-    let mut out: Vec<SpanRow> = Vec::new();
-    let span = |row: &Row, (from_sequence, valid_from): (i64, String), valid_to: Option<String>| SpanRow {
-        origin: origin.to_owned(),
-        source: row.source.clone(),
-        relation_type: row.relation_type.clone(),
-        target: row.target.clone(),
-        from_sequence,
-        valid_from,
-        valid_to,
-    };
+    let mut closed: Vec<(Row, (i64, String), Option<String>)> = Vec::new();
     for version in versions {
         let now: BTreeSet<Row> = version
             .relations
             .as_deref()
-            .map(|packed| unpack(origin, packed).into_iter().collect())
+            .map(|packed| unpack(origin.as_str(), packed).into_iter().collect())
             .unwrap_or_default();
         let gone: Vec<Row> = open.keys().filter(|row| !now.contains(*row)).cloned().collect();
         for row in gone {
             if let Some(opened) = open.remove(&row) {
-                out.push(span(&row, opened, Some(version.time.clone())));
+                closed.push((row, opened, Some(version.time.clone())));
             }
         }
         for row in now {
@@ -285,18 +265,25 @@ pub fn spans_from_versions(origin: &str, versions: &[Version]) -> Vec<SpanRow> {
                 .or_insert_with(|| (version.sequence, version.time.clone()));
         }
     }
-    for (row, opened) in std::mem::take(&mut open) {
-        out.push(span(&row, opened, None));
-    }
-    out.sort_by(|a, b| {
-        (a.from_sequence, &a.source, &a.relation_type, &a.target).cmp(&(
-            b.from_sequence,
-            &b.source,
-            &b.relation_type,
-            &b.target,
-        ))
-    });
-    out
+    closed.extend(
+        std::mem::take(&mut open)
+            .into_iter()
+            .map(|(row, opened)| (row, opened, None)),
+    );
+    // Ordered by the opening sequence, then the row as written.
+    closed.sort_by(|(a, (a_from, _), _), (b, (b_from, _), _)| (a_from, a).cmp(&(b_from, b)));
+    closed
+        .into_iter()
+        .filter_map(|(row, (from_sequence, valid_from), valid_to)| {
+            Some(SpanRow {
+                origin: origin.clone(),
+                relation: row.into_relation()?,
+                from_sequence,
+                valid_from,
+                valid_to,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -365,7 +352,7 @@ mod tests {
         };
         let h = "group:default/h";
         let spans = spans_from_versions(
-            A,
+            &A.parse().expect("a ref"),
             &[
                 v(1, "t1", Some(vec![(A, "ownedBy", G), (G, "ownerOf", A)])),
                 v(
@@ -383,7 +370,7 @@ mod tests {
             .map(|s| {
                 (
                     s.from_sequence,
-                    s.relation_type.as_str(),
+                    s.relation.kind.as_str(),
                     s.valid_from.as_str(),
                     s.valid_to.as_deref(),
                 )

@@ -1,13 +1,17 @@
 //! The rows of the read model. Every adapter stores exactly these; checksums compare them.
 
+use callboard_model::{EntityRef, Relation};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::catalog::stored_document;
+use crate::store::{StoreError, stored_ref};
 
 /// The current version of a live entity, as readers see it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct EntityRow {
     /// Canonical ref (primary key).
-    pub entity_ref: String,
+    pub entity_ref: EntityRef,
     /// Stable for the entity's life.
     pub uid: String,
     /// Lowercased kind, namespace and name.
@@ -67,18 +71,15 @@ pub struct HistoryRow {
     pub detail: Option<Value>,
 }
 
-/// A relation row with its validity interval; open (current) when `valid_to` is `None`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// A relation one entity's versions declared, with its validity interval; open (current) when
+/// `valid_to` is `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct SpanRow {
-    /// The entity whose fields produced the row.
-    pub origin: String,
-    /// Source of the relation.
-    pub source: String,
-    /// Relation type, e.g. `ownedBy`.
-    pub relation_type: String,
-    /// Target of the relation.
-    pub target: String,
-    /// The origin's sequence that opened it (part of the key: a row can open and close often).
+    /// The entity whose fields produced the relation.
+    pub origin: EntityRef,
+    /// The relation.
+    pub relation: Relation,
+    /// The origin's sequence that opened it (a relation can open and close often).
     pub from_sequence: i64,
     /// Event time it started.
     pub valid_from: String,
@@ -137,11 +138,125 @@ pub struct FacetDelta {
     pub delta: i64,
 }
 
-/// A consumer position stored with the rows.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct PartitionOffset {
-    /// The partition.
-    pub partition: i32,
-    /// The last applied offset.
-    pub offset: i64,
+/// A row read from a database, by column name: adapters implement it for their driver's rows, and
+/// every row type is read from it here, once for every database.
+pub trait Columns {
+    /// A text column.
+    fn text(&self, column: &str) -> Result<String, StoreError>;
+    /// A nullable text column.
+    fn text_or_null(&self, column: &str) -> Result<Option<String>, StoreError>;
+    /// An integer column.
+    fn int(&self, column: &str) -> Result<i64, StoreError>;
+    /// A nullable integer column.
+    fn int_or_null(&self, column: &str) -> Result<Option<i64>, StoreError>;
+}
+
+/// JSON text read back; text that is not JSON (never written by the projection) reads as null.
+fn json(text: &str) -> Value {
+    serde_json::from_str(text).unwrap_or(Value::Null)
+}
+
+/// What an entity read selects: the row and its current version's document (as `document`).
+pub const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.kind, e.namespace, e.name, e.sequence, e.content_hash, e.location_key, e.origin, e.created_at, e.updated_at, e.owner, e.title, e.spec_type, e.lifecycle, h.entity as document";
+
+impl EntityRow {
+    /// Reads the columns of [`ENTITY_COLUMNS`]; the document gets its uid back.
+    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+        let uid = row.text("uid")?;
+        Ok(Self {
+            entity_ref: stored_ref(row.text("entity_ref")?)?,
+            document: row
+                .text_or_null("document")?
+                .map_or(Value::Null, |d| stored_document(&d, &uid)),
+            uid,
+            kind: row.text("kind")?,
+            namespace: row.text("namespace")?,
+            name: row.text("name")?,
+            sequence: row.int("sequence")?,
+            content_hash: row.text("content_hash")?,
+            location_key: row.text("location_key")?,
+            origin: row.text("origin")?,
+            created_at: row.text("created_at")?,
+            updated_at: row.text("updated_at")?,
+            owner: row.text_or_null("owner")?,
+            title: row.text_or_null("title")?,
+            spec_type: row.text_or_null("spec_type")?,
+            lifecycle: row.text_or_null("lifecycle")?,
+        })
+    }
+}
+
+/// What a history read selects.
+pub const HISTORY_COLUMNS: &str =
+    "subject, sequence, event_id, event_type, time, source, actor, causation, entity, diff, detail, uid";
+
+impl HistoryRow {
+    /// Reads the columns of [`HISTORY_COLUMNS`]; an upsert's document gets its uid back.
+    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+        let uid = row.text_or_null("uid")?.unwrap_or_default();
+        Ok(Self {
+            subject: row.text("subject")?,
+            sequence: row.int("sequence")?,
+            event_id: row.text("event_id")?,
+            event_type: row.text("event_type")?,
+            time: row.text("time")?,
+            source: row.text("source")?,
+            actor: row.text("actor")?,
+            causation: row.text_or_null("causation")?,
+            entity: row.text_or_null("entity")?.map(|text| stored_document(&text, &uid)),
+            diff: row.text_or_null("diff")?.map(|t| json(&t)),
+            detail: row.text_or_null("detail")?.map(|t| json(&t)),
+        })
+    }
+}
+
+/// What a rejection read selects.
+pub const REJECTION_COLUMNS: &str =
+    "subject, entity_ref, location, origin, document_index, problems, conflicts_with, time, sequence";
+
+impl RejectionRow {
+    /// Reads the columns of [`REJECTION_COLUMNS`].
+    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+        Ok(Self {
+            subject: row.text("subject")?,
+            entity_ref: row.text_or_null("entity_ref")?,
+            location: row.text("location")?,
+            origin: row.text("origin")?,
+            document_index: row.int_or_null("document_index")?,
+            problems: json(&row.text("problems")?),
+            conflicts_with: row.text_or_null("conflicts_with")?,
+            time: row.text("time")?,
+            sequence: row.int("sequence")?,
+        })
+    }
+}
+
+/// What a location read selects.
+pub const LOCATION_COLUMNS: &str = "key, location_type, target, id, entity_ref, registered_at";
+
+impl LocationRow {
+    /// Reads the columns of [`LOCATION_COLUMNS`].
+    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+        Ok(Self {
+            key: row.text("key")?,
+            location_type: row.text("location_type")?,
+            target: row.text("target")?,
+            id: row.text("id")?,
+            entity_ref: row.text("entity_ref")?,
+            registered_at: row.text("registered_at")?,
+        })
+    }
+}
+
+/// The document a version leaves in effect, from a history row's `event_type`, `entity` and
+/// `uid` columns: an upsert's document with its uid; `None` after a deletion.
+pub fn version_document(row: &impl Columns) -> Result<Option<Value>, StoreError> {
+    if row.text("event_type")? != "entity.upserted.v1" {
+        return Ok(None);
+    }
+    let uid = row.text_or_null("uid")?.unwrap_or_default();
+    Ok(row
+        .text_or_null("entity")?
+        .map(|text| stored_document(&text, &uid))
+        .filter(|document| !document.is_null()))
 }

@@ -118,14 +118,14 @@ pub fn values_of(entity: &Value, key: &str) -> Vec<String> {
 }
 
 /// Facet counts of `key` over stored documents (`(JSON text, uid)`, see
-/// [`crate::project::stored_document`]): how many documents hold each original value, most
+/// [`crate::catalog::stored_document`]): how many documents hold each original value, most
 /// frequent first, then by value. CPU-bound at scale (documents are parsed), so it splits the
 /// work over the available cores; run it off the async runtime.
 pub fn count_values(documents: &[(String, String)], key: &str) -> Vec<(String, i64)> {
     let count = |chunk: &[(String, String)]| {
         let mut counts: HashMap<String, i64> = HashMap::new();
         for (text, uid) in chunk {
-            let document = crate::project::stored_document(text, uid);
+            let document = crate::catalog::stored_document(text, uid);
             if document.is_null() {
                 continue;
             }

@@ -5,117 +5,50 @@
 //! [`ReadStore::activate`] switches readers over atomically; the old generation keeps serving
 //! until then.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
 use async_trait::async_trait;
+use callboard_model::{EntityRef, Relation};
+use callboard_projection::BatchPosition;
+pub use callboard_projection::{Generation, Generations, Positions, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use crate::catalog::{Changes, Loaded};
 use crate::filter::{Filter, RelationCondition, Resolved};
-use crate::project::{Changes, Loaded};
 use crate::relations;
 use crate::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
 
-/// A generation of the read model's tables.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Generation(pub i64);
-
-/// Why a store operation failed.
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached right now.
-    #[error("the read model is unavailable: {0}")]
-    Unavailable(String),
-    /// A query was invalid (a bad cursor, a bad filter).
-    #[error("invalid query: {0}")]
-    Invalid(String),
-    /// Anything else.
-    #[error("read model error: {0}")]
-    Other(String),
-}
-
-/// The write side: what projectors and replays need.
+/// The catalog's store: where its projection loads the rows a batch touches and writes the
+/// batch's changes. Managing generations and positions comes with it ([`Generations`]).
 #[async_trait]
-pub trait ReadStore: Send + Sync {
-    /// Creates the registry tables if needed; returns the active generation (creating the
-    /// first one when there is none).
-    async fn prepare(&self) -> Result<Generation, StoreError>;
-
-    /// The generation readers use now.
-    async fn active(&self) -> Result<Generation, StoreError>;
-
-    /// Creates a new, empty generation (for a replay), without the indexes only readers need.
-    async fn create_generation(&self) -> Result<Generation, StoreError>;
-
-    /// Builds the readers' indexes of `generation` if it lacks them, then makes it the one
-    /// readers use, atomically.
-    async fn activate(&self, generation: Generation) -> Result<(), StoreError>;
-
-    /// Drops a generation's tables.
-    async fn drop_generation(&self, generation: Generation) -> Result<(), StoreError>;
-
+pub trait ReadStore: Generations {
     /// The rows a batch touches.
     async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError>;
 
-    /// Writes a batch's changes and its positions for consumer `group`, in one transaction.
-    /// Positions only move forward: a position lower than the stored one leaves it as it is.
-    /// The changes are taken by value, so that an adapter can hand their text to the database
-    /// without copying it.
-    async fn write(&self, generation: Generation, group: &str, changes: Changes) -> Result<(), StoreError>;
+    /// Writes a batch's changes and the positions it reaches for consumer `group`, in one
+    /// transaction. Positions only move forward: a position lower than the stored one leaves it
+    /// as it is. The changes are taken by value, so that an adapter can hand their text to the
+    /// database without copying it.
+    async fn write(
+        &self,
+        generation: Generation,
+        group: &str,
+        changes: Changes,
+        positions: &[BatchPosition],
+    ) -> Result<(), StoreError>;
 
     /// How many writes of batches with disjoint subjects the store can usefully take at once
     /// while a generation is being filled (a replay): 1 for a store with a single writer.
     fn parallel_writes(&self) -> usize {
         1
     }
-
-    /// The last applied offset of a partition for `group`.
-    async fn position(
-        &self,
-        generation: Generation,
-        group: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<i64>, StoreError>;
-
-    /// Every stored position and the time of its last event, for lag: (group, topic, partition)
-    /// → (offset, event time).
-    async fn positions(
-        &self,
-        generation: Generation,
-    ) -> Result<BTreeMap<(String, String, i32), (i64, String)>, StoreError>;
-
-    /// A checksum per table of a generation's projected rows (positions excluded), to compare
-    /// read models built in different ways.
-    async fn checksums(&self, generation: Generation) -> Result<BTreeMap<String, String>, StoreError>;
 }
 
-/// The statements of a generation's table template (`migrations/templates`): those that make
-/// its tables and the indexes writers need, then — after the `-- @readers` line — the indexes only
-/// readers need, which a replay builds just before readers switch over
-/// ([`ReadStore::activate`]). Comment lines are dropped; statements end at `;`.
-pub fn template_statements(template: &str) -> (Vec<String>, Vec<String>) {
-    match template.split_once("-- @readers") {
-        // The marker's line is a comment: the readers' part starts after it.
-        Some((writers, rest)) => (
-            statements(writers),
-            statements(rest.split_once('\n').map_or("", |(_, after)| after)),
-        ),
-        None => (statements(template), Vec::new()),
-    }
-}
-
-fn statements(text: &str) -> Vec<String> {
-    let code: String = text
-        .lines()
-        .filter(|l| !l.trim_start().starts_with("--"))
-        .collect::<Vec<_>>()
-        .join("\n");
-    code.split(';')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned)
-        .collect()
+/// A ref the read model stored, read back (refs are stored canonical; anything else means the
+/// table was written by something else).
+pub fn stored_ref(text: String) -> Result<EntityRef, StoreError> {
+    EntityRef::from_canonical(text).map_err(|e| StoreError::Other(format!("a stored ref is not a ref: {e}")))
 }
 
 /// How to order a list of entities.
@@ -154,15 +87,11 @@ pub struct EntityPage {
     pub has_more: bool,
 }
 
-/// A relation row as readers see it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+/// A current relation as readers see it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RelationView {
-    /// Source.
-    pub source: String,
-    /// Type.
-    pub relation_type: String,
-    /// Target.
-    pub target: String,
+    /// The relation.
+    pub relation: Relation,
     /// False when the target is not in the catalog (a dangling relation).
     pub target_exists: bool,
 }
@@ -180,6 +109,38 @@ pub trait PackedRelations: Send + Sync {
     /// `(ref, packed relations)` of every entity.
     async fn packed_relations(&self, g: Generation) -> Result<Vec<(String, String)>, StoreError>;
 
+    /// Which of `refs` are entities now.
+    async fn existing(&self, g: Generation, refs: &[String]) -> Result<std::collections::HashSet<String>, StoreError>;
+
+    /// Current relations with a source (or, `incoming`, a target) in `refs`, each saying whether
+    /// its target exists ([`CatalogReader::relations`]).
+    async fn relation_views(
+        &self,
+        g: Generation,
+        refs: &[EntityRef],
+        incoming: bool,
+    ) -> Result<Vec<RelationView>, StoreError> {
+        if refs.is_empty() {
+            return Ok(Vec::new());
+        }
+        let refs: Vec<String> = refs.iter().map(EntityRef::canonical).collect();
+        let rows = self.relation_rows(g, &refs, incoming).await?;
+        let mut targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
+        targets.sort();
+        targets.dedup();
+        let existing = self.existing(g, &targets).await?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|row| {
+                let target_exists = existing.contains(&row.target);
+                Some(RelationView {
+                    relation: row.into_relation()?,
+                    target_exists,
+                })
+            })
+            .collect())
+    }
+
     /// Relation rows with a source (or, `incoming`, a target) in `refs`.
     async fn relation_rows(
         &self,
@@ -192,7 +153,7 @@ pub trait PackedRelations: Send + Sync {
     }
 
     /// Every current relation row.
-    async fn all_rows(&self, g: Generation) -> Result<Vec<(String, String, String)>, StoreError> {
+    async fn all_rows(&self, g: Generation) -> Result<Vec<relations::Row>, StoreError> {
         Ok(relations::all(&self.packed_relations(g).await?))
     }
 
@@ -201,14 +162,10 @@ pub trait PackedRelations: Send + Sync {
         let Some(filter) = filter else { return Ok(None) };
         let mut sources: HashMap<RelationCondition, Vec<String>> = HashMap::new();
         for condition in filter.relation_conditions() {
-            let rows: Vec<(String, String, String)> = if condition.targets.is_empty() {
+            let rows = if condition.targets.is_empty() {
                 self.all_rows(g).await?
             } else {
-                self.relation_rows(g, &condition.targets, true)
-                    .await?
-                    .into_iter()
-                    .map(relations::Row::into_tuple)
-                    .collect()
+                self.relation_rows(g, &condition.targets, true).await?
             };
             let met = condition.sources(&rows);
             sources.insert(condition, met);
@@ -217,11 +174,12 @@ pub trait PackedRelations: Send + Sync {
     }
 }
 
-/// The questions the API asks.
+/// The questions readers ask of the catalog. Read-only: the service layer holds this port (and
+/// [`Positions`]), never [`ReadStore`].
 #[async_trait]
 pub trait CatalogReader: Send + Sync {
     /// Current entity rows by ref (missing refs are absent from the result).
-    async fn entities(&self, refs: &[String]) -> Result<Vec<EntityRow>, StoreError>;
+    async fn entities(&self, refs: &[EntityRef]) -> Result<Vec<EntityRow>, StoreError>;
 
     /// A page of entities.
     async fn list(&self, query: &EntityQuery) -> Result<EntityPage, StoreError>;
@@ -234,18 +192,19 @@ pub trait CatalogReader: Send + Sync {
 
     /// Current relations whose source is one of `refs` (outgoing) or, with `incoming`, whose
     /// target is.
-    async fn relations(&self, refs: &[String], incoming: bool) -> Result<Vec<RelationView>, StoreError>;
+    async fn relations(&self, refs: &[EntityRef], incoming: bool) -> Result<Vec<RelationView>, StoreError>;
 
-    /// Every current relation row (for building the graph).
-    async fn all_relations(&self) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// Every current relation (for building the graph).
+    async fn all_relations(&self) -> Result<Vec<Relation>, StoreError>;
 
-    /// Relation rows valid at `time` (RFC 3339).
-    async fn relations_at(&self, time: &str) -> Result<Vec<(String, String, String)>, StoreError>;
+    /// The relations in effect at `time` (RFC 3339, normalised).
+    async fn relations_at(&self, time: &str) -> Result<Vec<Relation>, StoreError>;
 
-    /// All relation rows with their intervals for one origin (history of its fields).
-    async fn spans(&self, origin: &str) -> Result<Vec<SpanRow>, StoreError>;
+    /// Every relation one entity's versions declared, with its interval (its relations over
+    /// time).
+    async fn spans(&self, origin: &EntityRef) -> Result<Vec<SpanRow>, StoreError>;
 
-    /// History of a subject, newest first.
+    /// History of a subject (an entity ref, or the subject of a rejection), newest first.
     async fn history(
         &self,
         subject: &str,
@@ -254,7 +213,7 @@ pub trait CatalogReader: Send + Sync {
     ) -> Result<Vec<HistoryRow>, StoreError>;
 
     /// The entity document as it was at `time` (`None`: it did not exist then).
-    async fn entity_at(&self, entity_ref: &str, time: &str) -> Result<Option<Value>, StoreError>;
+    async fn entity_at(&self, entity_ref: &EntityRef, time: &str) -> Result<Option<Value>, StoreError>;
 
     /// Entities as they were at `time`, in ref order after `after`: the latest version of up to
     /// `limit` subjects, `None` for those deleted by then (so callers page on, skipping them).
@@ -276,20 +235,27 @@ pub trait CatalogReader: Send + Sync {
     async fn graph_version(&self) -> Result<String, StoreError>;
 }
 
-/// The document a history row leaves behind, for `entities_at`: the entity of an upsert, `None`
-/// after a deletion (or an unreadable document).
-pub fn version_document(event_type: &str, entity: Option<&str>) -> Option<Value> {
-    (event_type == "entity.upserted.v1")
-        .then_some(entity)
-        .flatten()
-        .and_then(|text| serde_json::from_str(text).ok())
+/// The sort key of a row in a list of `order`, for cursors.
+pub fn sort_key(order: Order, row: &EntityRow) -> String {
+    match order {
+        Order::Ref => row.entity_ref.canonical(),
+        Order::Name => format!("{}\u{0}{}", row.name, row.entity_ref),
+        Order::UpdatedDesc => format!("{}\u{0}{}", row.updated_at, row.entity_ref),
+    }
+}
+
+/// The two parts of a sort key of `Order::Name` or `Order::UpdatedDesc` (what a cursor carries).
+pub fn split_sort_key(after: &str) -> Result<(&str, &str), StoreError> {
+    after
+        .split_once('\u{0}')
+        .ok_or_else(|| StoreError::Invalid("bad cursor".into()))
 }
 
 /// Which rejections.
 #[derive(Debug, Clone, Copy)]
 pub enum RejectionsBy<'a> {
     /// Of one entity.
-    Entity(&'a str),
+    Entity(&'a EntityRef),
     /// Of documents in one file.
     Location(&'a str),
     /// Of everything that came through a registered location.
@@ -299,21 +265,29 @@ pub enum RejectionsBy<'a> {
 }
 
 /// The final entity, as Backstage's API returns it: the document with `metadata.uid`,
-/// `metadata.etag` and `relations` (distinct type and target, sorted).
-pub fn final_entity(row: &EntityRow, relations: &[(String, String)]) -> Value {
-    let mut relations: Vec<&(String, String)> = relations.iter().collect();
-    relations.sort();
-    relations.dedup();
+/// `metadata.etag` and `relations` (each distinct type and target once, sorted by type name, then
+/// target).
+pub fn final_entity(row: &EntityRow, relations: &[Relation]) -> Value {
+    let pairs = relation_pairs(relations);
     let mut document = row.document.clone();
     if let Some(Value::Object(metadata)) = document.get_mut("metadata") {
-        metadata.insert("etag".into(), Value::String(etag(&row.content_hash, &relations)));
+        metadata.insert("etag".into(), Value::String(etag(&row.content_hash, &pairs)));
     }
-    attach_relations(&mut document, &relations);
+    attach_relations(&mut document, &pairs);
     document
 }
 
+/// The `(type, target)` pairs of relations, sorted by type name then target, without duplicates:
+/// how Backstage lists an entity's `relations`.
+pub fn relation_pairs(relations: &[Relation]) -> Vec<(&str, &str)> {
+    let mut pairs: Vec<(&str, &str)> = relations.iter().map(|r| (r.kind.as_str(), r.target.as_str())).collect();
+    pairs.sort_unstable();
+    pairs.dedup();
+    pairs
+}
+
 /// Sets a document's `relations` to `(type, targetRef)` pairs, in the order given.
-pub fn attach_relations(document: &mut Value, relations: &[&(String, String)]) {
+pub fn attach_relations(document: &mut Value, relations: &[(&str, &str)]) {
     if let Value::Object(map) = document {
         map.insert(
             "relations".into(),
@@ -328,7 +302,7 @@ pub fn attach_relations(document: &mut Value, relations: &[&(String, String)]) {
 }
 
 /// Changes whenever the final entity changes: its content or its relations.
-pub fn etag(content_hash: &str, relations: &[&(String, String)]) -> String {
+pub fn etag(content_hash: &str, relations: &[(&str, &str)]) -> String {
     let mut hasher = Sha256::new();
     hasher.update(content_hash.as_bytes());
     for (t, target) in relations {
@@ -342,15 +316,10 @@ pub fn etag(content_hash: &str, relations: &[&(String, String)]) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use callboard_projection::template_statements;
 
     #[test]
-    fn templates_split_at_the_readers_marker() {
-        let template = "-- a table\ncreate table t (a int);\ninsert into t values (1);\n-- @readers: only readers need these\n-- more words\ncreate index i on t (a);\n";
-        let (tables, indexes) = template_statements(template);
-        assert_eq!(tables, ["create table t (a int)", "insert into t values (1)"]);
-        assert_eq!(indexes, ["create index i on t (a)"]);
-        assert_eq!(template_statements("create table t (a int);").1, Vec::<String>::new());
+    fn the_templates_split_at_the_readers_marker() {
         for real in [
             include_str!("../../../migrations/templates/sqlite-generation.sql"),
             include_str!("../../../migrations/templates/postgres-generation.sql"),

@@ -320,7 +320,7 @@ impl<'de> Visitor<'de> for Key {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::project::with_uid;
+    use crate::catalog::with_uid;
     use proptest::prelude::*;
     use serde_json::{Value, json};
 

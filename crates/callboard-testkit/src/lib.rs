@@ -1,8 +1,12 @@
 //! Helpers shared by tests and benchmarks (dev-only; never a normal dependency).
 //!
+//! [`http::request`] is a dependency-free HTTP/1.1 client for tests of a running server.
+//!
 //! [`generate`] builds a deterministic, realistic catalog of any size: an organisation of groups
 //! and users, domains, systems, components with APIs and resources, and optionally a share of
 //! invalid documents, laid out as files of a few documents each, as in a real monorepo.
+
+pub mod http;
 
 use std::fmt::Write as _;
 
@@ -188,4 +192,30 @@ pub fn generate_stream(spec: &CatalogSpec) -> String {
         out.push_str(&file.text);
     }
     out
+}
+
+/// A small catalog: a group with a member, a system, two components (one depending on the
+/// other), an API, in three `catalog-info.yaml` files (what folder discovery looks for).
+pub fn small_catalog(dir: &std::path::Path) {
+    for sub in ["org", "apis"] {
+        std::fs::create_dir_all(dir.join(sub)).expect("mkdir");
+    }
+    std::fs::write(
+        dir.join("org/catalog-info.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata:\n  name: team-a\nspec:\n  type: team\n  children: []\n  members: [alice]\n---\n\
+         apiVersion: backstage.io/v1alpha1\nkind: User\nmetadata:\n  name: alice\nspec:\n  memberOf: [team-a]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("catalog-info.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: System\nmetadata:\n  name: shop\nspec:\n  owner: team-a\n---\n\
+         apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: web\n  description: The storefront web app\n  tags: [typescript]\nspec:\n  type: website\n  lifecycle: production\n  owner: team-a\n  system: shop\n  providesApis: [orders-api]\n  dependsOn: [component:db-svc]\n---\n\
+         apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: db-svc\n  description: Stores orders\nspec:\n  type: service\n  lifecycle: production\n  owner: team-a\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("apis/catalog-info.yaml"),
+        "apiVersion: backstage.io/v1alpha1\nkind: API\nmetadata:\n  name: orders-api\nspec:\n  type: openapi\n  lifecycle: production\n  owner: team-a\n  definition: 'openapi: 3.0.0'\n",
+    )
+    .expect("write");
 }

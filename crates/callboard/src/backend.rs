@@ -1,5 +1,6 @@
-//! Choosing and opening the event log: Kafka when `CALLBOARD_KAFKA_BROKERS` (or `--kafka`) is
-//! set, otherwise the embedded log in the data directory.
+//! Choosing and opening the adapters: the event log (Kafka when `CALLBOARD_KAFKA_BROKERS` or
+//! `--kafka` is set, otherwise the embedded log in the data directory) and the read models
+//! (PostgreSQL when `CALLBOARD_DATABASE_URL` is set, otherwise SQLite files in the data directory).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,8 @@ use std::sync::Arc;
 use anyhow::{Context, Result, bail};
 use callboard_events::log::EventLog;
 use callboard_events::topics::{DEFAULT_PREFIX, Topics};
+use callboard_readmodel::activity::{ActivityReader, ActivityStore};
+use callboard_readmodel::store::{CatalogReader, ReadStore};
 
 /// Options shared by every command that touches the log.
 #[derive(Debug, Clone, clap::Args)]
@@ -106,42 +109,87 @@ pub struct StoreArgs {
     pub database_url: Option<String>,
 }
 
-/// The read model, as both of its ports.
+/// The read models, each as the ports its projection writes through and its readers read.
+#[derive(Clone)]
 pub struct Stores {
-    /// The write side.
-    pub store: Arc<dyn callboard_readmodel::store::ReadStore>,
-    /// The read side.
-    pub reader: Arc<dyn callboard_readmodel::store::CatalogReader>,
+    /// The catalog's write side.
+    pub store: Arc<dyn ReadStore>,
+    /// The catalog's read side.
+    pub reader: Arc<dyn CatalogReader>,
+    /// The activity feed's write side.
+    pub activity: Arc<dyn ActivityStore>,
+    /// The activity feed's read side.
+    pub activity_reader: Arc<dyn ActivityReader>,
     /// A description for logs.
     pub describe: String,
 }
 
-impl StoreArgs {
-    /// Opens the configured read model.
-    pub async fn open(&self, data_dir: &Path) -> Result<Stores> {
-        if let Some(url) = &self.database_url {
-            let store = Arc::new(
-                callboard_readmodel_postgres::PostgresStore::connect(url)
-                    .await
-                    .context("cannot connect to the read model in PostgreSQL")?,
-            );
-            // Never log the URL: it may carry a password.
-            return Ok(Stores {
-                reader: store.clone(),
-                store,
-                describe: "PostgreSQL".into(),
-            });
-        }
+impl std::fmt::Debug for Stores {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stores")
+            .field("describe", &self.describe)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stores {
+    /// The read models in SQLite files in `data_dir` (`catalog.db`, `activity.db`).
+    pub async fn embedded(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join("catalog.db");
         let store = Arc::new(
             callboard_readmodel_sqlite::SqliteStore::open(&path)
                 .await
                 .with_context(|| format!("cannot open the read model at {}", path.display()))?,
         );
-        Ok(Stores {
+        let activity_path = data_dir.join("activity.db");
+        let activity = Arc::new(
+            callboard_readmodel_sqlite::SqliteActivityStore::open(&activity_path)
+                .await
+                .with_context(|| format!("cannot open the activity feed at {}", activity_path.display()))?,
+        );
+        Ok(Self {
             reader: store.clone(),
             store,
+            activity_reader: activity.clone(),
+            activity,
             describe: format!("SQLite at {}", path.display()),
         })
+    }
+
+    /// The read models in PostgreSQL at `url` (the database is created when missing).
+    pub async fn postgres(url: &str) -> Result<Self> {
+        let store = callboard_readmodel_postgres::PostgresStore::connect(url)
+            .await
+            .context("cannot connect to the read model in PostgreSQL")?;
+        let activity = Arc::new(callboard_readmodel_postgres::PostgresActivityStore::beside(&store));
+        let store = Arc::new(store);
+        // Never log the URL: it may carry a password.
+        Ok(Self {
+            reader: store.clone(),
+            store,
+            activity_reader: activity.clone(),
+            activity,
+            describe: "PostgreSQL".into(),
+        })
+    }
+
+    /// Prepares every read model's tables (before anyone reads them).
+    pub async fn prepare(&self) -> Result<()> {
+        self.store
+            .prepare()
+            .await
+            .context("preparing the catalog's read model")?;
+        self.activity.prepare().await.context("preparing the activity feed")?;
+        Ok(())
+    }
+}
+
+impl StoreArgs {
+    /// Opens the configured read models.
+    pub async fn open(&self, data_dir: &Path) -> Result<Stores> {
+        match &self.database_url {
+            Some(url) => Stores::postgres(url).await,
+            None => Stores::embedded(data_dir).await,
+        }
     }
 }

@@ -5,9 +5,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod allocator;
-mod backend;
 mod commands;
-mod metrics;
 mod output;
 mod telemetry;
 

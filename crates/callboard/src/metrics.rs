@@ -3,7 +3,7 @@
 //! them on a small HTTP listener; `serve` mounts the same handler on its main port.
 
 use std::net::SocketAddr;
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, Result};
@@ -13,20 +13,20 @@ use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use callboard_events::log::EventLog;
-use callboard_events::topics::Topics;
-use callboard_readmodel::projector;
-use callboard_readmodel::store::ReadStore;
+use callboard_projection::Positions;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 /// How often the projector lag is sampled. Each sample reads the log's end offsets and the stored
 /// positions (and one event per lagging partition), so it is cheap enough to be frequent.
 pub const LAG_INTERVAL: Duration = Duration::from_secs(1);
 
-static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+static HANDLE: Mutex<Option<PrometheusHandle>> = Mutex::new(None);
 
-/// Installs the process-wide recorder (once) and returns the handle that renders it.
+/// Installs the process-wide recorder (once, also when servers start concurrently, as in-process
+/// tests do) and returns the handle that renders it.
 pub fn install() -> Result<PrometheusHandle> {
-    if let Some(handle) = HANDLE.get() {
+    let mut slot = HANDLE.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(handle) = slot.as_ref() {
         return Ok(handle.clone());
     }
     let handle = PrometheusBuilder::new()
@@ -41,7 +41,8 @@ pub fn install() -> Result<PrometheusHandle> {
             upkeep.run_upkeep();
         }
     });
-    Ok(HANDLE.get_or_init(|| handle).clone())
+    *slot = Some(handle.clone());
+    Ok(handle)
 }
 
 fn describe() {
@@ -56,7 +57,7 @@ fn describe() {
     );
     metrics::describe_counter!(
         "callboard_projector_events_total",
-        "Events applied to the read model by this process"
+        "Events applied to read models by this process, per projection and consumer group"
     );
     metrics::describe_histogram!(
         "callboard_projector_batch_seconds",
@@ -70,15 +71,23 @@ fn describe() {
     );
 }
 
-/// Samples the lag of `group` every [`LAG_INTERVAL`] into the lag gauges, until the task is
-/// dropped. With several processes in a group each reports every partition (positions live in the
-/// shared read model), so dashboards take the maximum over instances.
-pub async fn sample_lag(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, topics: Topics, group: String) {
+/// Samples the lag of a projection's `group` on `topics` every [`LAG_INTERVAL`] into the lag
+/// gauges, until the task is dropped. With several processes in a group each reports every
+/// partition (positions live in the shared read model), so dashboards take the maximum over
+/// instances.
+pub async fn sample_lag(
+    log: Arc<dyn EventLog>,
+    positions: Arc<dyn Positions>,
+    projection: &'static str,
+    topics: Vec<String>,
+    group: String,
+) {
     loop {
-        match projector::lag(log.as_ref(), store.as_ref(), &topics, &group).await {
+        match callboard_projection::lag(log.as_ref(), positions.as_ref(), &topics, &group).await {
             Ok(lags) => {
                 for lag in lags {
                     let labels = [
+                        ("projection", projection.to_owned()),
                         ("group", lag.group),
                         ("topic", lag.topic),
                         ("partition", lag.partition.to_string()),
@@ -87,15 +96,15 @@ pub async fn sample_lag(log: Arc<dyn EventLog>, store: Arc<dyn ReadStore>, topic
                     metrics::gauge!("callboard_projector_lag_seconds", &labels).set(lag.seconds_behind);
                 }
             }
-            Err(error) => tracing::warn!(%error, "could not sample the projector lag"),
+            Err(error) => tracing::warn!(%error, projection, "could not sample the projector lag"),
         }
         tokio::time::sleep(LAG_INTERVAL).await;
     }
 }
 
-/// Records one applied batch.
-pub fn batch_applied(group: &str, events: usize, took: Duration) {
-    let labels = [("group", group.to_owned())];
+/// Records one applied batch of a projection.
+pub fn batch_applied(projection: &'static str, group: &str, events: usize, took: Duration) {
+    let labels = [("projection", projection.to_owned()), ("group", group.to_owned())];
     metrics::counter!("callboard_projector_events_total", &labels).increment(events as u64);
     metrics::histogram!("callboard_projector_batch_seconds", &labels).record(took.as_secs_f64());
 }

@@ -1,7 +1,6 @@
 //! `callboard import`: register locations and write their entities to the event log once, with a
 //! progress display — the way to load a large catalog before serving it.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -10,10 +9,10 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use callboard_events::types::LocationRecord;
 use callboard_ingest::{Scanner, Writer, WriterConfig};
-use callboard_reader::Reader;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::backend::{LogArgs, lock_writer};
+use callboard::backend::{LogArgs, lock_writer};
+use callboard::locations::{location_of, reader_for};
 
 /// Arguments of `callboard import`.
 #[derive(Debug, clap::Args)]
@@ -32,40 +31,6 @@ pub struct Args {
     /// Do not show a progress bar.
     #[arg(long)]
     quiet: bool,
-}
-
-/// Turns a command-line location into a registered location: URLs stay URLs, folders become
-/// discovery locations, files become file locations (absolute paths).
-pub fn location_of(text: &str) -> Result<LocationRecord> {
-    if text.starts_with("http://") || text.starts_with("https://") {
-        return Ok(LocationRecord {
-            location_type: "url".into(),
-            target: text.to_owned(),
-        });
-    }
-    let path = std::fs::canonicalize(Path::new(text)).with_context(|| format!("cannot find {text}"))?;
-    let location_type = if path.is_dir() { "discovery" } else { "file" };
-    Ok(LocationRecord {
-        location_type: location_type.into(),
-        target: path.display().to_string(),
-    })
-}
-
-/// A reader allowing the folders of the given locations and the given hosts.
-pub fn reader_for(locations: &[LocationRecord], hosts: &[String]) -> Reader {
-    let mut reader = Reader::default();
-    for host in hosts {
-        reader = reader.allow_host(host.clone());
-    }
-    for location in locations {
-        let path = Path::new(&location.target);
-        match location.location_type.as_str() {
-            "discovery" => reader = reader.allow_root(path),
-            "file" => reader = reader.allow_root(path.parent().unwrap_or(path)),
-            _ => {}
-        }
-    }
-    reader
 }
 
 /// Runs the command.

@@ -1,16 +1,15 @@
 //! `callboard project`: the projector role on its own — consume the entity and location topics
-//! and keep the read model up to date. Several processes in one consumer group share the
-//! partitions.
+//! and keep the read models (the catalog and the activity feed) up to date. Several processes in
+//! one consumer group share the partitions.
 
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use anyhow::{Context, Result};
-use callboard_readmodel::projector::{self, ProjectorConfig};
-
-use crate::backend::{LogArgs, StoreArgs};
+use anyhow::Result;
+use callboard::backend::{LogArgs, StoreArgs};
+use callboard::projections::{self, Settings};
 
 /// Arguments of `callboard project`.
 #[derive(Debug, clap::Args)]
@@ -19,12 +18,16 @@ pub struct Args {
     log: LogArgs,
     #[command(flatten)]
     store: StoreArgs,
-    /// Consumer group (processes in one group split the partitions).
+    /// Consumer group of the catalog's projectors (processes in one group split the partitions);
+    /// the activity feed's group is this one with `-activity` appended.
     #[arg(long, env = "CALLBOARD_PROJECTOR_GROUP")]
     group: Option<String>,
     /// Events per transaction.
     #[arg(long, default_value_t = 2_000)]
     batch: usize,
+    /// The projections to run (comma-separated): catalog, activity. Default: all.
+    #[arg(long, env = "CALLBOARD_PROJECTIONS", value_delimiter = ',')]
+    projections: Vec<String>,
     /// Stop once everything in the log is projected (for scripts and benchmarks).
     #[arg(long)]
     until_caught_up: bool,
@@ -36,70 +39,72 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> Result<ExitCode> {
+    let names = projections::select(&args.projections)?;
     let log = args.log.open().await?;
     let stores = args.store.open(&args.log.data_dir).await?;
-    let mut config = ProjectorConfig::new(args.log.topics());
-    if let Some(group) = args.group {
-        config.group = group;
-    }
-    config.batch = args.batch;
-    tracing::info!(log = %log.describe(), store = %stores.describe, group = %config.group, "projecting");
+    let settings = Settings {
+        topics: args.log.topics(),
+        group: args.group.clone(),
+        batch: args.batch,
+    };
+    tracing::info!(log = %log.describe(), store = %stores.describe, projections = ?names, "projecting");
     // The tables must exist before the lag sampler and the caught-up check read positions from
-    // them; the projector's own `prepare` then finds them ready. (Without this, a check racing
+    // them; the projectors' own `prepare` then finds them ready. (Without this, a check racing
     // the first `prepare` on a fresh database failed with a missing positions table.)
-    stores.store.prepare().await.context("preparing the read model")?;
-    let mut sampler = None;
+    stores.prepare().await?;
+    let mut samplers = Vec::new();
     if let Some(addr) = args.metrics_listen {
-        let bound = crate::metrics::listen(addr, crate::metrics::install()?).await?;
+        let bound = callboard::metrics::listen(addr, callboard::metrics::install()?).await?;
         // Printed, not logged: scripts (and tests) read the bound port from here.
         eprintln!("metrics on http://{bound}/metrics");
-        sampler = Some(tokio::spawn(crate::metrics::sample_lag(
-            log.clone(),
-            stores.store.clone(),
-            args.log.topics(),
-            config.group.clone(),
-        )));
+        for name in &names {
+            let (positions, topics) = projections::progress_of(&stores, &settings.topics, name);
+            samplers.push(tokio::spawn(callboard::metrics::sample_lag(
+                log.clone(),
+                positions,
+                name,
+                topics,
+                settings.config(name).group,
+            )));
+        }
     }
     let applied = Arc::new(AtomicUsize::new(0));
     let counter = applied.clone();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let running = {
-        let (log, store, config) = (log.clone(), stores.store.clone(), config.clone());
-        let group = config.group.clone();
-        tokio::spawn(async move {
-            projector::run(
-                log,
-                store,
-                config,
-                move |n, took| {
-                    counter.fetch_add(n, Ordering::Relaxed);
-                    crate::metrics::batch_applied(&group, n, took);
-                },
-                async move {
-                    let _ = stopped.await;
-                },
-            )
-            .await
-        })
-    };
-    let topics = args.log.topics();
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let mut running = projections::spawn(
+        &log,
+        &stores,
+        &settings,
+        &names,
+        move |projection, group, n, took| {
+            if projection == "catalog" {
+                counter.fetch_add(n, Ordering::Relaxed);
+            }
+            callboard::metrics::batch_applied(projection, group, n, took);
+        },
+        &stop_rx,
+    );
     loop {
         tokio::select! {
             _ = tokio::signal::ctrl_c() => break,
             () = tokio::time::sleep(Duration::from_millis(200)) => {}
         }
-        if running.is_finished() {
+        if running.iter().any(|task| task.is_finished()) {
             break;
         }
         if args.until_caught_up
-            && projector::caught_up(log.as_ref(), stores.store.as_ref(), &topics, &config.group).await?
+            && projections::behind(log.as_ref(), &stores, &settings, &names)
+                .await?
+                .is_empty()
         {
             break;
         }
     }
-    let _ = stop.send(());
-    running.await??;
-    if let Some(sampler) = sampler {
+    let _ = stop.send(true);
+    for task in running.drain(..) {
+        task.await??;
+    }
+    for sampler in samplers {
         sampler.abort();
     }
     eprintln!("projected {} events", applied.load(Ordering::Relaxed));

@@ -1,7 +1,7 @@
 //! No N+1: a page of components with their owners, systems, APIs and dependencies costs the same
 //! number of read-model queries for 10 entities as for 100. Every call through the read port is
-//! counted (each is one SQL statement on both adapters, plus the generation lookup). The list
-//! resolver loads the page's relations and their targets itself, so this is deterministic; deeper
+//! counted (each is one SQL statement on both adapters, plus the generation lookup). The service
+//! loads a page's relations and their targets with the page, so this is deterministic; deeper
 //! levels (a system's owner) are batched by the DataLoaders, which group the keys requested within
 //! a millisecond — not asserted here, as that would make the test depend on timing.
 
@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use async_trait::async_trait;
-use callboard_api::feed::Feed;
-use callboard_api::{Limits, Services};
-use callboard_graph::GraphService;
+use callboard_api::Limits;
+use callboard_catalog::{Catalog, Parts};
+use callboard_events::topics::Topics;
+use callboard_model::{EntityRef, Relation};
 use callboard_readmodel::filter::Filter;
 use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
 use callboard_readmodel::store::{CatalogReader, EntityPage, EntityQuery, RejectionsBy, RelationView, StoreError};
@@ -36,7 +37,7 @@ impl Counting {
 
 #[async_trait]
 impl CatalogReader for Counting {
-    async fn entities(&self, refs: &[String]) -> Result<Vec<EntityRow>, StoreError> {
+    async fn entities(&self, refs: &[EntityRef]) -> Result<Vec<EntityRow>, StoreError> {
         self.tick();
         self.inner.entities(refs).await
     }
@@ -52,19 +53,19 @@ impl CatalogReader for Counting {
         self.tick();
         self.inner.facets(key, filter).await
     }
-    async fn relations(&self, refs: &[String], incoming: bool) -> Result<Vec<RelationView>, StoreError> {
+    async fn relations(&self, refs: &[EntityRef], incoming: bool) -> Result<Vec<RelationView>, StoreError> {
         self.tick();
         self.inner.relations(refs, incoming).await
     }
-    async fn all_relations(&self) -> Result<Vec<(String, String, String)>, StoreError> {
+    async fn all_relations(&self) -> Result<Vec<Relation>, StoreError> {
         self.tick();
         self.inner.all_relations().await
     }
-    async fn relations_at(&self, time: &str) -> Result<Vec<(String, String, String)>, StoreError> {
+    async fn relations_at(&self, time: &str) -> Result<Vec<Relation>, StoreError> {
         self.tick();
         self.inner.relations_at(time).await
     }
-    async fn spans(&self, origin: &str) -> Result<Vec<SpanRow>, StoreError> {
+    async fn spans(&self, origin: &EntityRef) -> Result<Vec<SpanRow>, StoreError> {
         self.tick();
         self.inner.spans(origin).await
     }
@@ -77,7 +78,7 @@ impl CatalogReader for Counting {
         self.tick();
         self.inner.history(subject, limit, before_sequence).await
     }
-    async fn entity_at(&self, entity_ref: &str, time: &str) -> Result<Option<Value>, StoreError> {
+    async fn entity_at(&self, entity_ref: &EntityRef, time: &str) -> Result<Option<Value>, StoreError> {
         self.tick();
         self.inner.entity_at(entity_ref, time).await
     }
@@ -124,20 +125,24 @@ async fn queries_per_page(postgres: bool) {
     write_catalog(catalog.path(), &CatalogSpec::valid(1_200));
     import(&backend, data.path(), catalog.path());
     project(&backend, &store, data.path(), &[]);
-    let (write, reader) = store.open().await;
+    let stores = store.open().await;
     let counting = Arc::new(Counting {
-        inner: reader,
+        inner: stores.reader.clone(),
         calls: AtomicUsize::new(0),
     });
-    let services = Services {
+    // A read-only service without a log: no change feed, no entity cache.
+    let catalog = Catalog::new(Parts {
         reader: counting.clone(),
-        store: write,
-        graph: Arc::new(GraphService::new(counting.clone(), None)),
-        commands: None,
-        feed: Feed::new(16),
-        projector_group: "callboard.projector".into(),
-    };
-    let schema = callboard_api::build(services, &Limits::default());
+        positions: stores.store.clone(),
+        activity: stores.activity_reader.clone(),
+        shared_cache: None,
+        log: None,
+        topics: Topics::default(),
+        projector_group: None,
+        cached_entities: 0,
+        feed_capacity: 16,
+    });
+    let schema = callboard_api::build(catalog, &Limits::default());
     let mut costs = Vec::new();
     for n in [10, 100] {
         counting.calls.store(0, Ordering::Relaxed);

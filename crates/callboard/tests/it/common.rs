@@ -35,6 +35,8 @@ pub enum Backend {
     Embedded(tempfile::TempDir),
     /// Kafka, with topics under a unique prefix.
     Kafka(String),
+    /// The in-memory log of `callboard-events` (in-process only; every `open` shares it).
+    Memory(callboard_events::MemoryLog),
 }
 
 impl Backend {
@@ -47,9 +49,13 @@ impl Backend {
         Backend::Kafka(unique_prefix())
     }
 
+    pub fn memory() -> Self {
+        Backend::Memory(callboard_events::MemoryLog::new())
+    }
+
     pub fn topics(&self) -> Topics {
         match self {
-            Backend::Embedded(_) => Topics::default(),
+            Backend::Embedded(_) | Backend::Memory(_) => Topics::default(),
             Backend::Kafka(prefix) => Topics::new(prefix.clone()),
         }
     }
@@ -62,6 +68,7 @@ impl Backend {
                     .expect("open sqlite log"),
             ),
             Backend::Kafka(_) => Arc::new(KafkaLog::connect(KafkaConfig::new(kafka_brokers())).expect("connect")),
+            Backend::Memory(log) => Arc::new(log.clone()),
         }
     }
 
@@ -69,6 +76,7 @@ impl Backend {
     pub fn cli_args(&self) -> Vec<String> {
         match self {
             Backend::Embedded(dir) => vec!["--data-dir".into(), dir.path().display().to_string()],
+            Backend::Memory(_) => panic!("the in-memory log is in-process only: no command line reaches it"),
             Backend::Kafka(prefix) => vec![
                 "--kafka".into(),
                 kafka_brokers(),

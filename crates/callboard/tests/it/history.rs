@@ -6,8 +6,10 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use callboard_cache_redis::RedisCache;
 use callboard_events::cloudevent::now_rfc3339;
-use callboard_graph::{GraphService, Question, RedisCache, Served};
+use callboard_graph::{GraphService, Question, Served, SharedCache};
+use callboard_model::EntityRef;
 use callboard_readmodel::store::CatalogReader;
 
 use crate::common::Backend;
@@ -55,6 +57,10 @@ const SVC_A: &str = "component:default/svc-a";
 const SVC_B: &str = "component:default/svc-b";
 const DB: &str = "resource:default/db-1";
 
+fn r(text: &str) -> EntityRef {
+    text.parse().expect("a ref")
+}
+
 /// The instant now, with a little room on either side so no event shares its millisecond.
 async fn instant() -> String {
     tokio::time::sleep(Duration::from_millis(15)).await;
@@ -96,7 +102,7 @@ async fn script(backend: &Backend, scratch: &Path, catalog: &Path) -> Vec<String
 }
 
 async fn description_at(reader: &dyn CatalogReader, time: &str) -> Option<String> {
-    let entity = reader.entity_at(SVC_A, time).await.expect("entity_at")?;
+    let entity = reader.entity_at(&r(SVC_A), time).await.expect("entity_at")?;
     Some(
         entity["metadata"]["description"]
             .as_str()
@@ -105,19 +111,19 @@ async fn description_at(reader: &dyn CatalogReader, time: &str) -> Option<String
     )
 }
 
-async fn refs(graph: &GraphService, question: Question<'_>, root: &str, at: Option<&str>) -> Vec<String> {
-    let (reached, _) = graph.reached(question, root, 5, at).await.expect("graph");
-    let mut refs: Vec<String> = reached.into_iter().map(|r| r.entity_ref).collect();
+async fn refs(graph: &GraphService, question: Question, root: &str, at: Option<&str>) -> Vec<String> {
+    let (reached, _) = graph.reached(question, &r(root), 5, at).await.expect("graph");
+    let mut refs: Vec<String> = reached.into_iter().map(|x| x.entity_ref.into_string()).collect();
     refs.sort();
     refs
 }
 
-async fn time_travel(backend: Backend, store: Store, shared: Option<RedisCache>) {
+async fn time_travel(backend: Backend, store: Store, shared: Option<Arc<dyn SharedCache>>) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let catalog = tempfile::tempdir().expect("tempdir");
     let t = script(&backend, scratch.path(), catalog.path()).await;
     project(&backend, &store, scratch.path(), &[]);
-    let (_, reader) = store.open().await;
+    let reader = store.open().await.reader;
 
     // The entity as of each instant.
     let expected = [
@@ -139,7 +145,11 @@ async fn time_travel(backend: Backend, store: Store, shared: Option<RedisCache>)
         let reader = reader.clone();
         let time = t[i].clone();
         async move {
-            let entity = reader.entity_at(SVC_A, &time).await.expect("entity_at").expect("alive");
+            let entity = reader
+                .entity_at(&r(SVC_A), &time)
+                .await
+                .expect("entity_at")
+                .expect("alive");
             entity["spec"]["owner"].as_str().expect("owner").to_owned()
         }
     };
@@ -256,21 +266,21 @@ async fn time_travel(backend: Backend, store: Store, shared: Option<RedisCache>)
     let path = |i: usize| {
         let graph = graph.clone();
         let time = t[i].clone();
-        async move { graph.path(SVC_A, SVC_B, 5, Some(&time)).await.expect("path").0 }
+        async move { graph.path(&r(SVC_A), &r(SVC_B), 5, Some(&time)).await.expect("path").0 }
     };
     let hops = path(2).await.expect("a path while svc-a depended on svc-b");
     assert_eq!(hops.len(), 1);
-    assert_eq!(hops[0].relation_type, "dependsOn");
+    assert_eq!(hops[0].relation_type.as_str(), "dependsOn");
     // Afterwards the only way is through ownership (svc-a → team-b → svc-b) or none at all.
     assert!(
         path(3)
             .await
-            .is_none_or(|hops| hops.iter().all(|h| h.relation_type != "dependsOn"))
+            .is_none_or(|hops| hops.iter().all(|h| h.relation_type.as_str() != "dependsOn"))
     );
     assert!(path(4).await.is_none());
     // Asked again, the answers come from a cache and agree.
     let (again, served) = graph
-        .reached(Question::Dependencies, SVC_A, 5, Some(&t[2]))
+        .reached(Question::Dependencies, &r(SVC_A), 5, Some(&t[2]))
         .await
         .expect("graph");
     assert_eq!(served, Served::Local);
@@ -283,7 +293,7 @@ async fn time_travel_embedded_sqlite() {
     let backend = Backend::embedded();
     let store = match &backend {
         Backend::Embedded(dir) => Store::sqlite(dir.path()),
-        Backend::Kafka(_) => unreachable!(),
+        _ => unreachable!(),
     };
     time_travel(backend, store, None).await;
 }
@@ -293,7 +303,7 @@ async fn time_travel_kafka_postgres_redis() {
     let redis = std::env::var("CALLBOARD_TEST_REDIS").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let prefix = format!("cb-it-{}:", uuid::Uuid::new_v4().simple());
     let shared = RedisCache::new(&redis, prefix).expect("redis url");
-    time_travel(Backend::kafka(), Store::postgres(), Some(shared)).await;
+    time_travel(Backend::kafka(), Store::postgres(), Some(Arc::new(shared))).await;
 }
 
 /// A private redis-server on a free port, stopped on drop.
@@ -371,17 +381,20 @@ async fn graph_answers_with_redis_stopped() {
     std::fs::write(&svc_a_file, svc_a("team-a", &["resource:db-1"], "first")).expect("write");
     import(&backend, scratch.path(), catalog.path());
     project(&backend, &store, scratch.path(), &[]);
-    let (_, reader) = store.open().await;
+    let reader = store.open().await.reader;
 
     let redis = PrivateRedis::start(None);
     let prefix = format!("cb-it-{}:", uuid::Uuid::new_v4().simple());
     let url = redis.url();
     let replica = |reader: Arc<dyn CatalogReader>| {
-        GraphService::new(reader, Some(RedisCache::new(&url, prefix.clone()).expect("url")))
+        GraphService::new(
+            reader,
+            Some(Arc::new(RedisCache::new(&url, prefix.clone()).expect("url"))),
+        )
     };
     let first = replica(reader.clone());
     let (deps, served) = first
-        .reached(Question::Dependencies, SVC_A, 3, None)
+        .reached(Question::Dependencies, &r(SVC_A), 3, None)
         .await
         .expect("graph");
     assert_eq!(served, Served::Computed);
@@ -389,7 +402,7 @@ async fn graph_answers_with_redis_stopped() {
     // Another replica finds the answer in Redis.
     let second = replica(reader.clone());
     let (deps, served) = second
-        .reached(Question::Dependencies, SVC_A, 3, None)
+        .reached(Question::Dependencies, &r(SVC_A), 3, None)
         .await
         .expect("graph");
     assert_eq!(served, Served::Shared);
@@ -407,19 +420,22 @@ async fn graph_answers_with_redis_stopped() {
     for service in [&first, &second, &replica(reader.clone())] {
         let started = std::time::Instant::now();
         let (deps, served) = service
-            .reached(Question::Dependencies, SVC_A, 3, None)
+            .reached(Question::Dependencies, &r(SVC_A), 3, None)
             .await
             .expect("graph without Redis");
         assert_eq!(served, Served::Computed);
-        let mut deps: Vec<String> = deps.into_iter().map(|r| r.entity_ref).collect();
+        let mut deps: Vec<String> = deps.into_iter().map(|x| x.entity_ref.into_string()).collect();
         deps.sort();
         assert_eq!(deps, [SVC_B, DB]);
         let (owned, _) = service
-            .reached(Question::Owned, "group:default/team-b", 3, None)
+            .reached(Question::Owned, &r("group:default/team-b"), 3, None)
             .await
             .expect("graph without Redis");
-        assert!(owned.iter().any(|r| r.entity_ref == SVC_A));
-        let (path, _) = service.path(SVC_A, SVC_B, 3, None).await.expect("path without Redis");
+        assert!(owned.iter().any(|x| x.entity_ref.as_str() == SVC_A));
+        let (path, _) = service
+            .path(&r(SVC_A), &r(SVC_B), 3, None)
+            .await
+            .expect("path without Redis");
         assert!(path.is_some());
         // Bounded by the cache's timeouts, not by TCP's.
         assert!(
@@ -433,10 +449,16 @@ async fn graph_answers_with_redis_stopped() {
     let _redis = PrivateRedis::start(Some(port));
     tokio::time::sleep(Duration::from_secs(6)).await;
     let third = replica(reader.clone());
-    let (_, served) = third.reached(Question::Dependents, DB, 3, None).await.expect("graph");
+    let (_, served) = third
+        .reached(Question::Dependents, &r(DB), 3, None)
+        .await
+        .expect("graph");
     assert_eq!(served, Served::Computed);
     let fourth = replica(reader.clone());
-    let (dependents, served) = fourth.reached(Question::Dependents, DB, 3, None).await.expect("graph");
+    let (dependents, served) = fourth
+        .reached(Question::Dependents, &r(DB), 3, None)
+        .await
+        .expect("graph");
     assert_eq!(served, Served::Shared);
     assert_eq!(dependents.len(), 1);
     store.cleanup().await;

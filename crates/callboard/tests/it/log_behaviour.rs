@@ -1,5 +1,7 @@
-//! One behaviour suite for both event-log adapters: ordering per key, positions, durability,
-//! consumer groups, and resuming from positions stored with a consumer's own data.
+//! One behaviour suite for both event-log adapters — and for the in-memory log the core's tests
+//! use, so that it is a faithful stand-in: ordering per key, positions, durability (for the
+//! in-memory log: every handle sees what any appended), consumer groups, and resuming from
+//! positions stored with a consumer's own data.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -40,6 +42,11 @@ macro_rules! on_both {
             #[tokio::test(flavor = "multi_thread")]
             async fn kafka() {
                 super::$name(Backend::kafka()).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread")]
+            async fn memory() {
+                super::$name(Backend::memory()).await;
             }
         }
     };

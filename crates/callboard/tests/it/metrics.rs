@@ -107,26 +107,47 @@ async fn projector_exports_lag() {
         seen_behind && seen_seconds,
         "lag was never reported while the backlog was projected"
     );
-    // One series per partition of each topic, labelled with the group.
+    // One series per projection and partition of each topic, labelled with the projection and
+    // its group.
     let lag = samples(&last, "callboard_projector_lag_events");
     let partitions = log.partitions(&backend.topics().entities()).await.expect("partitions") as usize;
-    let entity_series = lag
-        .keys()
-        .filter(|k| k.contains("topic=\"callboard.entities\""))
-        .count();
-    assert_eq!(entity_series, partitions, "{lag:?}");
-    assert!(
-        lag.keys().all(|k| k.contains("group=\"callboard.projector\"")),
-        "{lag:?}"
-    );
+    for (projection, group) in [
+        ("catalog", "callboard.projector"),
+        ("activity", "callboard.projector-activity"),
+    ] {
+        let series: Vec<&String> = lag
+            .keys()
+            .filter(|k| k.contains(&format!("projection=\"{projection}\"")))
+            .collect();
+        let entity_series = series
+            .iter()
+            .filter(|k| k.contains("topic=\"callboard.entities\""))
+            .count();
+        assert_eq!(entity_series, partitions, "{projection}: {lag:?}");
+        assert!(
+            series.iter().all(|k| k.contains(&format!("group=\"{group}\""))),
+            "{lag:?}"
+        );
+    }
     assert!(
         samples(&last, "callboard_projector_lag_seconds")
             .values()
             .all(|v| *v == 0.0)
     );
-    // Caught up means every entity event was applied (plus the location events).
-    let applied: f64 = samples(&last, "callboard_projector_events_total").values().sum();
-    assert!(applied as usize > events, "{applied} applied, {events} entity events");
+    // Caught up means every entity event was applied (plus the location events), by each
+    // projection.
+    let applied = samples(&last, "callboard_projector_events_total");
+    for projection in ["catalog", "activity"] {
+        let by: f64 = applied
+            .iter()
+            .filter(|(k, _)| k.contains(&format!("projection=\"{projection}\"")))
+            .map(|(_, v)| v)
+            .sum();
+        assert!(
+            by as usize > events,
+            "{projection}: {by} applied, {events} entity events"
+        );
+    }
     assert!(last.contains("# TYPE callboard_projector_lag_events gauge"));
     let _ = projector.kill();
     let _ = projector.wait();

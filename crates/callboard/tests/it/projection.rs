@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
+use callboard_projection::{BatchPosition, Folded, Generation, Generations, Projection, StoreError, StoredEvent};
+use callboard_readmodel::catalog::{CatalogProjection, Changes, Loaded};
 use callboard_readmodel::filter::Filter;
-use callboard_readmodel::project::{Changes, Loaded};
 use callboard_readmodel::store::{EntityQuery, Order, RejectionsBy};
-use callboard_readmodel::store::{Generation, StoreError};
 use callboard_testkit::CatalogSpec;
 
 use crate::common::{Backend, callboard, live, read_events, write_catalog};
@@ -19,7 +19,7 @@ use crate::stores::Store;
 /// The data directory of the CLI for a backend (the embedded log's folder, or a scratch one).
 pub(crate) fn data_dir_args(backend: &Backend, scratch: &Path) -> Vec<String> {
     match backend {
-        Backend::Embedded(_) => Vec::new(),
+        Backend::Embedded(_) | Backend::Memory(_) => Vec::new(),
         Backend::Kafka(_) => vec!["--data-dir".into(), scratch.display().to_string()],
     }
 }
@@ -119,12 +119,21 @@ async fn incremental_equals_replay(backend: Backend, store: Store) {
         // Small batches, several runs: the incremental path, not one big batch.
         project(&backend, &store, scratch.path(), &["--batch", "150"]);
     }
-    let (read_store, reader) = store.open().await;
+    let stores = store.open().await;
+    let (read_store, reader) = (stores.store.clone(), stores.reader.clone());
     let generation = read_store.active().await.expect("active");
     let incremental = read_store.checksums(generation).await.expect("checksums");
-    // The read model agrees with the log.
+    let activity_generation = stores.activity.active().await.expect("active");
+    let activity = stores.activity.checksums(activity_generation).await.expect("checksums");
+    // The read models agree with the log: a history row per entity event, an activity row per
+    // event of either topic.
     let log = backend.open().await;
     let events = read_events(log.as_ref(), &backend.topics().entities()).await;
+    let location_events = read_events(log.as_ref(), &backend.topics().locations()).await;
+    assert!(
+        activity["activity"].starts_with(&format!("{} rows", events.len() + location_events.len())),
+        "{activity:?}"
+    );
     let expected_live = live(&events);
     assert_eq!(
         reader.count(None, None).await.expect("count") as usize,
@@ -151,6 +160,20 @@ async fn incremental_equals_replay(backend: Backend, store: Store) {
         incremental, replayed,
         "incremental projection and replay give identical tables"
     );
+    let replayed_activity_generation = stores.activity.active().await.expect("active");
+    assert_ne!(
+        replayed_activity_generation, activity_generation,
+        "both projections replay"
+    );
+    let replayed_activity = stores
+        .activity
+        .checksums(replayed_activity_generation)
+        .await
+        .expect("checksums");
+    assert_eq!(
+        activity, replayed_activity,
+        "incremental and replayed activity feeds are identical"
+    );
     // The projector continues on the new generation from where the replay left off.
     evolve(catalog.path(), 0, &files);
     std::fs::create_dir_all(catalog.path().join("late")).expect("mkdir");
@@ -159,7 +182,7 @@ async fn incremental_equals_replay(backend: Backend, store: Store) {
     project(&backend, &store, scratch.path(), &[]);
     assert_eq!(
         reader
-            .entities(&["group:default/late-team".into()])
+            .entities(&["group:default/late-team".parse().expect("a ref")])
             .await
             .expect("entities")
             .len(),
@@ -173,7 +196,7 @@ async fn incremental_equals_replay_embedded_sqlite() {
     let backend = Backend::embedded();
     let store = match &backend {
         Backend::Embedded(dir) => Store::sqlite(dir.path()),
-        Backend::Kafka(_) => unreachable!(),
+        _ => unreachable!(),
     };
     incremental_equals_replay(backend, store).await;
 }
@@ -239,7 +262,7 @@ async fn kill_projector(backend: Backend, store: Store) {
     project_args.extend(backend.cli_args());
     project_args.extend(data_dir_args(&backend, scratch.path()));
     project_args.extend(store.cli_args());
-    let (_, reader) = store.open().await;
+    let reader = store.open().await.reader;
     let log = backend.open().await;
     let mut before = 0;
     // The import proceeds in twenty slices of the catalog; in each, a projector runs while the
@@ -292,7 +315,9 @@ async fn kill_projector(backend: Backend, store: Store) {
     project(&backend, &store, scratch.path(), &[]);
 
     let events = read_events(log.as_ref(), &backend.topics().entities()).await;
-    let (read_store, reader) = store.open().await;
+    let location_events = read_events(log.as_ref(), &backend.topics().locations()).await;
+    let stores = store.open().await;
+    let reader = stores.reader.clone();
     let expected = live(&events);
     assert_eq!(expected.len(), 10_001);
     assert_eq!(
@@ -300,11 +325,19 @@ async fn kill_projector(backend: Backend, store: Store) {
         expected.len(),
         "no entity missing"
     );
-    let generation = read_store.active().await.expect("active");
-    let checksums = read_store.checksums(generation).await.expect("checksums");
+    let generation = stores.store.active().await.expect("active");
+    let checksums = stores.store.checksums(generation).await.expect("checksums");
     assert!(
         checksums["history"].starts_with(&format!("{} rows", events.len())),
         "no version duplicated: {checksums:?}"
+    );
+    // The activity projection was killed with the catalog's every time: nothing lost or doubled
+    // there either.
+    let generation = stores.activity.active().await.expect("active");
+    let activity = stores.activity.checksums(generation).await.expect("checksums");
+    assert!(
+        activity["activity"].starts_with(&format!("{} rows", events.len() + location_events.len())),
+        "one activity row per event: {activity:?}"
     );
     // Spot-check contiguity on a sample of subjects (all of them on the small catalogs above).
     let sample: Vec<_> = events.iter().step_by(97).cloned().collect();
@@ -317,7 +350,7 @@ async fn kill_9_projector_embedded_sqlite() {
     let backend = Backend::embedded();
     let store = match &backend {
         Backend::Embedded(dir) => Store::sqlite(dir.path()),
-        Backend::Kafka(_) => unreachable!(),
+        _ => unreachable!(),
     };
     kill_projector(backend, store).await;
 }
@@ -333,8 +366,9 @@ async fn kill_9_projector_kafka_postgres() {
 async fn two_projectors_share_a_group() {
     let backend = Backend::kafka();
     let store = Store::postgres();
-    let (read_store, _) = store.open().await;
-    read_store.prepare().await.expect("prepare");
+    let stores = store.open().await;
+    stores.prepare().await.expect("prepare");
+    let read_store = stores.store.clone();
     let scratch = tempfile::tempdir().expect("tempdir");
     let catalog = tempfile::tempdir().expect("tempdir");
     write_catalog(
@@ -366,11 +400,16 @@ async fn two_projectors_share_a_group() {
     tokio::time::sleep(Duration::from_secs(3)).await;
     import(&backend, scratch.path(), catalog.path());
     let topics = backend.topics();
-    let group = callboard_readmodel::projector::ProjectorConfig::new(topics.clone()).group;
+    let group = callboard_projection::default_group(&topics, "catalog");
     let deadline = std::time::Instant::now() + Duration::from_secs(120);
-    while !callboard_readmodel::projector::caught_up(log.as_ref(), read_store.as_ref(), &topics, &group)
-        .await
-        .expect("lag")
+    while !callboard_projection::caught_up(
+        log.as_ref(),
+        read_store.as_ref(),
+        &[topics.entities(), topics.locations()],
+        &group,
+    )
+    .await
+    .expect("lag")
     {
         assert!(std::time::Instant::now() < deadline, "the projectors did not catch up");
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -426,13 +465,11 @@ async fn queries(backend: Backend, store: Store) {
     import(&backend, scratch.path(), &demo.join("catalog-info.yaml"));
     import(&backend, scratch.path(), broken.path());
     project(&backend, &store, scratch.path(), &[]);
-    let (_, reader) = store.open().await;
+    let reader = store.open().await.reader;
+    let r = |text: &str| -> callboard_model::EntityRef { text.parse().expect("a ref") };
 
     let rows = reader
-        .entities(&[
-            "component:default/booking-service".into(),
-            "component:default/nope".into(),
-        ])
+        .entities(&[r("component:default/booking-service"), r("component:default/nope")])
         .await
         .expect("entities");
     assert_eq!(rows.len(), 1);
@@ -517,21 +554,25 @@ async fn queries(backend: Backend, store: Store) {
 
     // Relations, both directions, dangling targets marked.
     let relations = reader
-        .relations(&["component:default/legacy-booking-portal".into()], false)
+        .relations(&[r("component:default/legacy-booking-portal")], false)
         .await
         .expect("relations");
     let dangling: Vec<_> = relations.iter().filter(|r| !r.target_exists).collect();
     assert!(
         dangling
             .iter()
-            .any(|r| r.target == "resource:default/legacy-oracle-reservations"),
+            .any(|v| v.relation.target.as_str() == "resource:default/legacy-oracle-reservations"),
         "{relations:?}"
     );
     let incoming = reader
-        .relations(&["group:default/team-ticketing".into()], true)
+        .relations(&[r("group:default/team-ticketing")], true)
         .await
         .expect("relations");
-    assert!(incoming.iter().any(|r| r.relation_type == "ownedBy"));
+    assert!(
+        incoming
+            .iter()
+            .any(|v| v.relation.kind == callboard_model::RelationType::OwnedBy)
+    );
 
     // History, rejections, locations.
     let history = reader
@@ -558,7 +599,7 @@ async fn queries_embedded_sqlite() {
     let backend = Backend::embedded();
     let store = match &backend {
         Backend::Embedded(dir) => Store::sqlite(dir.path()),
-        Backend::Kafka(_) => unreachable!(),
+        _ => unreachable!(),
     };
     queries(backend, store).await;
 }
@@ -618,8 +659,7 @@ fn scripted_event(name: &str, sequence: u64, owner: Option<&str>, offset: i64) -
 /// subject with the batch being written (an entity changed in both) and batches that do not must
 /// leave exactly the tables that applying the batches one at a time leaves.
 async fn pipelined_equals_one_at_a_time(store: Store) {
-    use callboard_readmodel::project::{project, subjects};
-    use callboard_readmodel::projector::{Pipeline, stored};
+    use callboard_projection::{Pipeline, batch_positions, subjects};
     let script: Vec<Vec<(&str, u64, Option<&str>)>> = vec![
         vec![("a", 1, Some("team-a")), ("b", 1, Some("team-a"))],
         // `a` again while the first batch may still be in flight.
@@ -643,23 +683,21 @@ async fn pipelined_equals_one_at_a_time(store: Store) {
                 .collect()
         })
         .collect();
-    let (read_store, _reader) = store.open().await;
+    let read_store = store.open().await.store;
     let pipelined = read_store.prepare().await.expect("prepare");
     let sequential = read_store.create_generation().await.expect("generation");
-    let mut pipeline = Pipeline::new(
-        std::sync::Arc::new(SlowWrites(read_store.clone())),
-        pipelined,
-        "group".into(),
-    );
+    let catalog = CatalogProjection::new(read_store.clone());
+    let mut pipeline = Pipeline::new(std::sync::Arc::new(SlowWrites(catalog.clone())), pipelined, "group");
     let mut reported = 0;
     for batch in &batches {
         for written in pipeline.push(batch.clone()).await.expect("push") {
             reported += written.applied;
         }
-        let events: Vec<_> = batch.iter().cloned().map(stored).collect();
-        let loaded = read_store.load(sequential, &subjects(&events)).await.expect("load");
-        read_store
-            .write(sequential, "group", project(&events, loaded))
+        let events: Vec<StoredEvent> = batch.iter().cloned().map(StoredEvent::decode).collect();
+        let loaded = catalog.load(sequential, &subjects(&events)).await.expect("load");
+        let folded = catalog.fold(&events, loaded);
+        catalog
+            .write(sequential, "group", folded.changes, &batch_positions(&events))
             .await
             .expect("write");
     }
@@ -679,51 +717,40 @@ async fn pipelined_equals_one_at_a_time(store: Store) {
     store.cleanup().await;
 }
 
-/// A real store whose writes start 300 ms late, so that every batch is loaded and projected while
-/// the batch before is still being written: the case the pipeline must get right.
-struct SlowWrites(std::sync::Arc<dyn callboard_readmodel::store::ReadStore>);
+/// The catalog projection on a real store whose writes start 300 ms late, so that every batch is
+/// loaded and folded while the batch before is still being written: the case the pipeline must
+/// get right.
+struct SlowWrites(CatalogProjection);
 
 #[async_trait::async_trait]
-impl callboard_readmodel::store::ReadStore for SlowWrites {
-    async fn prepare(&self) -> Result<Generation, StoreError> {
-        self.0.prepare().await
+impl Projection for SlowWrites {
+    type Loaded = Loaded;
+    type Changes = Changes;
+
+    fn name(&self) -> &'static str {
+        self.0.name()
     }
-    async fn active(&self) -> Result<Generation, StoreError> {
-        self.0.active().await
+    fn topics(&self, topics: &callboard_events::topics::Topics) -> Vec<String> {
+        self.0.topics(topics)
     }
-    async fn create_generation(&self) -> Result<Generation, StoreError> {
-        self.0.create_generation().await
-    }
-    async fn activate(&self, generation: Generation) -> Result<(), StoreError> {
-        self.0.activate(generation).await
-    }
-    async fn drop_generation(&self, generation: Generation) -> Result<(), StoreError> {
-        self.0.drop_generation(generation).await
+    fn tables(&self) -> &dyn Generations {
+        self.0.tables()
     }
     async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
         self.0.load(generation, subjects).await
     }
-    async fn write(&self, generation: Generation, group: &str, changes: Changes) -> Result<(), StoreError> {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        self.0.write(generation, group, changes).await
+    fn fold(&self, batch: &[StoredEvent], loaded: Loaded) -> Folded<Changes> {
+        self.0.fold(batch, loaded)
     }
-    async fn position(
+    async fn write(
         &self,
         generation: Generation,
         group: &str,
-        topic: &str,
-        partition: i32,
-    ) -> Result<Option<i64>, StoreError> {
-        self.0.position(generation, group, topic, partition).await
-    }
-    async fn positions(
-        &self,
-        generation: Generation,
-    ) -> Result<BTreeMap<(String, String, i32), (i64, String)>, StoreError> {
-        self.0.positions(generation).await
-    }
-    async fn checksums(&self, generation: Generation) -> Result<BTreeMap<String, String>, StoreError> {
-        self.0.checksums(generation).await
+        changes: Changes,
+        positions: &[BatchPosition],
+    ) -> Result<(), StoreError> {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        self.0.write(generation, group, changes, positions).await
     }
 }
 

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use callboard_events::commands::CommandClient;
 use callboard_events::types::CommandStatus;
-use callboard_ingest::commands::CommandClient;
 use callboard_ingest::watch::FileWatcher;
 use callboard_ingest::{Scanner, Writer, WriterConfig};
 use callboard_reader::Reader;
@@ -71,7 +71,10 @@ async fn push(backend: Backend) {
 
     // Delete.
     let sent = client
-        .delete_entity("component:default/pushed-service", "user:default/jane")
+        .delete_entity(
+            &"component:default/pushed-service".parse().expect("a ref"),
+            "user:default/jane",
+        )
         .await
         .expect("send");
     let outcome = client.wait(&sent, Duration::from_secs(30)).await.expect("outcome");

@@ -1,10 +1,7 @@
 //! Read-model fixtures: an SQLite file or a fresh PostgreSQL database per test.
 
-use std::sync::Arc;
-
-use callboard_readmodel::store::{CatalogReader, ReadStore};
+use callboard::backend::Stores;
 use callboard_readmodel_postgres::PostgresStore;
-use callboard_readmodel_sqlite::SqliteStore;
 
 /// The PostgreSQL server the tests use (trust authentication).
 pub fn postgres_server() -> String {
@@ -38,26 +35,13 @@ impl Store {
         }
     }
 
-    /// Both ports of the read model.
-    pub async fn open(&self) -> (Arc<dyn ReadStore>, Arc<dyn CatalogReader>) {
+    /// The read models (the catalog and the activity feed), as `callboard` opens them.
+    pub async fn open(&self) -> Stores {
         match self {
-            Store::Sqlite(dir) => {
-                let store = Arc::new(
-                    SqliteStore::open(&dir.join("catalog.db"))
-                        .await
-                        .expect("sqlite read model"),
-                );
-                (store.clone(), store)
-            }
-            Store::Postgres(_) => {
-                let url = self.url().expect("url");
-                let store = Arc::new(
-                    PostgresStore::connect(&url)
-                        .await
-                        .expect("PostgreSQL at 127.0.0.1:5432 (set CALLBOARD_TEST_POSTGRES)"),
-                );
-                (store.clone(), store)
-            }
+            Store::Sqlite(dir) => Stores::embedded(dir).await.expect("sqlite read models"),
+            Store::Postgres(_) => Stores::postgres(&self.url().expect("url"))
+                .await
+                .expect("PostgreSQL at 127.0.0.1:5432 (set CALLBOARD_TEST_POSTGRES)"),
         }
     }
 

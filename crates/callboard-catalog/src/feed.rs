@@ -10,10 +10,13 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use callboard_events::CloudEvent;
+use callboard_events::EventView;
+use callboard_events::envelope::{RejectedView, UpsertView};
 use callboard_events::log::EventLog;
 use callboard_events::topics::Topics;
-use callboard_readmodel::store::ReadStore;
+use callboard_events::types::EventType;
+use callboard_model::EntityRef;
+use callboard_projection::{Positions, Progress, Target};
 use futures::Stream;
 use serde_json::Value;
 use tokio::sync::broadcast;
@@ -23,10 +26,10 @@ use crate::cache::EntityCache;
 /// One change, as subscribers filter it.
 #[derive(Debug, Clone)]
 pub struct Change {
-    /// The subject (an entity ref, or a rejection's subject).
-    pub entity_ref: String,
-    /// True when the subject is an entity ref.
-    pub is_entity: bool,
+    /// The event's subject: an entity ref, a rejection's subject, or a location key.
+    pub subject: String,
+    /// The entity it is about, when there is one (the subject, or a rejection's ref).
+    pub entity: Option<EntityRef>,
     /// The event type, e.g. `entity.upserted.v1`.
     pub event_type: String,
     /// The per-subject sequence.
@@ -35,62 +38,49 @@ pub struct Change {
     pub time: String,
     /// Who acted.
     pub actor: String,
-    /// Lowercased kind (from the ref).
-    pub kind: String,
-    /// Lowercased namespace (from the ref).
-    pub namespace: String,
-    /// The owner ref, when known.
-    pub owner: Option<String>,
+    /// The owner, when the event declares one.
+    pub owner: Option<EntityRef>,
     /// The registered location the document came through, when known.
     pub origin: Option<String>,
-    /// Targets of the relations the entity declares now (lowercased refs).
-    pub targets: Vec<String>,
-    /// The event's data.
+    /// Targets of the relations the entity declares now.
+    pub targets: Vec<EntityRef>,
+    /// The payload of a rejection (what `processingErrors` delivers); null for other events.
     pub data: Value,
 }
 
 impl Change {
     /// The change an event describes.
-    pub fn from_event(event: &CloudEvent) -> Self {
-        let text = |v: Option<&Value>| v.and_then(Value::as_str).map(str::to_owned);
-        let entity_ref = text(event.data.get("entityRef")).unwrap_or_else(|| event.subject.clone());
-        let (kind, rest) = entity_ref.split_once(':').unwrap_or(("", &entity_ref));
-        let namespace = rest.split_once('/').map_or("", |(ns, _)| ns);
-        let owner = event
-            .data
-            .get("relations")
-            .and_then(Value::as_array)
-            .and_then(|rows| {
-                rows.iter().find(|r| {
-                    r.get("type").and_then(Value::as_str) == Some("ownedBy")
-                        && r.get("sourceRef").and_then(Value::as_str) == Some(entity_ref.as_str())
-                })
-            })
-            .and_then(|r| text(r.get("targetRef")));
-        let targets = event
-            .data
-            .get("relations")
-            .and_then(Value::as_array)
-            .map(|rows| {
-                rows.iter()
-                    .filter_map(|r| r.get("targetRef").and_then(Value::as_str))
-                    .map(str::to_lowercase)
-                    .collect()
-            })
-            .unwrap_or_default();
+    pub fn from_event(event: &EventView) -> Self {
+        let parse = |text: &str| EntityRef::from_canonical(text.to_owned()).ok();
+        let (mut entity, mut owner, mut targets, mut origin, mut data) = (None, None, Vec::new(), None, Value::Null);
+        match event.known_type() {
+            Some(EventType::EntityUpserted) => {
+                if let Some(upsert) = UpsertView::read(&event.data) {
+                    entity = parse(&upsert.entity_ref);
+                    owner = upsert.owner().and_then(parse);
+                    targets = upsert.relations.iter().filter_map(|r| parse(&r.target)).collect();
+                    origin = Some(upsert.origin_location.into_owned());
+                }
+            }
+            Some(EventType::EntityRejected) => {
+                let rejected: RejectedView = event.payload().unwrap_or_default();
+                entity = rejected.entity_ref.as_deref().and_then(parse);
+                origin = Some(rejected.origin_location);
+                data = event.data_value();
+            }
+            _ => {}
+        }
         Self {
-            targets,
-            is_entity: entity_ref.contains(':'),
-            kind: kind.to_lowercase(),
-            namespace: namespace.to_lowercase(),
+            entity: entity.or_else(|| parse(&event.subject)),
             owner,
-            origin: text(event.data.get("originLocation")),
-            event_type: event.event_type.trim_start_matches("dev.callboard.").to_owned(),
+            targets,
+            origin,
+            data,
+            subject: event.subject.clone(),
+            event_type: event.short_type().to_owned(),
             sequence: event.sequence as i64,
             time: event.time.clone(),
             actor: event.actor.clone(),
-            data: event.data.clone(),
-            entity_ref,
         }
     }
 }
@@ -130,9 +120,8 @@ impl Feed {
     /// Publishes a change to every current subscriber, after forgetting the cached entities it
     /// can reach (so a subscriber that queries on notification reads the new state).
     pub fn publish(&self, change: Change) {
-        if change.is_entity {
-            self.cache
-                .on_change(&change.entity_ref, change.targets.iter().map(String::as_str));
+        if let Some(entity) = &change.entity {
+            self.cache.on_change(entity, change.targets.iter().cloned());
         }
         // No subscribers is not an error.
         let _ = self.sender.send(Arc::new(change));
@@ -160,13 +149,13 @@ impl Feed {
     }
 }
 
-/// Tails the entity topic from its current end and publishes each event once the projectors of
-/// `group` have applied it. Runs until `shutdown` resolves.
+/// Tails the entity topic from its current end and publishes each event once the projectors
+/// (whose progress `progress` follows) have applied it. Runs until `shutdown` resolves.
 pub async fn run(
     log: Arc<dyn EventLog>,
-    store: Arc<dyn ReadStore>,
+    positions: Arc<dyn Positions>,
+    progress: Progress,
     topics: Topics,
-    group: String,
     feed: Feed,
     shutdown: impl Future<Output = ()> + Send,
 ) {
@@ -174,7 +163,7 @@ pub async fn run(
     loop {
         tokio::select! {
             () = &mut shutdown => return,
-            result = tail(log.as_ref(), store.as_ref(), &topics, &group, &feed) => {
+            result = tail(log.as_ref(), positions.as_ref(), &progress, &topics, &feed) => {
                 if let Err(e) = result {
                     tracing::warn!(error = %e, "the change feed failed; restarting it");
                 }
@@ -186,9 +175,9 @@ pub async fn run(
 
 async fn tail(
     log: &dyn EventLog,
-    store: &dyn ReadStore,
+    positions: &dyn Positions,
+    progress: &Progress,
     topics: &Topics,
-    group: &str,
     feed: &Feed,
 ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let topic = topics.entities();
@@ -196,17 +185,26 @@ async fn tail(
     // everything up to here.
     let session = feed.cache().restart();
     let start: Vec<i64> = log.end_offsets(&topic).await?;
+    let before_start: Vec<Target> = start
+        .iter()
+        .enumerate()
+        .filter(|(_, end)| **end > 0)
+        .map(|(partition, end)| Target {
+            topic: topic.clone(),
+            partition: partition as i32,
+            offset: end - 1,
+        })
+        .collect();
     let feed_group = format!("{}api-feed-{}", topics.prefix(), uuid_like());
     let mut subscription = log.subscribe(&feed_group, std::slice::from_ref(&topic)).await?;
     let mut sought: HashMap<i32, bool> = HashMap::new();
-    let mut applied: HashMap<i32, i64> = HashMap::new();
-    let mut generation = store.active().await?;
+    let mut generation = positions.active().await?;
     let mut checked = tokio::time::Instant::now();
     let mut live = false;
     loop {
         let messages = subscription.poll(500, Duration::from_millis(200)).await?;
         if !live {
-            live = caught_up(store, group, &topic, &start).await?;
+            live = progress.reached(&before_start).await?;
             if live {
                 feed.cache().go_live(session);
             }
@@ -214,7 +212,7 @@ async fn tail(
         // A replay's switch to a new generation changes every row at once, without events.
         if checked.elapsed() >= Duration::from_secs(1) {
             checked = tokio::time::Instant::now();
-            let now = store.active().await?;
+            let now = positions.active().await?;
             if now != generation {
                 generation = now;
                 feed.cache().clear();
@@ -228,62 +226,31 @@ async fn tail(
                 sought.insert(partition, true);
             }
         }
+        // A burst's last message per partition covers the ones before it: wait once per
+        // partition, then publish them all.
+        let mut waiting: Vec<Target> = Vec::new();
+        let mut ready: Vec<EventView> = Vec::with_capacity(messages.len());
         for message in messages {
             let end = start.get(message.partition as usize).copied().unwrap_or(0);
             if message.offset < end {
                 continue;
             }
-            let Ok(event) = CloudEvent::from_bytes(&message.value) else {
-                continue;
-            };
-            // The position last seen covers the rest of a burst: ask the store only beyond it.
-            let known = applied.get(&message.partition).copied().unwrap_or(-1);
-            if known < message.offset {
-                let now = wait_applied(store, group, &topic, message.partition, message.offset).await?;
-                applied.insert(message.partition, now);
+            match waiting.iter_mut().find(|t| t.partition == message.partition) {
+                Some(target) => target.offset = target.offset.max(message.offset),
+                None => waiting.push(Target {
+                    topic: topic.clone(),
+                    partition: message.partition,
+                    offset: message.offset,
+                }),
             }
-            feed.publish(Change::from_event(&event));
+            if let Ok(event) = EventView::from_bytes(&message.value) {
+                ready.push(event);
+            }
         }
-    }
-}
-
-/// Whether the projectors of `group` have applied everything before `start` (per partition).
-async fn caught_up(
-    store: &dyn ReadStore,
-    group: &str,
-    topic: &str,
-    start: &[i64],
-) -> Result<bool, Box<dyn std::error::Error + Send + Sync>> {
-    let generation = store.active().await?;
-    for (partition, end) in start.iter().enumerate() {
-        if *end == 0 {
-            continue;
+        progress.wait(&waiting, None).await;
+        for event in &ready {
+            feed.publish(Change::from_event(event));
         }
-        match store.position(generation, group, topic, partition as i32).await? {
-            Some(applied) if applied >= end - 1 => {}
-            _ => return Ok(false),
-        }
-    }
-    Ok(true)
-}
-
-/// Waits until the projectors of `group` have applied `offset` of `topic`/`partition`; returns
-/// the position applied then.
-async fn wait_applied(
-    store: &dyn ReadStore,
-    group: &str,
-    topic: &str,
-    partition: i32,
-    offset: i64,
-) -> Result<i64, Box<dyn std::error::Error + Send + Sync>> {
-    loop {
-        let generation = store.active().await?;
-        if let Some(applied) = store.position(generation, group, topic, partition).await?
-            && applied >= offset
-        {
-            return Ok(applied);
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

@@ -5,14 +5,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use callboard_events::CloudEvent;
-use callboard_events::log::{EventLog, LogError, Record};
-use callboard_events::topics::Topics;
-use callboard_events::types::{
-    ApplyEntity, CommandCompleted, DeleteEntity, EventType, LocationCommand, LocationRecord,
-};
+use callboard_model::EntityRef;
 use serde_json::Value;
 use tokio::time::Instant;
+
+use crate::CloudEvent;
+use crate::envelope::Envelope;
+use crate::log::{EventLog, LogError, Record};
+use crate::topics::Topics;
+use crate::types::{ApplyEntity, CommandCompleted, DeleteEntity, EventType, LocationCommand, LocationRecord};
 
 /// Sends commands and waits for their outcome.
 #[derive(Clone)]
@@ -86,12 +87,12 @@ impl CommandClient {
     }
 
     /// Asks the writer to delete a pushed entity.
-    pub async fn delete_entity(&self, entity_ref: &str, actor: &str) -> Result<Sent, CommandError> {
+    pub async fn delete_entity(&self, entity_ref: &EntityRef, actor: &str) -> Result<Sent, CommandError> {
         let data = serde_json::to_value(DeleteEntity {
-            entity_ref: entity_ref.to_owned(),
+            entity_ref: entity_ref.canonical(),
         })
         .unwrap_or_default();
-        self.send(EventType::DeleteEntity, entity_ref.to_lowercase(), actor, data)
+        self.send(EventType::DeleteEntity, entity_ref.canonical(), actor, data)
             .await
     }
 
@@ -111,14 +112,14 @@ impl CommandClient {
             let messages = self.log.read(&topic, 0, next, 500).await?;
             for message in &messages {
                 next = message.offset + 1;
-                let Ok(event) = CloudEvent::from_bytes(&message.value) else {
+                // Other commands and outcomes decode as not being the answer.
+                let Ok(event) = Envelope::<CommandCompleted>::from_bytes(&message.value) else {
                     continue;
                 };
                 if event.causationid.as_deref() == Some(sent.id.as_str())
                     && event.known_type() == Some(EventType::CommandCompleted)
-                    && let Ok(completed) = serde_json::from_value::<CommandCompleted>(event.data)
                 {
-                    return Ok(completed);
+                    return Ok(event.data);
                 }
             }
             if Instant::now() >= deadline {
@@ -131,17 +132,17 @@ impl CommandClient {
     }
 }
 
-/// The lowercased `kind:namespace/name` of a document, for the command's key.
+/// The canonical ref of a document, for the command's key; a document too broken to name one is
+/// keyed `unknown` (the writer rejects it with the reason).
 fn entity_subject(entity: &Value) -> String {
-    let kind = entity.get("kind").and_then(Value::as_str).unwrap_or("unknown");
+    fn text(v: Option<&Value>) -> Option<&str> {
+        v.and_then(Value::as_str)
+    }
     let metadata = entity.get("metadata");
-    let name = metadata
-        .and_then(|m| m.get("name"))
-        .and_then(Value::as_str)
-        .unwrap_or("unknown");
-    let namespace = metadata
-        .and_then(|m| m.get("namespace"))
-        .and_then(Value::as_str)
-        .unwrap_or("default");
-    format!("{kind}:{namespace}/{name}").to_lowercase()
+    EntityRef::new(
+        text(entity.get("kind")).unwrap_or_default(),
+        text(metadata.and_then(|m| m.get("namespace"))).unwrap_or(callboard_model::DEFAULT_NAMESPACE),
+        text(metadata.and_then(|m| m.get("name"))).unwrap_or_default(),
+    )
+    .map_or_else(|_| "unknown".to_owned(), EntityRef::into_string)
 }

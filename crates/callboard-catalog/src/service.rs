@@ -1,0 +1,545 @@
+//! The catalog service: every question a client can ask and every change it can ask for, each
+//! on behalf of a [`Principal`]. Transports (GraphQL today; the Backstage REST API, the UI's
+//! session, the scaffolder and scorecards next) translate their requests into these calls and
+//! the answers back, and hold nothing else: no store, log or cache handle.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use callboard_events::cloudevent::normalize_time;
+use callboard_events::commands::CommandClient;
+use callboard_events::log::EventLog;
+use callboard_events::topics::Topics;
+use callboard_events::types::{EventType, LocationRecord, PositionRecord};
+use callboard_graph::{GraphService, Hop, Question, Reached, SharedCache};
+use callboard_model::{EntityRef, Relation};
+use callboard_projection::{Positions, Progress, default_group};
+use callboard_readmodel::activity::{ActivityKey, ActivityQuery, ActivityReader, ActivityRow};
+use callboard_readmodel::filter::Filter;
+use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow};
+use callboard_readmodel::search;
+use callboard_readmodel::store::{CatalogReader, EntityQuery, Order, RejectionsBy, RelationView};
+use futures::Stream;
+use serde_json::Value;
+
+use crate::cache::{CachedReader, CurrentPage, EntityCache, Outgoing};
+use crate::commands::{Commands, Outcome};
+use crate::error::{CatalogError, Result};
+use crate::feed::{self, Change, Feed};
+use crate::principal::Principal;
+
+/// An instant in the past (or future) to read the catalog as of: RFC 3339, kept in the one
+/// fixed-width form stored rows use, so instants compare as strings.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Instant(String);
+
+impl Instant {
+    /// Parses any RFC 3339 date-time.
+    pub fn parse(text: &str) -> Result<Self> {
+        normalize_time(text)
+            .map(Self)
+            .ok_or_else(|| CatalogError::bad_input(format!("{text:?} is not an RFC 3339 date-time")))
+    }
+
+    /// The stored form, e.g. `2026-11-22T10:00:00.000Z`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// What a list asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only entities matching this (Backstage's filter semantics).
+    pub filter: Option<Filter>,
+    /// Full-text search terms.
+    pub text: Option<String>,
+    /// Ordering.
+    pub order: Order,
+    /// Continue after this sort key (from a previous page; see [`CurrentPage::rows`]).
+    pub after: Option<String>,
+    /// Page size.
+    pub limit: usize,
+}
+
+/// A page of entities as they were at an instant: ref and document, in ref order.
+#[derive(Debug, Clone, Default)]
+pub struct PastPage {
+    /// The entities.
+    pub rows: Vec<(EntityRef, Value)>,
+    /// Whether more follow.
+    pub has_more: bool,
+}
+
+/// The parts the service is built from: the ports it reads and writes through.
+pub struct Parts {
+    /// The catalog's read side.
+    pub reader: Arc<dyn CatalogReader>,
+    /// The catalog projection's positions (read-only), for read-your-writes and the feed.
+    pub positions: Arc<dyn Positions>,
+    /// The activity feed.
+    pub activity: Arc<dyn ActivityReader>,
+    /// A graph cache shared by replicas, if any.
+    pub shared_cache: Option<Arc<dyn SharedCache>>,
+    /// The event log: commands go out through it, the change feed tails it. `None`: a read-only
+    /// process without subscriptions.
+    pub log: Option<Arc<dyn EventLog>>,
+    /// Topic names.
+    pub topics: Topics,
+    /// The catalog projectors' consumer group (whose positions read-your-writes waits for).
+    pub projector_group: Option<String>,
+    /// Hot entities kept in memory (0: none).
+    pub cached_entities: u64,
+    /// How many changes a subscriber may fall behind before it skips some.
+    pub feed_capacity: usize,
+}
+
+impl std::fmt::Debug for Parts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Parts")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The catalog service. Cheap to clone.
+#[derive(Clone)]
+pub struct Catalog {
+    reader: CachedReader,
+    positions: Arc<dyn Positions>,
+    graph: Arc<GraphService>,
+    activity: Arc<dyn ActivityReader>,
+    commands: Commands,
+    progress: Progress,
+    feed: Feed,
+    log: Option<Arc<dyn EventLog>>,
+    topics: Topics,
+}
+
+impl std::fmt::Debug for Catalog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Catalog")
+            .field("topics", &self.topics)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Subjects read per round when paging through history for a list as of an instant.
+const PAST_CHUNK: usize = 500;
+
+impl Catalog {
+    /// The service over `parts`.
+    pub fn new(parts: Parts) -> Self {
+        let feed = Feed::with_cache(parts.feed_capacity, parts.cached_entities);
+        let group = parts
+            .projector_group
+            .unwrap_or_else(|| default_group(&parts.topics, "catalog"));
+        let progress = Progress::new(parts.positions.clone(), group);
+        let client = parts
+            .log
+            .as_ref()
+            .map(|log| CommandClient::new(log.clone(), parts.topics.clone()));
+        Self {
+            reader: CachedReader::new(parts.reader.clone(), feed.cache_handle()),
+            positions: parts.positions,
+            graph: Arc::new(GraphService::new(parts.reader, parts.shared_cache)),
+            activity: parts.activity,
+            commands: Commands::new(client, progress.clone()),
+            progress,
+            feed,
+            log: parts.log,
+            topics: parts.topics,
+        }
+    }
+
+    /// Keeps subscriptions and the entity cache fed until `shutdown` resolves: tails the entity
+    /// topic and publishes each change once the read model reflects it. Without a log it waits
+    /// for `shutdown` (nothing changes that it could see).
+    pub async fn run_feed(&self, shutdown: impl Future<Output = ()> + Send) {
+        match &self.log {
+            Some(log) => {
+                feed::run(
+                    log.clone(),
+                    self.positions.clone(),
+                    self.progress.clone(),
+                    self.topics.clone(),
+                    self.feed.clone(),
+                    shutdown,
+                )
+                .await
+            }
+            None => shutdown.await,
+        }
+    }
+
+    /// The entity cache (for metrics and tests).
+    pub fn cache(&self) -> &EntityCache {
+        self.reader.cache()
+    }
+
+    // Entities now.
+
+    /// Current entities by ref, absent ones left out (a batch: transports that resolve many refs
+    /// at once ask here once).
+    #[tracing::instrument(skip_all, fields(principal = %principal, refs = refs.len()))]
+    pub async fn entities(
+        &self,
+        principal: &Principal,
+        refs: &[EntityRef],
+    ) -> Result<HashMap<EntityRef, Arc<EntityRow>>> {
+        let _ = principal;
+        Ok(self.reader.entities(refs).await?)
+    }
+
+    /// What the entity cache holds of `refs`, without reading anything: the rows found, and the
+    /// refs to ask [`Catalog::load_entities`] for. Transports that batch their reads (GraphQL's
+    /// data loaders wait a moment to gather keys) answer cache hits at once this way.
+    pub fn cached_entities(
+        &self,
+        principal: &Principal,
+        refs: &[EntityRef],
+    ) -> (HashMap<EntityRef, Arc<EntityRow>>, Vec<EntityRef>) {
+        let _ = principal;
+        self.reader.cached_entities(refs)
+    }
+
+    /// Current entities by ref that [`Catalog::cached_entities`] did not have, read from the
+    /// read model (and kept in the cache).
+    pub async fn load_entities(
+        &self,
+        principal: &Principal,
+        refs: &[EntityRef],
+    ) -> Result<HashMap<EntityRef, Arc<EntityRow>>> {
+        let _ = principal;
+        Ok(self.reader.load(refs).await?)
+    }
+
+    /// What the entity cache holds of an entity's outgoing relations (see
+    /// [`Catalog::cached_entities`]).
+    pub fn cached_outgoing(&self, principal: &Principal, entity_ref: &EntityRef) -> Option<Outgoing> {
+        let _ = principal;
+        self.reader.cache().relations(entity_ref)
+    }
+
+    /// One current entity.
+    pub async fn entity(&self, principal: &Principal, entity_ref: &EntityRef) -> Result<Option<Arc<EntityRow>>> {
+        Ok(self
+            .entities(principal, std::slice::from_ref(entity_ref))
+            .await?
+            .remove(entity_ref))
+    }
+
+    /// The current outgoing relations of each of `refs` (a batch).
+    #[tracing::instrument(skip_all, fields(principal = %principal, refs = refs.len()))]
+    pub async fn outgoing(&self, principal: &Principal, refs: &[EntityRef]) -> Result<HashMap<EntityRef, Outgoing>> {
+        let _ = principal;
+        Ok(self.reader.outgoing(refs).await?)
+    }
+
+    /// Current relations pointing at `entity_ref`.
+    pub async fn incoming(&self, principal: &Principal, entity_ref: &EntityRef) -> Result<Vec<RelationView>> {
+        let _ = principal;
+        Ok(self
+            .reader
+            .uncached()
+            .relations(std::slice::from_ref(entity_ref), true)
+            .await?)
+    }
+
+    /// A page of current entities, with their relations and the entities those point at.
+    #[tracing::instrument(skip_all, fields(principal = %principal, limit = query.limit))]
+    pub async fn list(&self, principal: &Principal, query: ListQuery) -> Result<CurrentPage> {
+        let _ = principal;
+        let query = EntityQuery {
+            filter: query.filter,
+            text: query.text.filter(|t| !t.trim().is_empty()),
+            order: query.order,
+            after: query.after,
+            limit: query.limit,
+        };
+        Ok(self.reader.page(&query).await?)
+    }
+
+    /// How many current entities match.
+    pub async fn count(&self, principal: &Principal, filter: Option<&Filter>, text: Option<&str>) -> Result<i64> {
+        let _ = principal;
+        let text = text.filter(|t| !t.trim().is_empty());
+        Ok(self.reader.uncached().count(filter, text).await?)
+    }
+
+    /// Value counts of a field over the entities matching a filter, most frequent first.
+    pub async fn facets(
+        &self,
+        principal: &Principal,
+        field: &str,
+        filter: Option<&Filter>,
+    ) -> Result<Vec<(String, i64)>> {
+        let _ = principal;
+        Ok(self.reader.uncached().facets(&field.to_lowercase(), filter).await?)
+    }
+
+    // The past.
+
+    /// An entity as it was at `at` (`None`: it did not exist then).
+    pub async fn entity_at(
+        &self,
+        principal: &Principal,
+        entity_ref: &EntityRef,
+        at: &Instant,
+    ) -> Result<Option<Value>> {
+        let _ = principal;
+        Ok(self.reader.uncached().entity_at(entity_ref, at.as_str()).await?)
+    }
+
+    /// The relations an entity declared at `at`, sorted by type and target.
+    pub async fn relations_at(
+        &self,
+        principal: &Principal,
+        entity_ref: &EntityRef,
+        at: &Instant,
+    ) -> Result<Vec<Relation>> {
+        let _ = principal;
+        let at = at.as_str();
+        let mut out: Vec<Relation> = self
+            .reader
+            .uncached()
+            .spans(entity_ref)
+            .await?
+            .into_iter()
+            .filter(|s| {
+                s.relation.source == *entity_ref
+                    && s.valid_from.as_str() <= at
+                    && s.valid_to.as_deref().is_none_or(|to| to > at)
+            })
+            .map(|s| s.relation)
+            .collect();
+        out.sort_by(|a, b| (a.kind.as_str(), &a.target).cmp(&(b.kind.as_str(), &b.target)));
+        out.dedup_by(|a, b| a.kind == b.kind && a.target == b.target);
+        Ok(out)
+    }
+
+    /// A page of entities as they were at `at`, in ref order after `after`, filtered on the
+    /// documents of that instant (with the flattening the read model uses now). Search, other
+    /// orderings and `relations.*` conditions are not available in the past.
+    pub async fn list_at(&self, principal: &Principal, query: ListQuery, at: &Instant) -> Result<PastPage> {
+        let _ = principal;
+        if query.text.as_ref().is_some_and(|t| !t.trim().is_empty()) {
+            return Err(CatalogError::bad_input(
+                "search is not available with asOf: use filters",
+            ));
+        }
+        if query.order != Order::Ref {
+            return Err(CatalogError::bad_input("lists asOf an instant are ordered by REF only"));
+        }
+        if query.filter.as_ref().is_some_and(Filter::mentions_relations) {
+            return Err(CatalogError::bad_input(
+                "relations.* filters are not available with asOf: ask the graph (owned, dependents, …) with asOf",
+            ));
+        }
+        let (rows, has_more) = self
+            .past_page(at, query.filter.as_ref(), query.after, query.limit, true)
+            .await?;
+        Ok(PastPage { rows, has_more })
+    }
+
+    /// How many entities matched at `at`. Counting the past reads the history of every subject.
+    pub async fn count_at(&self, principal: &Principal, filter: Option<&Filter>, at: &Instant) -> Result<i64> {
+        let _ = principal;
+        let (all, _) = self.past_page(at, filter, None, usize::MAX, false).await?;
+        Ok(all.len() as i64)
+    }
+
+    async fn past_page(
+        &self,
+        at: &Instant,
+        filter: Option<&Filter>,
+        mut after: Option<String>,
+        limit: usize,
+        keep_documents: bool,
+    ) -> Result<(Vec<(EntityRef, Value)>, bool)> {
+        let mut out = Vec::new();
+        loop {
+            let chunk = self
+                .reader
+                .uncached()
+                .entities_at(at.as_str(), after.as_deref(), PAST_CHUNK)
+                .await?;
+            let exhausted = chunk.len() < PAST_CHUNK;
+            for (subject, document) in chunk {
+                let next = subject.clone();
+                let Some(document) = document else {
+                    after = Some(next);
+                    continue;
+                };
+                after = Some(next);
+                if filter.is_some_and(|f| !f.matches(&search::keys(&search::pairs(&document)))) {
+                    continue;
+                }
+                let Ok(entity_ref) = EntityRef::from_canonical(subject) else {
+                    continue;
+                };
+                if out.len() == limit {
+                    return Ok((out, true));
+                }
+                out.push((entity_ref, if keep_documents { document } else { Value::Null }));
+            }
+            if exhausted {
+                return Ok((out, false));
+            }
+        }
+    }
+
+    /// An entity's versions, newest first, before `before_sequence` when given.
+    pub async fn history(
+        &self,
+        principal: &Principal,
+        entity_ref: &EntityRef,
+        limit: usize,
+        before_sequence: Option<i64>,
+    ) -> Result<Vec<HistoryRow>> {
+        let _ = principal;
+        Ok(self
+            .reader
+            .uncached()
+            .history(entity_ref.as_str(), limit, before_sequence)
+            .await?)
+    }
+
+    // The graph.
+
+    /// Entities reached from `root` by a question, now or at `at`.
+    pub async fn reached(
+        &self,
+        principal: &Principal,
+        question: Question,
+        root: &EntityRef,
+        depth: usize,
+        at: Option<&Instant>,
+    ) -> Result<Vec<Reached>> {
+        let _ = principal;
+        let (reached, _) = self
+            .graph
+            .reached(question, root, depth, at.map(Instant::as_str))
+            .await?;
+        Ok(reached)
+    }
+
+    /// The shortest path between two entities within `depth` hops.
+    pub async fn path(
+        &self,
+        principal: &Principal,
+        from: &EntityRef,
+        to: &EntityRef,
+        depth: usize,
+        at: Option<&Instant>,
+    ) -> Result<Option<Vec<Hop>>> {
+        let _ = principal;
+        let (hops, _) = self.graph.path(from, to, depth, at.map(Instant::as_str)).await?;
+        Ok(hops)
+    }
+
+    /// Dependency cycles.
+    pub async fn cycles(&self, principal: &Principal, at: Option<&Instant>) -> Result<Vec<Vec<EntityRef>>> {
+        let _ = principal;
+        let (cycles, _) = self.graph.cycles(at.map(Instant::as_str)).await?;
+        Ok(cycles)
+    }
+
+    // Providers' state.
+
+    /// Pending rejections.
+    pub async fn rejections(&self, principal: &Principal, by: RejectionsBy<'_>) -> Result<Vec<RejectionRow>> {
+        let _ = principal;
+        Ok(self.reader.uncached().rejections(by).await?)
+    }
+
+    /// Registered locations.
+    pub async fn locations(&self, principal: &Principal) -> Result<Vec<LocationRow>> {
+        let _ = principal;
+        Ok(self.reader.uncached().locations().await?)
+    }
+
+    // Activity.
+
+    /// A page of the activity feed, newest first: everything, or what one actor did, or what
+    /// happened to one owner's entities.
+    pub async fn activity(
+        &self,
+        principal: &Principal,
+        actor: Option<String>,
+        owner: Option<String>,
+        before: Option<ActivityKey>,
+        limit: usize,
+    ) -> Result<(Vec<ActivityRow>, bool)> {
+        let _ = principal;
+        let query = ActivityQuery {
+            actor: actor.map(|a| a.to_lowercase()),
+            owner: owner.map(|o| o.to_lowercase()),
+            before,
+            limit,
+        };
+        Ok(self.activity.activity(&query).await?)
+    }
+
+    // Live changes.
+
+    /// Changes from now on, each delivered once the read model reflects it.
+    pub fn subscribe(&self, principal: &Principal) -> impl Stream<Item = Arc<Change>> + Send + use<> {
+        let _ = principal;
+        self.feed.subscribe()
+    }
+
+    // Commands.
+
+    /// Registers a location and reads it.
+    pub async fn register_location(
+        &self,
+        principal: &Principal,
+        location: LocationRecord,
+        wait: bool,
+    ) -> Result<Outcome> {
+        self.commands
+            .location(principal, EventType::RegisterLocation, location, wait)
+            .await
+    }
+
+    /// Unregisters a location; the entities read only through it are deleted.
+    pub async fn unregister_location(
+        &self,
+        principal: &Principal,
+        location: LocationRecord,
+        wait: bool,
+    ) -> Result<Outcome> {
+        self.commands
+            .location(principal, EventType::UnregisterLocation, location, wait)
+            .await
+    }
+
+    /// Reads a registered location again now.
+    pub async fn refresh_location(
+        &self,
+        principal: &Principal,
+        location: LocationRecord,
+        wait: bool,
+    ) -> Result<Outcome> {
+        self.commands
+            .location(principal, EventType::RefreshLocation, location, wait)
+            .await
+    }
+
+    /// Creates or replaces an entity (a Backstage descriptor as JSON).
+    pub async fn apply_entity(&self, principal: &Principal, entity: Value, wait: bool) -> Result<Outcome> {
+        self.commands.apply(principal, entity, wait).await
+    }
+
+    /// Deletes an entity that was applied through the API.
+    pub async fn delete_entity(&self, principal: &Principal, entity_ref: &EntityRef, wait: bool) -> Result<Outcome> {
+        self.commands.delete(principal, entity_ref, wait).await
+    }
+
+    /// Waits until the projectors have applied every position; false after `timeout`.
+    pub async fn wait_projected(&self, positions: &[PositionRecord], timeout: Duration) -> bool {
+        self.commands.wait_projected(positions, timeout).await
+    }
+}

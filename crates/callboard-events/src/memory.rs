@@ -1,0 +1,230 @@
+//! An event log in memory, for tests of the core that need a log but no storage: given these
+//! events, when this happens, then the log holds those events. It keeps the port's semantics
+//! (one key's records in one partition, in order; offsets from 0; group positions as resume
+//! hints) and passes the same behaviour suite as the two real adapters; every subscription of a
+//! group gets every partition, as in the embedded log (one member per group).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::watch;
+
+use crate::log::{EventLog, LogError, Message, Position, Record, Subscription, TopicSpec, partition_for_key};
+
+#[derive(Debug, Default)]
+struct Inner {
+    /// Topic → partitions → messages (a message's offset is its index).
+    topics: BTreeMap<String, Vec<Vec<Message>>>,
+    /// (group, topic, partition) → next offset.
+    committed: HashMap<(String, String, i32), i64>,
+}
+
+/// The in-memory log. Clones share the same log.
+#[derive(Debug, Clone)]
+pub struct MemoryLog {
+    inner: Arc<Mutex<Inner>>,
+    appended: Arc<watch::Sender<u64>>,
+}
+
+impl Default for MemoryLog {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl MemoryLog {
+    /// An empty log.
+    pub fn new() -> Self {
+        Self {
+            inner: Arc::default(),
+            appended: Arc::new(watch::channel(0).0),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        // A test that panicked while holding the lock leaves consistent data behind.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Every message of `topic`, partition by partition, in offset order.
+    pub fn messages(&self, topic: &str) -> Vec<Message> {
+        self.lock()
+            .topics
+            .get(topic)
+            .map(|partitions| partitions.iter().flatten().cloned().collect())
+            .unwrap_or_default()
+    }
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+#[async_trait]
+impl EventLog for MemoryLog {
+    async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), LogError> {
+        let mut inner = self.lock();
+        for spec in specs {
+            inner
+                .topics
+                .entry(spec.name.clone())
+                .or_insert_with(|| vec![Vec::new(); spec.partitions.max(1) as usize]);
+        }
+        Ok(())
+    }
+
+    async fn append(&self, topic: &str, records: Vec<Record>) -> Result<Vec<Position>, LogError> {
+        let positions = {
+            let mut inner = self.lock();
+            let partitions = inner
+                .topics
+                .get_mut(topic)
+                .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?;
+            let count = partitions.len() as i32;
+            let timestamp_ms = now_ms();
+            records
+                .into_iter()
+                .map(|record| {
+                    let partition = partition_for_key(&record.key, count);
+                    let messages = &mut partitions[partition as usize];
+                    let offset = messages.len() as i64;
+                    messages.push(Message {
+                        topic: topic.to_owned(),
+                        partition,
+                        offset,
+                        key: record.key,
+                        value: record.value,
+                        timestamp_ms,
+                    });
+                    Position { partition, offset }
+                })
+                .collect()
+        };
+        self.appended.send_modify(|n| *n += 1);
+        Ok(positions)
+    }
+
+    async fn partitions(&self, topic: &str) -> Result<i32, LogError> {
+        self.lock()
+            .topics
+            .get(topic)
+            .map(|p| p.len() as i32)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
+    }
+
+    async fn end_offsets(&self, topic: &str) -> Result<Vec<i64>, LogError> {
+        self.lock()
+            .topics
+            .get(topic)
+            .map(|p| p.iter().map(|m| m.len() as i64).collect())
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))
+    }
+
+    async fn read(&self, topic: &str, partition: i32, from: i64, max: usize) -> Result<Vec<Message>, LogError> {
+        let inner = self.lock();
+        let partitions = inner
+            .topics
+            .get(topic)
+            .ok_or_else(|| LogError::UnknownTopic(topic.to_owned()))?;
+        let messages = partitions
+            .get(partition as usize)
+            .ok_or_else(|| LogError::Other(format!("{topic} has no partition {partition}")))?;
+        let from = from.clamp(0, messages.len() as i64) as usize;
+        Ok(messages[from..].iter().take(max).cloned().collect())
+    }
+
+    async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, LogError> {
+        let inner = self.lock();
+        let mut cursors = Vec::new();
+        for topic in topics {
+            let partitions = inner
+                .topics
+                .get(topic)
+                .ok_or_else(|| LogError::UnknownTopic(topic.clone()))?;
+            for partition in 0..partitions.len() as i32 {
+                let key = (group.to_owned(), topic.clone(), partition);
+                let next = inner.committed.get(&key).copied().unwrap_or(0);
+                cursors.push((topic.clone(), partition, next));
+            }
+        }
+        Ok(Box::new(MemorySubscription {
+            log: self.clone(),
+            group: group.to_owned(),
+            cursors,
+            turn: 0,
+            appended: self.appended.subscribe(),
+        }))
+    }
+
+    fn describe(&self) -> String {
+        "in-memory log".into()
+    }
+}
+
+struct MemorySubscription {
+    log: MemoryLog,
+    group: String,
+    /// (topic, partition, next offset).
+    cursors: Vec<(String, i32, i64)>,
+    /// Which cursor reads first next time, so no partition starves the others.
+    turn: usize,
+    appended: watch::Receiver<u64>,
+}
+
+#[async_trait]
+impl Subscription for MemorySubscription {
+    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>, LogError> {
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            self.appended.borrow_and_update();
+            let mut out = Vec::new();
+            let count = self.cursors.len();
+            for i in 0..count {
+                let index = (self.turn + i) % count;
+                let (topic, partition, next) = &mut self.cursors[index];
+                let batch = self.log.read(topic, *partition, *next, max - out.len()).await?;
+                if let Some(last) = batch.last() {
+                    *next = last.offset + 1;
+                }
+                out.extend(batch);
+                if out.len() >= max {
+                    break;
+                }
+            }
+            self.turn = (self.turn + 1) % count.max(1);
+            let now = tokio::time::Instant::now();
+            if !out.is_empty() || now >= deadline {
+                return Ok(out);
+            }
+            let _ = tokio::time::timeout(deadline - now, self.appended.changed()).await;
+        }
+    }
+
+    async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {
+        match self.cursors.iter_mut().find(|(t, p, _)| t == topic && *p == partition) {
+            Some(cursor) => {
+                cursor.2 = offset;
+                Ok(())
+            }
+            None => Err(LogError::Other(format!(
+                "partition {partition} of {topic} is not assigned"
+            ))),
+        }
+    }
+
+    async fn commit(&mut self, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError> {
+        self.log
+            .lock()
+            .committed
+            .insert((self.group.clone(), topic.to_owned(), partition), next_offset);
+        Ok(())
+    }
+
+    fn assignment(&self) -> Vec<(String, i32)> {
+        self.cursors.iter().map(|(t, p, _)| (t.clone(), *p)).collect()
+    }
+}

@@ -1,0 +1,368 @@
+//! The server: every role of `callboard serve` — the API, the writer, the projectors — started on
+//! a listener from a [`Backend`] (the adapters) and a [`Config`], and served until a shutdown
+//! signal. `callboard serve` and the in-process tests start it the same way:
+//!
+//! ```ignore
+//! let server = Server::start(listener, backend, config).await?;   // roles running
+//! println!("serving on {}", server.local_addr()?);
+//! server.serve(shutdown).await?;                                   // until `shutdown`
+//! ```
+//!
+//! or, in one call, [`run`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use axum::Router;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use callboard_api::{Limits, PrincipalResolver};
+use callboard_catalog::{Catalog, Parts};
+use callboard_events::log::EventLog;
+use callboard_events::topics::Topics;
+use callboard_events::types::LocationRecord;
+use callboard_graph::SharedCache;
+use callboard_ingest::watch::FileWatcher;
+use callboard_ingest::{Scanner, Writer, WriterConfig};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::backend::Stores;
+use crate::locations::reader_for;
+use crate::projections::{self, Settings};
+
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Roles {
+    /// GraphQL on `/graphql`, subscriptions, the IDE.
+    pub api: bool,
+    /// The providers: registered locations, file watching, scheduled rescans, commands.
+    pub writer: bool,
+    /// The projectors (catalog and activity feed).
+    pub projector: bool,
+}
+
+impl Roles {
+    /// Every role.
+    pub const ALL: Roles = Roles {
+        api: true,
+        writer: true,
+        projector: true,
+    };
+
+    /// Roles named in a list (`api`, `writer`, `projector`).
+    pub fn parse(names: &[String]) -> Result<Self> {
+        let mut roles = Roles {
+            api: false,
+            writer: false,
+            projector: false,
+        };
+        for name in names {
+            match name.trim().to_lowercase().as_str() {
+                "api" => roles.api = true,
+                "writer" => roles.writer = true,
+                "projector" => roles.projector = true,
+                other => bail!("unknown role {other:?}: use api, writer and projector"),
+            }
+        }
+        Ok(roles)
+    }
+}
+
+/// The adapters a server runs on.
+pub struct Backend {
+    /// The event log.
+    pub log: Arc<dyn EventLog>,
+    /// Topic names.
+    pub topics: Topics,
+    /// Partitions of the entity topic when the writer creates it.
+    pub partitions: i32,
+    /// Replication of created topics.
+    pub replication: i16,
+    /// The read models.
+    pub stores: Stores,
+    /// A graph cache shared by API replicas, if any.
+    pub shared_cache: Option<Arc<dyn SharedCache>>,
+}
+
+impl std::fmt::Debug for Backend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Backend")
+            .field("log", &self.log.describe())
+            .field("stores", &self.stores)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a server does.
+#[derive(Clone)]
+pub struct Config {
+    /// The roles it runs.
+    pub roles: Roles,
+    /// Locations registered (and read) at start; needs the writer.
+    pub locations: Vec<LocationRecord>,
+    /// Hosts URL locations may be read from, besides the defaults.
+    pub allow_hosts: Vec<String>,
+    /// GraphQL's limits.
+    pub limits: Limits,
+    /// Hot entities the API keeps in memory (0: none).
+    pub entity_cache: u64,
+    /// The projectors' group and batch size.
+    pub projector_group: Option<String>,
+    /// Most events per projection transaction.
+    pub batch: usize,
+    /// How a request's principal is found.
+    pub principal: PrincipalResolver,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("roles", &self.roles)
+            .field("locations", &self.locations)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            roles: Roles::ALL,
+            locations: Vec::new(),
+            allow_hosts: Vec::new(),
+            limits: Limits::default(),
+            entity_cache: 20_000,
+            projector_group: None,
+            batch: 2_000,
+            principal: callboard_api::anonymous(),
+        }
+    }
+}
+
+/// A server whose roles run, ready to serve its listener.
+pub struct Server {
+    listener: TcpListener,
+    app: Router,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<Result<()>>>,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("listener", &self.listener.local_addr().ok())
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Clone)]
+struct Health {
+    log: Arc<dyn EventLog>,
+    stores: Stores,
+    settings: Settings,
+    metrics: metrics_exporter_prometheus::PrometheusHandle,
+}
+
+async fn readyz(State(health): State<Health>) -> impl IntoResponse {
+    // Positions against the log's ends only: a probe reads no events.
+    match projections::behind(health.log.as_ref(), &health.stores, &health.settings, &projections::ALL).await {
+        Ok(behind) if behind.is_empty() => (StatusCode::OK, "ready\n".to_owned()),
+        Ok(behind) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("projections are catching up: {}\n", behind.join(", ")),
+        ),
+        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e:#}\n")),
+    }
+}
+
+async fn metrics_text(State(health): State<Health>) -> impl IntoResponse {
+    (
+        StatusCode::OK,
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        health.metrics.render(),
+    )
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|s| *s).await;
+}
+
+impl Server {
+    /// Starts the roles of `config` on `backend`: the writer registers and reads the configured
+    /// locations before this returns (so that a server that answers has them), the projectors
+    /// and the change feed run in the background. Nothing is served until [`Server::serve`].
+    pub async fn start(listener: TcpListener, backend: Backend, config: Config) -> Result<Self> {
+        let Backend {
+            log,
+            topics,
+            partitions,
+            replication,
+            stores,
+            shared_cache,
+        } = backend;
+        let roles = config.roles;
+        if !config.locations.is_empty() && !roles.writer {
+            bail!("registering locations needs the writer role");
+        }
+        let metrics = crate::metrics::install()?;
+        let settings = Settings {
+            topics: topics.clone(),
+            group: config.projector_group.clone(),
+            batch: config.batch,
+        };
+        // The read models' tables exist before anyone reads them.
+        stores.prepare().await?;
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks: Vec<JoinHandle<Result<()>>> = Vec::new();
+
+        if roles.writer {
+            let role = Writer::acquire_role(log.as_ref(), &topics, Duration::from_secs(60)).await?;
+            let reader = Arc::new(reader_for(&config.locations, &config.allow_hosts));
+            let writer_config = WriterConfig {
+                topics: topics.clone(),
+                partitions,
+                replication,
+                actor: "provider:serve".into(),
+                ..WriterConfig::default()
+            };
+            let mut writer = Writer::start(log.clone(), Scanner::new(reader), writer_config).await?;
+            for location in &config.locations {
+                writer.register(location, "provider:serve").await?;
+                let report = writer.sync(location).await?;
+                tracing::info!(location = %location.key(), upserted = report.counts.upserted, rejected = report.counts.rejected, "location read");
+            }
+            let (mut watcher, changes) = FileWatcher::new().context("starting the file watcher")?;
+            for (files, folders) in writer.watched().values() {
+                watcher.watch(files, folders);
+            }
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                let _watcher = watcher;
+                writer.run(role, changes, stop).await.context("the writer stopped")
+            }));
+        }
+
+        if roles.projector {
+            tasks.extend(projections::spawn(
+                &log,
+                &stores,
+                &settings,
+                &projections::ALL,
+                crate::metrics::batch_applied,
+                &stop_rx,
+            ));
+            for name in projections::ALL {
+                let (positions, topics) = projections::progress_of(&stores, &settings.topics, name);
+                let sampler = tokio::spawn(crate::metrics::sample_lag(
+                    log.clone(),
+                    positions,
+                    name,
+                    topics,
+                    settings.config(name).group,
+                ));
+                let mut stop = stop_rx.clone();
+                tokio::spawn(async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                    sampler.abort();
+                });
+            }
+        }
+
+        let health = Health {
+            log: log.clone(),
+            stores: stores.clone(),
+            settings: settings.clone(),
+            metrics,
+        };
+        // Probes and scrapes stay out of the request trace: they are frequent, and a 503 from
+        // /readyz while projections catch up is an answer, not a failure.
+        let mut app = Router::new()
+            .route("/healthz", get(|| async { "ok\n" }))
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text))
+            .with_state(health);
+        if roles.api {
+            let catalog = Catalog::new(Parts {
+                reader: stores.reader.clone(),
+                positions: stores.store.clone(),
+                activity: stores.activity_reader.clone(),
+                shared_cache,
+                log: Some(log.clone()),
+                topics: topics.clone(),
+                projector_group: Some(settings.config("catalog").group),
+                cached_entities: config.entity_cache,
+                feed_capacity: 4_096,
+            });
+            {
+                let (catalog, stop) = (catalog.clone(), stopped(stop_rx.clone()));
+                tokio::spawn(async move { catalog.run_feed(stop).await });
+            }
+            let schema = callboard_api::build(catalog, &config.limits);
+            let api = callboard_api::http::routes(schema, &config.limits, config.principal.clone())
+                .route("/", get(|| async { axum::response::Redirect::temporary("/graphql") }))
+                .layer(
+                    tower_http::trace::TraceLayer::new_for_http().make_span_with(
+                        |request: &axum::http::Request<_>| {
+                            tracing::info_span!("request", method = %request.method(), path = %request.uri().path())
+                        },
+                    ),
+                );
+            app = app.merge(api);
+        }
+        Ok(Self {
+            listener,
+            app,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The address served.
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` resolves, then drains requests and the current projection
+    /// batches, stops the roles and waits for them.
+    pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let Self {
+            listener,
+            app,
+            stop,
+            tasks,
+        } = self;
+        let server = axum::serve(listener, app).with_graceful_shutdown({
+            let stop = stop.clone();
+            async move {
+                shutdown.await;
+                tracing::info!("shutting down: draining requests and the current projection batches");
+                let _ = stop.send(true);
+            }
+        });
+        server.await.context("the HTTP server failed")?;
+        let _ = stop.send(true);
+        for task in tasks {
+            task.await.context("a role panicked")??;
+        }
+        Ok(())
+    }
+}
+
+/// Starts the server and serves until `shutdown` resolves (see [`Server`]).
+pub async fn run(
+    listener: TcpListener,
+    backend: Backend,
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<()> {
+    Server::start(listener, backend, config).await?.serve(shutdown).await
+}
