@@ -24,17 +24,8 @@ create table if not exists {p}subjects (
     subject text not null,
     sequence bigint not null,
     owner text,
-    primary key (stream, subject)
+    primary key (subject, stream)
 );
-create table if not exists {p}positions (
-    grp text not null,
-    topic text not null,
-    partition integer not null,
-    "offset" bigint not null,
-    event_time text not null,
-    primary key (grp, topic, partition)
-);
-create table if not exists {p}meta (key text primary key, value bigint not null);
 -- @readers: the feeds of one actor and of one owner, in feed order. A replay builds them just
 -- before readers switch over.
 create index if not exists {p}activity_actor on {p}activity (actor, time desc, stream desc, subject desc, sequence desc);

@@ -74,15 +74,6 @@ create table if not exists {p}locations (
     entity_ref text not null,
     registered_at text not null
 );
-create table if not exists {p}positions (
-    grp text not null,
-    topic text not null,
-    partition integer not null,
-    "offset" bigint not null,
-    event_time text not null,
-    primary key (grp, topic, partition)
-);
-create table if not exists {p}meta (key text primary key, value bigint not null);
 insert into {p}meta (key, value) values ('graph_version', 0) on conflict (key) do nothing;
 -- A random identity of this generation, so cached graph answers (shared in Redis by every
 -- replica, and by every deployment pointed at the same Redis) never outlive the tables they came from.

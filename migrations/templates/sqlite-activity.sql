@@ -23,17 +23,8 @@ create table if not exists {p}subjects (
     subject text not null,
     sequence integer not null,
     owner text,
-    primary key (stream, subject)
+    primary key (subject, stream)
 ) without rowid;
-create table if not exists {p}positions (
-    grp text not null,
-    topic text not null,
-    partition integer not null,
-    offset integer not null,
-    event_time text not null,
-    primary key (grp, topic, partition)
-) without rowid;
-create table if not exists {p}meta (key text primary key, value integer not null);
 -- @readers: the feeds of one actor and of one owner (index entries carry the primary key, so a
 -- page walks them in feed order). A replay builds them just before readers switch over.
 create index if not exists {p}activity_actor on {p}activity (actor, time);

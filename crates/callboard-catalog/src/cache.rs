@@ -199,18 +199,10 @@ impl EntityCache {
 
 /// The read side with the entity cache in front: current rows and outgoing relations come from
 /// the cache when it holds them and fill it when read; whatever reads rows goes through here.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CachedReader {
     inner: Arc<dyn CatalogReader>,
     cache: Arc<EntityCache>,
-}
-
-impl std::fmt::Debug for CachedReader {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CachedReader")
-            .field("cache", &self.cache)
-            .finish_non_exhaustive()
-    }
 }
 
 impl CachedReader {

@@ -73,6 +73,7 @@ pub struct PastPage {
 }
 
 /// The parts the service is built from: the ports it reads and writes through.
+#[derive(Debug)]
 pub struct Parts {
     /// The catalog's read side.
     pub reader: Arc<dyn CatalogReader>,
@@ -95,16 +96,8 @@ pub struct Parts {
     pub feed_capacity: usize,
 }
 
-impl std::fmt::Debug for Parts {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Parts")
-            .field("topics", &self.topics)
-            .finish_non_exhaustive()
-    }
-}
-
 /// The catalog service. Cheap to clone.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Catalog {
     reader: CachedReader,
     positions: Arc<dyn Positions>,
@@ -115,14 +108,6 @@ pub struct Catalog {
     feed: Feed,
     log: Option<Arc<dyn EventLog>>,
     topics: Topics,
-}
-
-impl std::fmt::Debug for Catalog {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Catalog")
-            .field("topics", &self.topics)
-            .finish_non_exhaustive()
-    }
 }
 
 /// Subjects read per round when paging through history for a list as of an instant.

@@ -87,7 +87,7 @@ pub struct Message {
 
 /// An event log.
 #[async_trait]
-pub trait EventLog: Send + Sync {
+pub trait EventLog: Send + Sync + std::fmt::Debug {
     /// Creates the topics that do not exist yet (existing ones are left as they are).
     async fn ensure_topics(&self, specs: &[TopicSpec]) -> Result<(), LogError>;
 

@@ -1,9 +1,10 @@
 //! The projection runtime: everything about turning the log into read models that is not one
 //! read model's fold.
 //!
-//! * [`projection`]: the [`Projection`] trait a read model implements — load the rows a batch
-//!   touches, fold the batch onto them (pure), write the changes and the positions they reach in
-//!   one transaction — and the events as the runtime hands them over ([`StoredEvent`]).
+//! * [`projection`]: the [`Projection`] trait a read model implements — its topics and its fold
+//!   (pure) — and the [`ProjectionStore`] its adapters implement: load the rows a batch touches,
+//!   write the changes and the positions they reach in one transaction; and the events as the
+//!   runtime hands them over ([`StoredEvent`]).
 //! * [`run`]: the consume–fold–write loop, with positions stored next to the rows (the log's group
 //!   commits are only a resume hint), following a replay's switch to a new generation;
 //!   [`replay`]: rebuild into a fresh generation while the active one serves, then switch;
@@ -26,6 +27,8 @@ pub mod tables;
 pub use async_trait::async_trait as __async_trait;
 pub use pipeline::{Pipeline, Written};
 pub use progress::{Progress, Target};
-pub use projection::{BatchPosition, Folded, Projection, StoredEvent, batch_positions, subjects};
+pub use projection::{
+    Batch, BatchPosition, Folded, Projection, ProjectionStore, StoredEvent, batch_positions, subjects,
+};
 pub use runner::{Lag, ProjectorConfig, ProjectorError, caught_up, default_group, lag, projector_group, replay, run};
 pub use tables::{BoxError, Generation, Generations, Positions, StoreError, template_statements};

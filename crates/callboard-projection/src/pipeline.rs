@@ -7,7 +7,9 @@ use std::time::{Duration, Instant};
 use callboard_events::log::Message;
 use tracing::Instrument;
 
-use crate::projection::{BatchPosition, Projection, StoredEvent, batch_positions, subjects};
+#[cfg(doc)]
+use crate::projection::ProjectionStore;
+use crate::projection::{Batch, BatchPosition, Projection, StoredEvent, batch_positions, subjects};
 use crate::tables::{Generation, StoreError};
 
 /// A batch written, as the pipeline reports it.
@@ -36,7 +38,7 @@ struct InFlight {
 /// a subject waits for the writes first. Writes stay one at a time and in order, each in its own
 /// transaction with its positions, so a kill at any point leaves what the sequential loop would
 /// have left — except when filling a generation nobody reads yet (a replay), where a store that
-/// can take several writes at once ([`Projection::parallel_writes`]) gets them: a crash there
+/// can take several writes at once ([`ProjectionStore::parallel_writes`]) gets them: a crash there
 /// throws the generation away, and positions only ever move forward.
 pub struct Pipeline<P: Projection> {
     projection: Arc<P>,
@@ -78,7 +80,7 @@ impl<P: Projection> Pipeline<P> {
     /// pipeline is done (a replay's new generation): subjects it has not written yet are known
     /// to have no rows, and are not loaded.
     pub fn filling(projection: Arc<P>, generation: Generation, group: &str) -> Self {
-        let writes = projection.parallel_writes().max(1);
+        let writes = projection.store().parallel_writes().max(1);
         Self {
             seen: Some(HashSet::new()),
             writes,
@@ -134,6 +136,7 @@ impl<P: Projection> Pipeline<P> {
             P::Loaded::default()
         } else {
             self.projection
+                .store()
                 .load(self.generation, &to_load)
                 .instrument(span.clone())
                 .await?
@@ -155,7 +158,15 @@ impl<P: Projection> Pipeline<P> {
             async move {
                 let writing = Instant::now();
                 let (applied, skipped) = (folded.applied, folded.skipped);
-                projection.write(generation, &group, folded.changes, &positions).await?;
+                projection
+                    .store()
+                    .write(Batch {
+                        generation,
+                        group: &group,
+                        changes: folded.changes,
+                        positions: &positions,
+                    })
+                    .await?;
                 tracing::debug!(
                     applied,
                     skipped,

@@ -176,7 +176,7 @@ mod tests {
     use crate::tables::Generation;
 
     /// Positions that advance when told, counting reads.
-    #[derive(Default)]
+    #[derive(Debug, Default)]
     struct Fake {
         applied: AtomicI64,
         reads: AtomicUsize,

@@ -107,17 +107,48 @@ pub struct Folded<C> {
     pub skipped: usize,
 }
 
+/// A batch's changes, where they go and the positions they reach: what a store writes in one
+/// transaction.
+#[derive(Debug)]
+pub struct Batch<'a, C> {
+    /// The generation written.
+    pub generation: Generation,
+    /// The consumer group whose positions are stored.
+    pub group: &'a str,
+    /// The row changes.
+    pub changes: C,
+    /// Where the batch leaves each partition. Positions only move forward: one lower than the
+    /// stored one leaves it as it is.
+    pub positions: &'a [BatchPosition],
+}
+
+/// Where a projection's rows live: its generations, the rows a batch's subjects have (`L`), and
+/// writing a batch's changes (`C`) with its positions.
+#[async_trait]
+pub trait ProjectionStore<L: Send + 'static, C: Send + 'static>: Generations {
+    /// The stored rows of `subjects` that folding needs.
+    async fn load(&self, generation: Generation, subjects: &[String]) -> Result<L, StoreError>;
+
+    /// Writes a batch in one transaction: its changes and the positions it reaches.
+    async fn write(&self, batch: Batch<'_, C>) -> Result<(), StoreError>;
+
+    /// How many writes of batches with disjoint subjects the store can usefully take at once
+    /// while a generation is being filled (a replay): 1 for a store with a single writer.
+    fn parallel_writes(&self) -> usize {
+        1
+    }
+}
+
 /// A read model folded from the log.
 ///
 /// The runtime ([`crate::run`], [`crate::replay`]) consumes the projection's topics in batches:
-/// it decodes a batch, asks the projection to [`load`](Projection::load) the rows its subjects
-/// have, [`fold`](Projection::fold)s the batch onto them (pure, on the blocking pool), and
-/// [`write`](Projection::write)s the changes together with the positions they reach, in one
-/// transaction. Folding must be deterministic — the same events, in any interleaving of
-/// partitions, give the same rows — and a subject's rows must change only through its own events:
-/// that is what makes incremental projection, replays and several processes agree, and what lets
-/// the runtime fold one batch while the previous one is written.
-#[async_trait]
+/// it decodes a batch, has the [`store`](Projection::store) load the rows its subjects have,
+/// [`fold`](Projection::fold)s the batch onto them (pure, on the blocking pool), and has the store
+/// write the changes together with the positions they reach, in one transaction. Folding must be
+/// deterministic — the same events, in any interleaving of partitions, give the same rows — and a
+/// subject's rows must change only through its own events: that is what makes incremental
+/// projection, replays and several processes agree, and what lets the runtime fold one batch
+/// while the previous one is written.
 pub trait Projection: Send + Sync + 'static {
     /// What a batch reads of the stored rows.
     type Loaded: Default + Send + 'static;
@@ -131,30 +162,11 @@ pub trait Projection: Send + Sync + 'static {
     /// The topics it folds.
     fn topics(&self, topics: &Topics) -> Vec<String>;
 
-    /// Its generations and positions.
-    fn tables(&self) -> &dyn Generations;
-
-    /// The stored rows of `subjects` that folding needs.
-    async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Self::Loaded, StoreError>;
+    /// Where its rows live.
+    fn store(&self) -> &dyn ProjectionStore<Self::Loaded, Self::Changes>;
 
     /// The row changes of a batch, given what was loaded. Pure and deterministic.
     fn fold(&self, batch: &[StoredEvent], loaded: Self::Loaded) -> Folded<Self::Changes>;
-
-    /// Writes a batch's changes and the positions it reaches for consumer `group`, in one
-    /// transaction. Positions only move forward: one lower than the stored one leaves it.
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: Self::Changes,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError>;
-
-    /// How many writes of batches with disjoint subjects the store can usefully take at once
-    /// while a generation is being filled (a replay): 1 for a store with a single writer.
-    fn parallel_writes(&self) -> usize {
-        1
-    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use time::OffsetDateTime;
 
 use crate::pipeline::{Pipeline, Written};
 use crate::projection::Projection;
-use crate::tables::{Generation, Positions, StoreError};
+use crate::tables::{Generation, Generations, Positions, StoreError};
 
 /// Why a projector stopped.
 #[derive(Debug, thiserror::Error)]
@@ -92,7 +92,7 @@ pub async fn run<P: Projection>(
     mut progress: impl FnMut(usize, Duration) + Send,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ProjectorError> {
-    let tables = projection.tables();
+    let tables: &dyn Generations = projection.store();
     let mut generation = tables.prepare().await?;
     let topics = projection.topics(&config.topics);
     let specs: Vec<_> = config
@@ -265,7 +265,7 @@ pub async fn replay<P: Projection>(
     config: &ProjectorConfig,
     mut progress: impl FnMut(u64, u64) + Send,
 ) -> Result<Generation, ProjectorError> {
-    let tables = projection.tables();
+    let tables: &dyn Generations = projection.store();
     let old = tables.prepare().await?;
     let generation = tables.create_generation().await?;
     let topics = projection.topics(&config.topics);

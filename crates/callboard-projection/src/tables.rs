@@ -48,7 +48,7 @@ impl StoreError {
 /// What readers may know of a projection's progress: the active generation and the positions
 /// stored with its rows. Read-only: services that answer clients hold this, never the write side.
 #[async_trait]
-pub trait Positions: Send + Sync {
+pub trait Positions: Send + Sync + std::fmt::Debug {
     /// The generation readers use now.
     async fn active(&self) -> Result<Generation, StoreError>;
 
@@ -97,7 +97,7 @@ pub trait Generations: Positions {
 /// keeps one such helper per database and uses it for every projection it stores).
 #[macro_export]
 macro_rules! generations_through {
-    ($store:ty, $field:ident) => {
+    ($store:ty, $field:tt) => {
         #[$crate::__async_trait]
         impl $crate::Positions for $store {
             async fn active(&self) -> Result<$crate::Generation, $crate::StoreError> {

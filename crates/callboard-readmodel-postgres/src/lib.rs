@@ -6,34 +6,30 @@
 //!   GIN index, and counted facets are kept in a table. An entity's document is stored once, in
 //!   the history row of its current version; its relations are packed in its row (and in each
 //!   history row), found from their other ends through endpoint keys among its filter keys.
-//!   Writing is in [`write`], reading in [`read`].
+//!   Writing a batch is in [`write`].
 //! * [`PostgresActivityStore`]: the activity feed, in the same database (prefix `a<n>_`).
 //!
-//! [`generations`] manages both projections' generations and positions the same way. Every value
-//! is bound; only a generation's prefix (a letter and a number) is formatted into statements.
+//! Reading, loading, generations and positions are the SQL `callboard-readmodel` shares with
+//! SQLite ([`callboard_readmodel::sql`]), run through [`PostgresDb`] in PostgreSQL's
+//! [`dialect`]. Every value is bound; only a generation's prefix (a letter and a number) is
+//! formatted into statements.
 
 mod activity;
-mod generations;
-mod read;
+mod dialect;
 mod write;
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use callboard_projection::StoreError;
 use callboard_readmodel::rows::Columns;
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, ConnectOptions, PgPool, Row};
+use callboard_readmodel::sql::{Arg, Dialect, Layout, Row, SqlCatalog, SqlDatabase, Statement, Tables};
+use sqlx::postgres::{PgArguments, PgConnectOptions, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, ConnectOptions, PgPool, Postgres, Row as _};
 
 pub use activity::PostgresActivityStore;
-use generations::{Layout, Tables};
-
-/// The catalog's read model in PostgreSQL.
-#[derive(Debug, Clone)]
-pub struct PostgresStore {
-    pool: PgPool,
-    tables: Tables,
-}
 
 /// A driver error as a store error: connection trouble is "unavailable" (worth retrying), the
 /// rest a database failure; the driver's error is kept as the source either way.
@@ -49,11 +45,17 @@ pub(crate) fn db(e: sqlx::Error) -> StoreError {
 /// Migrations of the registry tables (`migrations/postgres`).
 pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations/postgres");
 
+/// What every projection's generation has: positions and meta.
+const BOOKKEEPING: &str = include_str!("../../../migrations/templates/postgres-bookkeeping.sql");
+
 /// The catalog's tables.
 pub(crate) static CATALOG: Layout = Layout {
     name: "catalog",
     letter: 'g',
-    schema: include_str!("../../../migrations/templates/postgres-generation.sql"),
+    templates: [
+        BOOKKEEPING,
+        include_str!("../../../migrations/templates/postgres-generation.sql"),
+    ],
     tables: &[
         "entities",
         "history",
@@ -88,7 +90,45 @@ pub(crate) static CATALOG: Layout = Layout {
     ],
 };
 
-impl PostgresStore {
+/// SQL with `?` placeholders as PostgreSQL takes it (`$1`, `$2`, …); no statement here has a `?`
+/// inside a literal.
+pub(crate) fn numbered(text: &str) -> AssertSqlSafe<String> {
+    let mut out = String::with_capacity(text.len() + 8);
+    let mut n = 0;
+    for c in text.chars() {
+        if c == '?' {
+            n += 1;
+            out.push('$');
+            out.push_str(&n.to_string());
+        } else {
+            out.push(c);
+        }
+    }
+    AssertSqlSafe(out)
+}
+
+/// A statement as sqlx takes it: the SQL text and its arguments bound in order.
+pub(crate) fn query(statement: Statement) -> sqlx::query::Query<'static, Postgres, PgArguments> {
+    let mut query = sqlx::query(numbered(&statement.text));
+    for arg in statement.args {
+        query = match arg {
+            Arg::Text(text) => query.bind(text),
+            Arg::MaybeText(text) => query.bind(text),
+            Arg::Int(n) => query.bind(n),
+            Arg::Texts(items) => query.bind(items),
+            Arg::Ints(items) => query.bind(items),
+        };
+    }
+    query
+}
+
+/// A PostgreSQL database the shared SQL runs on.
+#[derive(Debug, Clone)]
+pub struct PostgresDb {
+    pool: PgPool,
+}
+
+impl PostgresDb {
     /// Connects to the database at `url` (`postgres://…`), creating the database when it does
     /// not exist yet.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -138,27 +178,78 @@ impl PostgresStore {
             }
             Err(e) => return Err(db(e)),
         };
-        Ok(Self {
-            tables: Tables {
-                pool: pool.clone(),
-                layout: &CATALOG,
-            },
-            pool,
-        })
+        Ok(Self { pool })
     }
 
-    /// The connection pool (for tests and administration).
+    /// The connection pool.
     pub fn pool(&self) -> &PgPool {
         &self.pool
     }
 }
 
+#[async_trait]
+impl SqlDatabase for PostgresDb {
+    fn dialect(&self) -> &dyn Dialect {
+        &dialect::POSTGRES
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        MIGRATOR
+            .run(&self.pool)
+            .await
+            .map_err(|e| StoreError::Database(Box::new(e)))
+    }
+
+    async fn fetch(&self, statement: Statement) -> Result<Vec<Row>, StoreError> {
+        let rows = query(statement).fetch_all(&self.pool).await.map_err(db)?;
+        Ok(rows.into_iter().map(|row| Box::new(Named(row)) as Row).collect())
+    }
+
+    async fn execute(&self, statements: Vec<Statement>) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        for statement in statements {
+            query(statement).execute(&mut *tx).await.map_err(db)?;
+        }
+        tx.commit().await.map_err(db)
+    }
+}
+
+/// The catalog's read model in PostgreSQL.
+#[derive(Debug, Clone)]
+pub struct PostgresStore {
+    db: Arc<PostgresDb>,
+    tables: Tables,
+}
+
+impl PostgresStore {
+    /// Connects to the database at `url` (`postgres://…`), creating the database when it does
+    /// not exist yet.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        let db = Arc::new(PostgresDb::connect(url).await?);
+        Ok(Self {
+            tables: Tables::new(db.clone(), &CATALOG),
+            db,
+        })
+    }
+
+    /// The connection pool (for tests and administration).
+    pub fn pool(&self) -> &PgPool {
+        self.db.pool()
+    }
+}
+
+impl SqlCatalog for PostgresStore {
+    fn catalog_tables(&self) -> &Tables {
+        &self.tables
+    }
+}
+
 callboard_projection::generations_through!(PostgresStore, tables);
 
-/// Rows read by column name.
-pub(crate) struct Named<'a>(pub &'a PgRow);
+/// A row read by column name.
+pub(crate) struct Named(pub PgRow);
 
-impl Columns for Named<'_> {
+impl Columns for Named {
     fn text(&self, column: &str) -> Result<String, StoreError> {
         self.0.try_get(column).map_err(db)
     }
@@ -168,10 +259,34 @@ impl Columns for Named<'_> {
     }
 
     fn int(&self, column: &str) -> Result<i64, StoreError> {
-        self.0.try_get(column).map_err(db)
+        // Positions' partitions are `integer`; every other number is `bigint`.
+        self.0
+            .try_get::<i64, _>(column)
+            .or_else(|_| self.0.try_get::<i32, _>(column).map(i64::from))
+            .map_err(db)
     }
 
     fn int_or_null(&self, column: &str) -> Result<Option<i64>, StoreError> {
         self.0.try_get(column).map_err(db)
+    }
+
+    fn width(&self) -> usize {
+        self.0.len()
+    }
+
+    fn cell(&self, index: usize) -> Result<Option<String>, StoreError> {
+        self.0
+            .try_get::<Option<String>, _>(index)
+            .or_else(|_| {
+                self.0
+                    .try_get::<Option<i64>, _>(index)
+                    .map(|v| v.map(|n| n.to_string()))
+            })
+            .or_else(|_| {
+                self.0
+                    .try_get::<Option<i32>, _>(index)
+                    .map(|v| v.map(|n| n.to_string()))
+            })
+            .map_err(db)
     }
 }

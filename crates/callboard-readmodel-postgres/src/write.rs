@@ -1,12 +1,18 @@
-//! Loading what a catalog batch touches and writing its changes, one transaction per batch.
+//! Writing a catalog batch's changes, one transaction per batch: one array per column through
+//! `unnest`. (Loading what a batch touches is the shared SQL's.)
 
 use async_trait::async_trait;
-use callboard_projection::{BatchPosition, Generation, StoreError};
-use callboard_readmodel::catalog::{Changes, Current, Loaded};
-use callboard_readmodel::store::ReadStore;
-use sqlx::{Postgres, QueryBuilder, Row};
+use callboard_projection::{Batch, Generation, ProjectionStore, StoreError};
+use callboard_readmodel::catalog::{Changes, Loaded};
+use callboard_readmodel::sql::reader::load_catalog;
+use sqlx::{AssertSqlSafe, Postgres, QueryBuilder};
 
-use crate::{CATALOG, PostgresStore, db};
+use crate::{CATALOG, PostgresStore, db, numbered, query};
+
+/// A catalog statement for a generation, numbered for PostgreSQL.
+fn sql(generation: Generation, template: &str) -> AssertSqlSafe<String> {
+    numbered(&CATALOG.sql(generation, template))
+}
 
 /// The array literal of a set of filter-key hashes.
 fn key_array(keys: &[u64]) -> String {
@@ -23,65 +29,16 @@ fn key_array(keys: &[u64]) -> String {
 }
 
 #[async_trait]
-impl ReadStore for PostgresStore {
+impl ProjectionStore<Loaded, Changes> for PostgresStore {
     async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
-        let mut loaded = Loaded::default();
-        if subjects.is_empty() {
-            return Ok(loaded);
-        }
-        let list = subjects.to_vec();
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let rows = sqlx::query(CATALOG.sql(
-            generation,
-            "select subject, max(sequence) as sequence from {p}history where subject = any(?) group by subject",
-        ))
-        .bind(&list)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        for row in rows {
-            loaded.applied.insert(row.get("subject"), row.get("sequence"));
-        }
-        let rows = sqlx::query(CATALOG.sql(
-            generation,
-            "select e.entity_ref, e.uid, e.created_at, e.relations, h.entity from {p}entities e
-             join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence
-             where e.entity_ref = any(?)",
-        ))
-        .bind(&list)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        for row in rows {
-            loaded.entities.insert(
-                row.get("entity_ref"),
-                Current {
-                    uid: row.get("uid"),
-                    created_at: row.get("created_at"),
-                    relations: row.get("relations"),
-                    document: row.get::<Option<String>, _>("entity").unwrap_or_default(),
-                },
-            );
-        }
-        let rows = sqlx::query(CATALOG.sql(generation, "select subject from {p}rejections where subject = any(?)"))
-            .bind(&list)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        loaded.rejections = rows.into_iter().map(|r| r.get("subject")).collect();
-        Ok(loaded)
+        load_catalog(&self.tables, generation, subjects).await
     }
 
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: Changes,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError> {
+    async fn write(&self, batch: Batch<'_, Changes>) -> Result<(), StoreError> {
+        let (generation, changes) = (batch.generation, batch.changes);
         let changes = &changes;
         let p = CATALOG.prefix(generation);
-        let mut tx = self.pool.begin().await.map_err(db)?;
+        let mut tx = self.db.pool().begin().await.map_err(db)?;
         // Not waiting for the commit's WAL flush is safe here: the positions commit with the rows,
         // so a commit lost in a database crash is lost whole, and the projector applies those
         // events again from the stored positions. It takes a disk flush off every batch.
@@ -94,7 +51,7 @@ impl ReadStore for PostgresStore {
         // PostgreSQL parses and plans anew for every batch.
         if !changes.history.is_empty() {
             let h = &changes.history;
-            sqlx::query(CATALOG.sql(
+            sqlx::query(sql(
                 generation,
                 "insert into {p}history (subject, sequence, event_id, event_type, time, source, actor, causation, uid, entity, relations, diff, detail)
                  select * from unnest(?::text[], ?::int8[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
@@ -119,7 +76,7 @@ impl ReadStore for PostgresStore {
         }
         if !changes.entity_deletes.is_empty() {
             let list = changes.entity_deletes.clone();
-            sqlx::query(CATALOG.sql(generation, "delete from {p}entities where entity_ref = any(?)"))
+            sqlx::query(sql(generation, "delete from {p}entities where entity_ref = any(?)"))
                 .bind(&list)
                 .execute(&mut *tx)
                 .await
@@ -130,7 +87,7 @@ impl ReadStore for PostgresStore {
             // Arrays of arrays must be rectangular in PostgreSQL, so each entity's key hashes
             // travel as one text (`{1,2,3}`, an array literal) and are cast back.
             let keys: Vec<String> = e.iter().map(|r| key_array(&r.keys)).collect();
-            sqlx::query(CATALOG.sql(
+            sqlx::query(sql(
                 generation,
                 "insert into {p}entities (entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin,
                    created_at, updated_at, owner, title, spec_type, lifecycle, relations, search_keys, search_text)
@@ -170,7 +127,7 @@ impl ReadStore for PostgresStore {
             .map_err(db)?;
         }
         if !changes.rejection_deletes.is_empty() {
-            sqlx::query(CATALOG.sql(generation, "delete from {p}rejections where subject = any(?)"))
+            sqlx::query(sql(generation, "delete from {p}rejections where subject = any(?)"))
                 .bind(changes.rejection_deletes.clone())
                 .execute(&mut *tx)
                 .await
@@ -209,13 +166,13 @@ impl ReadStore for PostgresStore {
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
         if !changes.facet_deltas.is_empty() {
-            sqlx::query(CATALOG.sql(generation, "delete from {p}facets where count <= 0"))
+            sqlx::query(sql(generation, "delete from {p}facets where count <= 0"))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
         for location in &changes.location_upserts {
-            sqlx::query(CATALOG.sql(generation, "insert into {p}locations (key, location_type, target, id, entity_ref, registered_at) values (?, ?, ?, ?, ?, ?)
+            sqlx::query(sql(generation, "insert into {p}locations (key, location_type, target, id, entity_ref, registered_at) values (?, ?, ?, ?, ?, ?)
                  on conflict (key) do update set location_type = excluded.location_type, target = excluded.target,
                  id = excluded.id, entity_ref = excluded.entity_ref, registered_at = excluded.registered_at"))
                 .bind(&location.key)
@@ -229,17 +186,20 @@ impl ReadStore for PostgresStore {
                 .map_err(db)?;
         }
         for key in &changes.location_deletes {
-            sqlx::query(CATALOG.sql(generation, "delete from {p}locations where key = ?"))
+            sqlx::query(sql(generation, "delete from {p}locations where key = ?"))
                 .bind(key)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        self.tables
-            .write_positions(&mut tx, generation, group, positions)
-            .await?;
+        for statement in self
+            .tables
+            .position_statements(generation, batch.group, batch.positions)
+        {
+            query(statement).execute(&mut *tx).await.map_err(db)?;
+        }
         if changes.relations_changed {
-            sqlx::query(CATALOG.sql(
+            sqlx::query(sql(
                 generation,
                 "update {p}meta set value = value + 1 where key = 'graph_version'",
             ))

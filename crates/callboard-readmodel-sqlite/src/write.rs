@@ -1,15 +1,21 @@
-//! Loading what a catalog batch touches and writing its changes, one transaction per batch.
+//! Writing a catalog batch's changes, one transaction per batch: many rows per statement,
+//! the full-text index last. (Loading what a batch touches is the shared SQL's.)
 
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use callboard_projection::{BatchPosition, Generation, StoreError};
-use callboard_readmodel::catalog::{Changes, Current, EntityWrite, Loaded};
+use callboard_projection::{Batch, Generation, ProjectionStore, StoreError};
+use callboard_readmodel::catalog::{Changes, EntityWrite, Loaded};
 use callboard_readmodel::search;
-use callboard_readmodel::store::ReadStore;
-use sqlx::{QueryBuilder, Row, Sqlite};
+use callboard_readmodel::sql::reader::load_catalog;
+use sqlx::{AssertSqlSafe, QueryBuilder, Row, Sqlite};
 
-use crate::{CATALOG, SqliteStore, db, json_list};
+use crate::{CATALOG, SqliteStore, db, query};
+
+/// A catalog statement for a generation.
+fn sql(generation: Generation, template: &str) -> AssertSqlSafe<String> {
+    AssertSqlSafe(CATALOG.sql(generation, template))
+}
 
 /// The stored columns of an entity row.
 const ENTITY_WRITE_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, relations";
@@ -27,62 +33,13 @@ fn key_words(entity: &EntityWrite) -> String {
 }
 
 #[async_trait]
-impl ReadStore for SqliteStore {
+impl ProjectionStore<Loaded, Changes> for SqliteStore {
     async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
-        let mut loaded = Loaded::default();
-        if subjects.is_empty() {
-            return Ok(loaded);
-        }
-        let list = json_list(subjects);
-        let mut conn = self.pool.acquire().await.map_err(db)?;
-        let rows = sqlx::query(CATALOG.sql(generation, "select subject, max(sequence) as sequence from {p}history where subject in (select value from json_each(?)) group by subject"))
-            .bind(&list)
-            .fetch_all(&mut *conn)
-            .await
-            .map_err(db)?;
-        for row in rows {
-            loaded.applied.insert(row.get("subject"), row.get("sequence"));
-        }
-        let rows = sqlx::query(CATALOG.sql(
-            generation,
-            "select e.entity_ref, e.uid, e.created_at, e.relations, h.entity from {p}entities e
-             join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence
-             where e.entity_ref in (select value from json_each(?))",
-        ))
-        .bind(&list)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        for row in rows {
-            loaded.entities.insert(
-                row.get("entity_ref"),
-                Current {
-                    uid: row.get("uid"),
-                    created_at: row.get("created_at"),
-                    relations: row.get("relations"),
-                    document: row.get::<Option<String>, _>("entity").unwrap_or_default(),
-                },
-            );
-        }
-        let rows = sqlx::query(CATALOG.sql(
-            generation,
-            "select subject from {p}rejections where subject in (select value from json_each(?))",
-        ))
-        .bind(&list)
-        .fetch_all(&mut *conn)
-        .await
-        .map_err(db)?;
-        loaded.rejections = rows.into_iter().map(|r| r.get("subject")).collect();
-        Ok(loaded)
+        load_catalog(&self.tables, generation, subjects).await
     }
 
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: Changes,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError> {
+    async fn write(&self, batch: Batch<'_, Changes>) -> Result<(), StoreError> {
+        let (generation, changes) = (batch.generation, batch.changes);
         let p = CATALOG.prefix(generation);
         let Changes {
             history,
@@ -95,7 +52,7 @@ impl ReadStore for SqliteStore {
             location_deletes,
             relations_changed,
         } = changes;
-        let mut tx = self.pool.begin_with("begin immediate").await.map_err(db)?;
+        let mut tx = self.db.pool().begin_with("begin immediate").await.map_err(db)?;
         // Rows are bound by value: sqlx keeps a bound `String` as it is, where a borrowed one is
         // copied (documents and search text were a twentieth of a projection's time, copied).
         let mut history = history.into_iter().peekable();
@@ -126,11 +83,11 @@ impl ReadStore for SqliteStore {
         let mut index_gone: Vec<i64> = Vec::new();
         let mut index_new: Vec<(i64, String, String)> = Vec::with_capacity(entity_upserts.len());
         if !entity_deletes.is_empty() {
-            let rows = sqlx::query(CATALOG.sql(
+            let rows = sqlx::query(sql(
                 generation,
                 "delete from {p}entities where entity_ref in (select value from json_each(?)) returning id",
             ))
-            .bind(json_list(&entity_deletes))
+            .bind(crate::json_list(&entity_deletes))
             .fetch_all(&mut *tx)
             .await
             .map_err(db)?;
@@ -189,11 +146,11 @@ impl ReadStore for SqliteStore {
             }
         }
         if !rejection_deletes.is_empty() {
-            sqlx::query(CATALOG.sql(
+            sqlx::query(sql(
                 generation,
                 "delete from {p}rejections where subject in (select value from json_each(?))",
             ))
-            .bind(json_list(&rejection_deletes))
+            .bind(crate::json_list(&rejection_deletes))
             .execute(&mut *tx)
             .await
             .map_err(db)?;
@@ -224,13 +181,13 @@ impl ReadStore for SqliteStore {
             insert.build().execute(&mut *tx).await.map_err(db)?;
         }
         if !facet_deltas.is_empty() {
-            sqlx::query(CATALOG.sql(generation, "delete from {p}facets where count <= 0"))
+            sqlx::query(sql(generation, "delete from {p}facets where count <= 0"))
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
         for location in &location_upserts {
-            sqlx::query(CATALOG.sql(generation, "insert or replace into {p}locations (key, location_type, target, id, entity_ref, registered_at) values (?, ?, ?, ?, ?, ?)"))
+            sqlx::query(sql(generation, "insert or replace into {p}locations (key, location_type, target, id, entity_ref, registered_at) values (?, ?, ?, ?, ?, ?)"))
                 .bind(&location.key)
                 .bind(&location.location_type)
                 .bind(&location.target)
@@ -242,17 +199,20 @@ impl ReadStore for SqliteStore {
                 .map_err(db)?;
         }
         for key in &location_deletes {
-            sqlx::query(CATALOG.sql(generation, "delete from {p}locations where key = ?"))
+            sqlx::query(sql(generation, "delete from {p}locations where key = ?"))
                 .bind(key)
                 .execute(&mut *tx)
                 .await
                 .map_err(db)?;
         }
-        self.tables
-            .write_positions(&mut tx, generation, group, positions)
-            .await?;
+        for statement in self
+            .tables
+            .position_statements(generation, batch.group, batch.positions)
+        {
+            query(statement).execute(&mut *tx).await.map_err(db)?;
+        }
         if relations_changed {
-            sqlx::query(CATALOG.sql(
+            sqlx::query(sql(
                 generation,
                 "update {p}meta set value = value + 1 where key = 'graph_version'",
             ))
@@ -265,7 +225,7 @@ impl ReadStore for SqliteStore {
         // savepoint), so written first and in chunks it made many small segments to merge.
         if !index_gone.is_empty() {
             let id_list = serde_json::to_string(&index_gone).unwrap_or_else(|_| "[]".into());
-            sqlx::query(CATALOG.sql(
+            sqlx::query(sql(
                 generation,
                 "delete from {p}fts where rowid in (select value from json_each(?))",
             ))

@@ -13,7 +13,7 @@ use async_trait::async_trait;
 use callboard_events::envelope::{RejectedView, UpsertView};
 use callboard_events::topics::Topics;
 use callboard_events::types::{EventType, LocationChanged};
-use callboard_projection::{BatchPosition, Folded, Generation, Generations, Projection, StoreError, StoredEvent};
+use callboard_projection::{Folded, Projection, ProjectionStore, StoreError, StoredEvent};
 
 use crate::rows::Columns;
 use crate::{FastMap, FastSet};
@@ -45,13 +45,28 @@ pub struct ActivityRow {
     pub causation: Option<String>,
 }
 
+/// The activity feed's tables, from a database's templates (its bookkeeping, then
+/// `migrations/templates/<database>-activity.sql`).
+pub const fn layout(templates: [&'static str; 2]) -> crate::sql::Layout {
+    crate::sql::Layout {
+        name: "activity",
+        letter: 'a',
+        templates,
+        tables: &["activity", "subjects", "positions", "meta"],
+        checked: &[
+            ("activity", ACTIVITY_COLUMNS, "time, stream, subject, sequence"),
+            ("subjects", "stream, subject, sequence, owner", "stream, subject"),
+        ],
+    }
+}
+
 /// What an activity read selects.
 pub const ACTIVITY_COLUMNS: &str =
     "time, stream, subject, sequence, event_id, event_type, actor, source, entity_ref, owner, causation";
 
 impl ActivityRow {
     /// Reads the columns of [`ACTIVITY_COLUMNS`].
-    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+    pub fn read(row: &dyn Columns) -> Result<Self, StoreError> {
         Ok(Self {
             time: row.text("time")?,
             stream: row.text("stream")?,
@@ -125,26 +140,16 @@ pub struct ActivityQuery {
     pub limit: usize,
 }
 
-/// The activity store: generations, loading subjects' state, writing rows.
-#[async_trait]
-pub trait ActivityStore: Generations {
-    /// The state of `subjects`, as (stream, subject) pairs; those never seen are absent.
-    async fn load(&self, generation: Generation, subjects: &[(String, String)]) -> Result<ActivityLoaded, StoreError>;
+/// The activity feed's store: its generations, the state of a batch's subjects (on either
+/// stream), writing rows with positions. Adapters implement
+/// `ProjectionStore<ActivityLoaded, ActivityChanges>`; this names it.
+pub trait ActivityStore: ProjectionStore<ActivityLoaded, ActivityChanges> {}
 
-    /// Writes a batch's rows, its subjects' state and the positions it reaches, in one
-    /// transaction. A row already stored is left as it is.
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: ActivityChanges,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError>;
-}
+impl<T: ProjectionStore<ActivityLoaded, ActivityChanges> + ?Sized> ActivityStore for T {}
 
 /// Reading the feed.
 #[async_trait]
-pub trait ActivityReader: Send + Sync {
+pub trait ActivityReader: Send + Sync + std::fmt::Debug {
     /// A page of the feed, newest first, and whether more follows.
     async fn activity(&self, query: &ActivityQuery) -> Result<(Vec<ActivityRow>, bool), StoreError>;
 }
@@ -221,18 +226,10 @@ pub fn fold(batch: &[StoredEvent], mut state: ActivityLoaded, prefix: &str) -> F
 }
 
 /// The activity projection on a store.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct ActivityProjection {
     store: Arc<dyn ActivityStore>,
     prefix: String,
-}
-
-impl std::fmt::Debug for ActivityProjection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ActivityProjection")
-            .field("prefix", &self.prefix)
-            .finish_non_exhaustive()
-    }
 }
 
 impl ActivityProjection {
@@ -248,7 +245,6 @@ impl ActivityProjection {
     }
 }
 
-#[async_trait]
 impl Projection for ActivityProjection {
     type Loaded = ActivityLoaded;
     type Changes = ActivityChanges;
@@ -261,32 +257,12 @@ impl Projection for ActivityProjection {
         vec![topics.entities(), topics.locations()]
     }
 
-    fn tables(&self) -> &dyn Generations {
+    fn store(&self) -> &dyn ProjectionStore<ActivityLoaded, ActivityChanges> {
         self.store.as_ref()
-    }
-
-    async fn load(&self, generation: Generation, subjects: &[String]) -> Result<ActivityLoaded, StoreError> {
-        // A subject may be on either stream; asking for both costs one more key each and keeps
-        // the runtime's subjects stream-free.
-        let keys: Vec<(String, String)> = subjects
-            .iter()
-            .flat_map(|s| [("entities".to_owned(), s.clone()), ("locations".to_owned(), s.clone())])
-            .collect();
-        self.store.load(generation, &keys).await
     }
 
     fn fold(&self, batch: &[StoredEvent], loaded: ActivityLoaded) -> Folded<ActivityChanges> {
         fold(batch, loaded, &self.prefix)
-    }
-
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: ActivityChanges,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError> {
-        self.store.write(generation, group, changes, positions).await
     }
 }
 

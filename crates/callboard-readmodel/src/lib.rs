@@ -15,6 +15,9 @@
 //! * [`diff`]: JSON Patch diffs between versions, for history.
 //! * [`store`]: the catalog's ports — [`store::ReadStore`] (what its projection writes through)
 //!   and [`store::CatalogReader`] (what readers ask) — implemented for PostgreSQL and SQLite.
+//! * [`sql`]: the SQL both databases share, written once and run through an adapter's
+//!   connection: generations, positions, checksums, every reader and loading what a batch
+//!   touches; a [`sql::Dialect`] says what the databases do differently.
 //!
 //! The loop that runs projections (positions in the same transaction, generations, replay, lag)
 //! is `callboard-projection`'s; each projection here implements its `Projection` trait.
@@ -30,6 +33,7 @@ pub mod filter;
 pub mod relations;
 pub mod rows;
 pub mod search;
+pub mod sql;
 pub mod store;
 pub mod summary;
 

@@ -149,6 +149,10 @@ pub trait Columns {
     fn int(&self, column: &str) -> Result<i64, StoreError>;
     /// A nullable integer column.
     fn int_or_null(&self, column: &str) -> Result<Option<i64>, StoreError>;
+    /// How many columns the row has.
+    fn width(&self) -> usize;
+    /// The column at `index` as text, whether text or an integer (for checksums).
+    fn cell(&self, index: usize) -> Result<Option<String>, StoreError>;
 }
 
 /// JSON text read back; text that is not JSON (never written by the projection) reads as null.
@@ -161,7 +165,7 @@ pub const ENTITY_COLUMNS: &str = "e.entity_ref, e.uid, e.kind, e.namespace, e.na
 
 impl EntityRow {
     /// Reads the columns of [`ENTITY_COLUMNS`]; the document gets its uid back.
-    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+    pub fn read(row: &dyn Columns) -> Result<Self, StoreError> {
         let uid = row.text("uid")?;
         Ok(Self {
             entity_ref: stored_ref(row.text("entity_ref")?)?,
@@ -192,7 +196,7 @@ pub const HISTORY_COLUMNS: &str =
 
 impl HistoryRow {
     /// Reads the columns of [`HISTORY_COLUMNS`]; an upsert's document gets its uid back.
-    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+    pub fn read(row: &dyn Columns) -> Result<Self, StoreError> {
         let uid = row.text_or_null("uid")?.unwrap_or_default();
         Ok(Self {
             subject: row.text("subject")?,
@@ -216,7 +220,7 @@ pub const REJECTION_COLUMNS: &str =
 
 impl RejectionRow {
     /// Reads the columns of [`REJECTION_COLUMNS`].
-    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+    pub fn read(row: &dyn Columns) -> Result<Self, StoreError> {
         Ok(Self {
             subject: row.text("subject")?,
             entity_ref: row.text_or_null("entity_ref")?,
@@ -236,7 +240,7 @@ pub const LOCATION_COLUMNS: &str = "key, location_type, target, id, entity_ref, 
 
 impl LocationRow {
     /// Reads the columns of [`LOCATION_COLUMNS`].
-    pub fn read(row: &impl Columns) -> Result<Self, StoreError> {
+    pub fn read(row: &dyn Columns) -> Result<Self, StoreError> {
         Ok(Self {
             key: row.text("key")?,
             location_type: row.text("location_type")?,
@@ -250,7 +254,7 @@ impl LocationRow {
 
 /// The document a version leaves in effect, from a history row's `event_type`, `entity` and
 /// `uid` columns: an upsert's document with its uid; `None` after a deletion.
-pub fn version_document(row: &impl Columns) -> Result<Option<Value>, StoreError> {
+pub fn version_document(row: &dyn Columns) -> Result<Option<Value>, StoreError> {
     if row.text("event_type")? != "entity.upserted.v1" {
         return Ok(None);
     }

@@ -5,45 +5,23 @@
 //! [`ReadStore::activate`] switches readers over atomically; the old generation keeps serving
 //! until then.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use callboard_model::{EntityRef, Relation};
-use callboard_projection::BatchPosition;
+use callboard_projection::ProjectionStore;
 pub use callboard_projection::{Generation, Generations, Positions, StoreError};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use crate::catalog::{Changes, Loaded};
-use crate::filter::{Filter, RelationCondition, Resolved};
-use crate::relations;
+use crate::filter::Filter;
 use crate::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow, SpanRow};
 
-/// The catalog's store: where its projection loads the rows a batch touches and writes the
-/// batch's changes. Managing generations and positions comes with it ([`Generations`]).
-#[async_trait]
-pub trait ReadStore: Generations {
-    /// The rows a batch touches.
-    async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError>;
+/// The catalog's store: where its projection loads the rows a batch touches ([`Loaded`]) and
+/// writes a batch's changes ([`Changes`]) with its positions; managing generations comes with it.
+/// Adapters implement `ProjectionStore<Loaded, Changes>`; this names it.
+pub trait ReadStore: ProjectionStore<Loaded, Changes> {}
 
-    /// Writes a batch's changes and the positions it reaches for consumer `group`, in one
-    /// transaction. Positions only move forward: a position lower than the stored one leaves it
-    /// as it is. The changes are taken by value, so that an adapter can hand their text to the
-    /// database without copying it.
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: Changes,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError>;
-
-    /// How many writes of batches with disjoint subjects the store can usefully take at once
-    /// while a generation is being filled (a replay): 1 for a store with a single writer.
-    fn parallel_writes(&self) -> usize {
-        1
-    }
-}
+impl<T: ProjectionStore<Loaded, Changes> + ?Sized> ReadStore for T {}
 
 /// A ref the read model stored, read back (refs are stored canonical; anything else means the
 /// table was written by something else).
@@ -96,88 +74,10 @@ pub struct RelationView {
     pub target_exists: bool,
 }
 
-/// Reading relations packed in entity rows (see [`relations`]): an adapter says how it finds the
-/// packed lists; selecting rows from them and answering a filter's relation conditions is the same
-/// for every adapter.
-#[async_trait]
-pub trait PackedRelations: Send + Sync {
-    /// `(ref, packed relations)` of the entities `refs` name and of those whose relations mention
-    /// one of them: every entity holding a relation row with an end in `refs` (found through the
-    /// filter key each relation end contributes, [`crate::search::endpoint_key`]).
-    async fn relation_candidates(&self, g: Generation, refs: &[String]) -> Result<Vec<(String, String)>, StoreError>;
-
-    /// `(ref, packed relations)` of every entity.
-    async fn packed_relations(&self, g: Generation) -> Result<Vec<(String, String)>, StoreError>;
-
-    /// Which of `refs` are entities now.
-    async fn existing(&self, g: Generation, refs: &[String]) -> Result<std::collections::HashSet<String>, StoreError>;
-
-    /// Current relations with a source (or, `incoming`, a target) in `refs`, each saying whether
-    /// its target exists ([`CatalogReader::relations`]).
-    async fn relation_views(
-        &self,
-        g: Generation,
-        refs: &[EntityRef],
-        incoming: bool,
-    ) -> Result<Vec<RelationView>, StoreError> {
-        if refs.is_empty() {
-            return Ok(Vec::new());
-        }
-        let refs: Vec<String> = refs.iter().map(EntityRef::canonical).collect();
-        let rows = self.relation_rows(g, &refs, incoming).await?;
-        let mut targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
-        targets.sort();
-        targets.dedup();
-        let existing = self.existing(g, &targets).await?;
-        Ok(rows
-            .into_iter()
-            .filter_map(|row| {
-                let target_exists = existing.contains(&row.target);
-                Some(RelationView {
-                    relation: row.into_relation()?,
-                    target_exists,
-                })
-            })
-            .collect())
-    }
-
-    /// Relation rows with a source (or, `incoming`, a target) in `refs`.
-    async fn relation_rows(
-        &self,
-        g: Generation,
-        refs: &[String],
-        incoming: bool,
-    ) -> Result<Vec<relations::Row>, StoreError> {
-        let candidates = self.relation_candidates(g, refs).await?;
-        Ok(relations::select(refs, incoming, &candidates))
-    }
-
-    /// Every current relation row.
-    async fn all_rows(&self, g: Generation) -> Result<Vec<relations::Row>, StoreError> {
-        Ok(relations::all(&self.packed_relations(g).await?))
-    }
-
-    /// A filter with its relation conditions answered (see [`Resolved`]).
-    async fn resolve(&self, g: Generation, filter: Option<&Filter>) -> Result<Option<Resolved>, StoreError> {
-        let Some(filter) = filter else { return Ok(None) };
-        let mut sources: HashMap<RelationCondition, Vec<String>> = HashMap::new();
-        for condition in filter.relation_conditions() {
-            let rows = if condition.targets.is_empty() {
-                self.all_rows(g).await?
-            } else {
-                self.relation_rows(g, &condition.targets, true).await?
-            };
-            let met = condition.sources(&rows);
-            sources.insert(condition, met);
-        }
-        Ok(Some(filter.resolve(&sources)))
-    }
-}
-
 /// The questions readers ask of the catalog. Read-only: the service layer holds this port (and
 /// [`Positions`]), never [`ReadStore`].
 #[async_trait]
-pub trait CatalogReader: Send + Sync {
+pub trait CatalogReader: Send + Sync + std::fmt::Debug {
     /// Current entity rows by ref (missing refs are absent from the result).
     async fn entities(&self, refs: &[EntityRef]) -> Result<Vec<EntityRow>, StoreError>;
 

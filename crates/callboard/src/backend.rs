@@ -110,7 +110,7 @@ pub struct StoreArgs {
 }
 
 /// The read models, each as the ports its projection writes through and its readers read.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Stores {
     /// The catalog's write side.
     pub store: Arc<dyn ReadStore>,
@@ -122,14 +122,6 @@ pub struct Stores {
     pub activity_reader: Arc<dyn ActivityReader>,
     /// A description for logs.
     pub describe: String,
-}
-
-impl std::fmt::Debug for Stores {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stores")
-            .field("describe", &self.describe)
-            .finish_non_exhaustive()
-    }
 }
 
 impl Stores {

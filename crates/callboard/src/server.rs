@@ -75,6 +75,7 @@ impl Roles {
 }
 
 /// The adapters a server runs on.
+#[derive(Debug)]
 pub struct Backend {
     /// The event log.
     pub log: Arc<dyn EventLog>,
@@ -88,15 +89,6 @@ pub struct Backend {
     pub stores: Stores,
     /// A graph cache shared by API replicas, if any.
     pub shared_cache: Option<Arc<dyn SharedCache>>,
-}
-
-impl std::fmt::Debug for Backend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Backend")
-            .field("log", &self.log.describe())
-            .field("stores", &self.stores)
-            .finish_non_exhaustive()
-    }
 }
 
 /// What a server does.

@@ -14,9 +14,8 @@ mod tests;
 
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use callboard_events::topics::Topics;
-use callboard_projection::{BatchPosition, Folded, Generation, Generations, Projection, StoreError, StoredEvent};
+use callboard_projection::{Folded, Projection, ProjectionStore, StoredEvent};
 
 pub use changes::{Changes, Current, EntityWrite, HistoryWrite, Loaded};
 pub use facets::{COUNTED_FACETS, counted_facet_key};
@@ -25,15 +24,9 @@ pub use fold::{fold, stored_document, with_uid};
 use crate::store::ReadStore;
 
 /// The catalog projection on a store.
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct CatalogProjection {
     store: Arc<dyn ReadStore>,
-}
-
-impl std::fmt::Debug for CatalogProjection {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CatalogProjection").finish_non_exhaustive()
-    }
 }
 
 impl CatalogProjection {
@@ -46,7 +39,6 @@ impl CatalogProjection {
     pub const NAME: &'static str = "catalog";
 }
 
-#[async_trait]
 impl Projection for CatalogProjection {
     type Loaded = Loaded;
     type Changes = Changes;
@@ -59,29 +51,11 @@ impl Projection for CatalogProjection {
         vec![topics.entities(), topics.locations()]
     }
 
-    fn tables(&self) -> &dyn Generations {
+    fn store(&self) -> &dyn ProjectionStore<Loaded, Changes> {
         self.store.as_ref()
-    }
-
-    async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
-        self.store.load(generation, subjects).await
     }
 
     fn fold(&self, batch: &[StoredEvent], loaded: Loaded) -> Folded<Changes> {
         fold(batch, loaded)
-    }
-
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: Changes,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError> {
-        self.store.write(generation, group, changes, positions).await
-    }
-
-    fn parallel_writes(&self) -> usize {
-        self.store.parallel_writes()
     }
 }

@@ -24,6 +24,7 @@ use crate::projection::{import, project};
 use crate::stores::Store;
 
 /// A read port that counts the calls made through it.
+#[derive(Debug)]
 struct Counting {
     inner: Arc<dyn CatalogReader>,
     calls: AtomicUsize,

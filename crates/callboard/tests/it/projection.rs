@@ -7,10 +7,10 @@ use std::path::Path;
 use std::process::Stdio;
 use std::time::Duration;
 
-use callboard_projection::{BatchPosition, Folded, Generation, Generations, Projection, StoreError, StoredEvent};
-use callboard_readmodel::catalog::{CatalogProjection, Changes, Loaded};
+use callboard_projection::{Batch, Generation, ProjectionStore, StoreError, StoredEvent};
+use callboard_readmodel::catalog::{CatalogProjection, Changes, Loaded, fold};
 use callboard_readmodel::filter::Filter;
-use callboard_readmodel::store::{EntityQuery, Order, RejectionsBy};
+use callboard_readmodel::store::{EntityQuery, Order, ReadStore, RejectionsBy};
 use callboard_testkit::CatalogSpec;
 
 use crate::common::{Backend, callboard, live, read_events, write_catalog};
@@ -686,18 +686,22 @@ async fn pipelined_equals_one_at_a_time(store: Store) {
     let read_store = store.open().await.store;
     let pipelined = read_store.prepare().await.expect("prepare");
     let sequential = read_store.create_generation().await.expect("generation");
-    let catalog = CatalogProjection::new(read_store.clone());
-    let mut pipeline = Pipeline::new(std::sync::Arc::new(SlowWrites(catalog.clone())), pipelined, "group");
+    let slow = CatalogProjection::new(std::sync::Arc::new(SlowWrites(read_store.clone())));
+    let mut pipeline = Pipeline::new(std::sync::Arc::new(slow), pipelined, "group");
     let mut reported = 0;
     for batch in &batches {
         for written in pipeline.push(batch.clone()).await.expect("push") {
             reported += written.applied;
         }
         let events: Vec<StoredEvent> = batch.iter().cloned().map(StoredEvent::decode).collect();
-        let loaded = catalog.load(sequential, &subjects(&events)).await.expect("load");
-        let folded = catalog.fold(&events, loaded);
-        catalog
-            .write(sequential, "group", folded.changes, &batch_positions(&events))
+        let loaded = read_store.load(sequential, &subjects(&events)).await.expect("load");
+        read_store
+            .write(Batch {
+                generation: sequential,
+                group: "group",
+                changes: fold(&events, loaded).changes,
+                positions: &batch_positions(&events),
+            })
             .await
             .expect("write");
     }
@@ -717,40 +721,21 @@ async fn pipelined_equals_one_at_a_time(store: Store) {
     store.cleanup().await;
 }
 
-/// The catalog projection on a real store whose writes start 300 ms late, so that every batch is
-/// loaded and folded while the batch before is still being written: the case the pipeline must
-/// get right.
-struct SlowWrites(CatalogProjection);
+/// A real store whose writes start 300 ms late, so that every batch is loaded and folded while the
+/// batch before is still being written: the case the pipeline must get right.
+#[derive(Debug)]
+struct SlowWrites(std::sync::Arc<dyn ReadStore>);
+
+callboard_projection::generations_through!(SlowWrites, 0);
 
 #[async_trait::async_trait]
-impl Projection for SlowWrites {
-    type Loaded = Loaded;
-    type Changes = Changes;
-
-    fn name(&self) -> &'static str {
-        self.0.name()
-    }
-    fn topics(&self, topics: &callboard_events::topics::Topics) -> Vec<String> {
-        self.0.topics(topics)
-    }
-    fn tables(&self) -> &dyn Generations {
-        self.0.tables()
-    }
+impl ProjectionStore<Loaded, Changes> for SlowWrites {
     async fn load(&self, generation: Generation, subjects: &[String]) -> Result<Loaded, StoreError> {
         self.0.load(generation, subjects).await
     }
-    fn fold(&self, batch: &[StoredEvent], loaded: Loaded) -> Folded<Changes> {
-        self.0.fold(batch, loaded)
-    }
-    async fn write(
-        &self,
-        generation: Generation,
-        group: &str,
-        changes: Changes,
-        positions: &[BatchPosition],
-    ) -> Result<(), StoreError> {
+    async fn write(&self, batch: Batch<'_, Changes>) -> Result<(), StoreError> {
         tokio::time::sleep(Duration::from_millis(300)).await;
-        self.0.write(generation, group, changes, positions).await
+        self.0.write(batch).await
     }
 }
 
