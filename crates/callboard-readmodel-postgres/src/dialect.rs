@@ -2,9 +2,8 @@
 //! `bigint[]` and text in a `tsvector`, each subject's latest version through `distinct on`,
 //! indexes built two at a time.
 
-use callboard_readmodel::filter::Resolved;
-use callboard_readmodel::search::{self, KeyPlan};
-use callboard_readmodel::sql::{Arg, Dialect, Statement};
+use callboard_readmodel::search;
+use callboard_readmodel::sql::{Arg, Dialect, Rows, Statement};
 
 /// PostgreSQL's dialect.
 #[derive(Debug)]
@@ -13,73 +12,77 @@ pub(crate) struct Postgres;
 /// The dialect, shared.
 pub(crate) static POSTGRES: Postgres = Postgres;
 
-/// A `tsquery` matching every term as a prefix (`pay & serv` → `pay:* & serv:*`).
-fn ts_query(text: &str) -> Option<String> {
-    let terms: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(|t| format!("{}:*", t.to_lowercase()))
-        .collect();
-    (!terms.is_empty()).then(|| terms.join(" & "))
-}
-
 impl Dialect for Postgres {
+    fn insert(&self, table: &str, rows: Rows, tail: &str) -> Vec<Statement> {
+        // One array per column through `unnest`: one small statement that the connection
+        // prepares once, instead of a statement with thousands of parameters that PostgreSQL
+        // parses and plans anew for every batch.
+        let width = rows.width();
+        // Each column's type is its first row's (a null travels typed: `MaybeInt(None)`).
+        let mut columns: Vec<Arg> = rows.values[..width]
+            .iter()
+            .map(|first| match first {
+                Arg::Int(_) | Arg::MaybeInt(_) => Arg::IntColumn(Vec::new()),
+                _ => Arg::TextColumn(Vec::new()),
+            })
+            .collect();
+        for (i, value) in rows.values.into_iter().enumerate() {
+            match (&mut columns[i % width], value) {
+                (Arg::IntColumn(column), Arg::Int(n)) => column.push(Some(n)),
+                (Arg::IntColumn(column), Arg::MaybeInt(n)) => column.push(n),
+                (Arg::TextColumn(column), Arg::Text(text)) => column.push(Some(text)),
+                (Arg::TextColumn(column), Arg::MaybeText(text)) => column.push(text),
+                (column, value) => unreachable!("a {value:?} in a column of {column:?}"),
+            }
+        }
+        let mut statement = Statement::new(format!("insert into {table} ({}) select * from unnest(", rows.columns));
+        for (i, column) in columns.into_iter().enumerate() {
+            let cast = if matches!(column, Arg::IntColumn(_)) {
+                "::int8[]"
+            } else {
+                "::text[]"
+            };
+            statement.push(if i > 0 { ", " } else { "" }).bind(column).push(cast);
+        }
+        statement.push(") ").push(tail);
+        vec![statement]
+    }
+
+    fn without_rowid(&self) -> &'static str {
+        ""
+    }
+
+    fn relaxed_commit(&self) -> Option<&'static str> {
+        // Not waiting for the commit's WAL flush is safe for a batch: its positions commit with
+        // its rows, so a commit lost in a database crash is lost whole, and the projector applies
+        // those events again from the stored positions. It takes a disk flush off every batch.
+        Some("set local synchronous_commit = off")
+    }
+
+    fn parallel_writes(&self) -> usize {
+        // Each connection is one PostgreSQL backend, one core: a second write in flight keeps
+        // the database busy while the first commits and the next batch is projected.
+        2
+    }
+
     fn in_list(&self, column: &str, items: &[String], out: &mut Statement) {
         out.push(column).push(" = any(");
         out.bind(Arg::Texts(items.to_vec())).push(")");
     }
 
     // The prefix is not needed: filters read the entity row's own columns.
-    fn filter(&self, filter: &Resolved, _p: &str, out: &mut Statement) {
-        match filter {
-            Resolved::All(items) | Resolved::Any(items) if items.is_empty() => {
-                out.push(if matches!(filter, Resolved::All(_)) {
-                    "1 = 1"
-                } else {
-                    "1 = 0"
-                });
-            }
-            Resolved::All(items) | Resolved::Any(items) => {
-                let joiner = if matches!(filter, Resolved::All(_)) {
-                    " and "
-                } else {
-                    " or "
-                };
-                out.push("(");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(joiner);
-                    }
-                    self.filter(item, _p, out);
-                }
-                out.push(")");
-            }
-            Resolved::Not(inner) => {
-                out.push("not (");
-                self.filter(inner, _p, out);
-                out.push(")");
-            }
-            Resolved::Refs(refs) => self.in_list("e.entity_ref", refs, out),
-            Resolved::Field { key, values } => match search::plan(key, values) {
-                KeyPlan::Always => {
-                    out.push("true");
-                }
-                KeyPlan::Column(column, values) => self.in_list(&format!("e.{column}"), &values, out),
-                KeyPlan::Hashes(hashes) => {
-                    // GIN-indexed: `&&` (any of these keys) on the entity's filter keys.
-                    out.push("e.search_keys && ");
-                    out.bind(Arg::Ints(hashes.into_iter().map(|h| h as i64).collect()));
-                }
-            },
-        }
+    fn keys(&self, hashes: Vec<u64>, _p: &str, out: &mut Statement) {
+        // GIN-indexed: `&&` (any of these keys) on the entity's filter keys.
+        out.push("e.search_keys && ");
+        out.bind(Arg::Ints(hashes.into_iter().map(|h| h as i64).collect()));
     }
 
-    fn search(&self, text: &str, _p: &str, out: &mut Statement) {
-        if let Some(query) = ts_query(text) {
-            out.push(" and e.search_vector @@ to_tsquery('simple', ")
-                .text(query)
-                .push(")");
-        }
+    fn search(&self, terms: &[&str], _p: &str, out: &mut Statement) {
+        // A `tsquery` matching every term as a prefix (`pay & serv` → `pay:* & serv:*`).
+        let query: Vec<String> = terms.iter().map(|t| format!("{}:*", t.to_lowercase())).collect();
+        out.push("e.search_vector @@ to_tsquery('simple', ")
+            .text(query.join(" & "))
+            .push(")");
     }
 
     fn relation_candidates(&self, p: &str, refs: &[String]) -> Vec<Statement> {
@@ -93,20 +96,12 @@ impl Dialect for Postgres {
         vec![statement]
     }
 
-    fn latest_versions(&self, p: &str, columns: &str, after: Option<&str>, limit: Option<usize>) -> String {
+    fn latest_versions(&self, p: &str, columns: &str) -> String {
         // The primary key (subject, sequence) walks subjects in order, newest version first.
-        let mut text = format!(
-            "select distinct on (subject) {columns} from {p}history where time <= ?
-             and event_type in ('entity.upserted.v1', 'entity.deleted.v1')"
-        );
-        if after.is_some() {
-            text.push_str(" and subject > ?");
-        }
-        text.push_str(" order by subject, sequence desc");
-        if limit.is_some() {
-            text.push_str(" limit ?");
-        }
-        text
+        format!(
+            "select distinct on (subject) {columns} from {p}history where time <= ? and subject > ?
+             and event_type in ('entity.upserted.v1', 'entity.deleted.v1') order by subject, sequence desc"
+        )
     }
 
     fn schema_lock(&self) -> Option<&'static str> {

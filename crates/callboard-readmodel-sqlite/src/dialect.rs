@@ -1,9 +1,8 @@
 //! What SQLite does its own way: lists as JSON read with `json_each`, filter keys and text in one
 //! FTS5 index, each subject's latest version through a bare column of an aggregate.
 
-use callboard_readmodel::filter::Resolved;
-use callboard_readmodel::search::{self, KeyPlan};
-use callboard_readmodel::sql::{Arg, Dialect, Statement};
+use callboard_readmodel::search;
+use callboard_readmodel::sql::{Arg, Dialect, Rows, Statement};
 
 /// SQLite's dialect.
 #[derive(Debug)]
@@ -12,21 +11,6 @@ pub(crate) struct Sqlite;
 /// The dialect, shared.
 pub(crate) static SQLITE: Sqlite = Sqlite;
 
-/// A list argument: JSON text, read with `json_each`.
-fn json(items: &[String]) -> Arg {
-    Arg::Text(serde_json::to_string(items).unwrap_or_else(|_| "[]".into()))
-}
-
-/// An FTS5 query matching every term as a prefix.
-fn fts_query(text: &str) -> Option<String> {
-    let terms: Vec<String> = text
-        .split(|c: char| !c.is_alphanumeric())
-        .filter(|t| !t.is_empty())
-        .map(|t| format!("\"{}\"*", t.replace('"', "")))
-        .collect();
-    (!terms.is_empty()).then(|| format!("text : ({})", terms.join(" AND ")))
-}
-
 /// `e.id in (<rows of the FTS5 index matching>)`.
 fn fts(p: &str, query: String, out: &mut Statement) {
     out.push(&format!("e.id in (select rowid from {p}fts where {p}fts match "));
@@ -34,59 +18,56 @@ fn fts(p: &str, query: String, out: &mut Statement) {
 }
 
 impl Dialect for Sqlite {
+    fn insert(&self, table: &str, rows: Rows, tail: &str) -> Vec<Statement> {
+        // Many rows a statement, under SQLite's limit of 32,766 parameters.
+        let width = rows.width();
+        let per_statement = (32_000 / width).min(5_000);
+        let row = format!("({})", vec!["?"; width].join(", "));
+        let mut out = Vec::new();
+        let mut values = rows.values.into_iter().peekable();
+        while values.peek().is_some() {
+            let mut statement = Statement::new(format!("insert into {table} ({}) values ", rows.columns));
+            statement.args.extend(values.by_ref().take(per_statement * width));
+            let count = statement.args.len() / width;
+            statement.text.reserve(count * (row.len() + 2) + tail.len() + 1);
+            for i in 0..count {
+                statement.push(if i > 0 { ", " } else { "" }).push(&row);
+            }
+            statement.push(" ").push(tail);
+            out.push(statement);
+        }
+        out
+    }
+
+    fn without_rowid(&self) -> &'static str {
+        "without rowid"
+    }
+
+    fn relaxed_commit(&self) -> Option<&'static str> {
+        // `synchronous = NORMAL` for the whole file already (see `SqliteDb::open`).
+        None
+    }
+
+    fn parallel_writes(&self) -> usize {
+        // One writer per file.
+        1
+    }
+
     fn in_list(&self, column: &str, items: &[String], out: &mut Statement) {
         out.push(column).push(" in (select value from json_each(");
-        out.bind(json(items)).push("))");
+        // A list binds as JSON text (see `query`).
+        out.bind(Arg::Texts(items.to_vec())).push("))");
     }
 
-    fn filter(&self, filter: &Resolved, p: &str, out: &mut Statement) {
-        match filter {
-            Resolved::All(items) | Resolved::Any(items) if items.is_empty() => {
-                out.push(if matches!(filter, Resolved::All(_)) {
-                    "1 = 1"
-                } else {
-                    "1 = 0"
-                });
-            }
-            Resolved::All(items) | Resolved::Any(items) => {
-                let joiner = if matches!(filter, Resolved::All(_)) {
-                    " and "
-                } else {
-                    " or "
-                };
-                out.push("(");
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(joiner);
-                    }
-                    self.filter(item, p, out);
-                }
-                out.push(")");
-            }
-            Resolved::Not(inner) => {
-                out.push("not (");
-                self.filter(inner, p, out);
-                out.push(")");
-            }
-            Resolved::Refs(refs) => self.in_list("e.entity_ref", refs, out),
-            Resolved::Field { key, values } => match search::plan(key, values) {
-                KeyPlan::Always => {
-                    out.push("1 = 1");
-                }
-                KeyPlan::Column(column, values) => self.in_list(&format!("e.{column}"), &values, out),
-                KeyPlan::Hashes(hashes) => {
-                    let words: Vec<String> = hashes.into_iter().map(search::hash_token).collect();
-                    fts(p, format!("keys : ({})", words.join(" OR ")), out);
-                }
-            },
-        }
+    fn keys(&self, hashes: Vec<u64>, p: &str, out: &mut Statement) {
+        let words: Vec<String> = hashes.into_iter().map(search::hash_token).collect();
+        fts(p, format!("keys : ({})", words.join(" OR ")), out);
     }
 
-    fn search(&self, text: &str, p: &str, out: &mut Statement) {
-        if let Some(query) = fts_query(text) {
-            out.push(" and ");
-            fts(p, query, out);
-        }
+    fn search(&self, terms: &[&str], p: &str, out: &mut Statement) {
+        // An FTS5 query matching every term as a prefix, in the text column.
+        let query: Vec<String> = terms.iter().map(|t| format!("\"{}\"*", t.replace('"', ""))).collect();
+        fts(p, format!("text : ({})", query.join(" AND ")), out);
     }
 
     fn relation_candidates(&self, p: &str, refs: &[String]) -> Vec<Statement> {
@@ -105,20 +86,12 @@ impl Dialect for Sqlite {
         out
     }
 
-    fn latest_versions(&self, p: &str, columns: &str, after: Option<&str>, limit: Option<usize>) -> String {
+    fn latest_versions(&self, p: &str, columns: &str) -> String {
         // SQLite takes the bare columns of an aggregate query from the row holding the max.
-        let mut text = format!(
-            "select {columns}, max(sequence) from {p}history where time <= ?
-             and event_type in ('entity.upserted.v1', 'entity.deleted.v1')"
-        );
-        if after.is_some() {
-            text.push_str(" and subject > ?");
-        }
-        text.push_str(" group by subject order by subject");
-        if limit.is_some() {
-            text.push_str(" limit ?");
-        }
-        text
+        format!(
+            "select {columns}, max(sequence) from {p}history where time <= ? and subject > ?
+             and event_type in ('entity.upserted.v1', 'entity.deleted.v1') group by subject order by subject"
+        )
     }
 
     fn schema_lock(&self) -> Option<&'static str> {

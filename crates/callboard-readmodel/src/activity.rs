@@ -45,20 +45,25 @@ pub struct ActivityRow {
     pub causation: Option<String>,
 }
 
-/// The activity feed's tables, from a database's templates (its bookkeeping, then
-/// `migrations/templates/<database>-activity.sql`).
-pub const fn layout(templates: [&'static str; 2]) -> crate::sql::Layout {
-    crate::sql::Layout {
-        name: "activity",
-        letter: 'a',
-        templates,
-        tables: &["activity", "subjects", "positions", "meta"],
-        checked: &[
-            ("activity", ACTIVITY_COLUMNS, "time, stream, subject, sequence"),
-            ("subjects", "stream, subject, sequence, owner", "stream, subject"),
-        ],
-    }
-}
+/// The activity feed's tables, the same in both databases
+/// (`migrations/templates/common-activity.sql`).
+pub static LAYOUT: crate::sql::Layout = crate::sql::Layout {
+    name: "activity",
+    letter: 'a',
+    templates: [
+        crate::sql::BOOKKEEPING,
+        include_str!("../../../migrations/templates/common-activity.sql"),
+    ],
+    tables: &["activity", "subjects", "positions", "meta"],
+    checked: &[
+        ("activity", ACTIVITY_COLUMNS, "time, stream, subject, sequence"),
+        (
+            "subjects",
+            <((String, String), SubjectState) as crate::sql::TableRow>::COLUMNS,
+            "stream, subject",
+        ),
+    ],
+};
 
 /// What an activity read selects.
 pub const ACTIVITY_COLUMNS: &str =

@@ -214,6 +214,13 @@ pub const COLUMN_KEYS: [(&str, &str); 3] = [
     ("metadata.name", "name"),
 ];
 
+/// The terms of a full-text search: its runs of letters and digits.
+pub fn terms(text: &str) -> Vec<&str> {
+    text.split(|c: char| !c.is_alphanumeric())
+        .filter(|t| !t.is_empty())
+        .collect()
+}
+
 /// How a read model answers one filter condition (`key`, or `key=value` for any of `values`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum KeyPlan {

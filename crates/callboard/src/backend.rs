@@ -129,13 +129,13 @@ impl Stores {
     pub async fn embedded(data_dir: &Path) -> Result<Self> {
         let path = data_dir.join("catalog.db");
         let store = Arc::new(
-            callboard_readmodel_sqlite::SqliteStore::open(&path)
+            callboard_readmodel_sqlite::open_catalog(&path)
                 .await
                 .with_context(|| format!("cannot open the read model at {}", path.display()))?,
         );
         let activity_path = data_dir.join("activity.db");
         let activity = Arc::new(
-            callboard_readmodel_sqlite::SqliteActivityStore::open(&activity_path)
+            callboard_readmodel_sqlite::open_activity(&activity_path)
                 .await
                 .with_context(|| format!("cannot open the activity feed at {}", activity_path.display()))?,
         );
@@ -150,11 +150,12 @@ impl Stores {
 
     /// The read models in PostgreSQL at `url` (the database is created when missing).
     pub async fn postgres(url: &str) -> Result<Self> {
-        let store = callboard_readmodel_postgres::PostgresStore::connect(url)
+        let db = callboard_readmodel_postgres::PostgresDb::connect(url)
             .await
             .context("cannot connect to the read model in PostgreSQL")?;
-        let activity = Arc::new(callboard_readmodel_postgres::PostgresActivityStore::beside(&store));
-        let store = Arc::new(store);
+        let db = Arc::new(db);
+        let store = Arc::new(callboard_readmodel_postgres::catalog(db.clone()));
+        let activity = Arc::new(callboard_readmodel_postgres::activity(db));
         // Never log the URL: it may carry a password.
         Ok(Self {
             reader: store.clone(),

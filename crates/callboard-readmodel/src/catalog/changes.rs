@@ -29,6 +29,10 @@ pub struct Loaded {
     pub rejections: FastSet<String>,
 }
 
+/// The columns of an entity row both databases store (each adds its index of the filter keys
+/// and search text).
+pub const ENTITY_WRITE_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, relations";
+
 /// An entity row to insert or replace, as written.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EntityWrite {

@@ -15,6 +15,14 @@ fn project(batch: &[StoredEvent], loaded: Loaded) -> Changes {
     fold(batch, loaded).changes
 }
 
+/// An event about `component:default/<name>` at `time`, stored at offset `sequence`.
+fn event(event_type: EventType, name: &str, sequence: u64, time: &str, data: Value) -> StoredEvent {
+    let subject = format!("component:default/{name}");
+    let mut event = CloudEvent::new(event_type, subject, sequence, "file:/c.yaml", "provider:test", data);
+    event.time = time.into();
+    stored(event, sequence as i64)
+}
+
 fn stored(event: CloudEvent, offset: i64) -> StoredEvent {
     StoredEvent {
         topic: "t".into(),
@@ -26,40 +34,23 @@ fn stored(event: CloudEvent, offset: i64) -> StoredEvent {
 
 fn upsert(name: &str, sequence: u64, owner: &str, time: &str) -> StoredEvent {
     let entity_ref = format!("component:default/{name}");
-    let mut event = CloudEvent::new(
-        EventType::EntityUpserted,
-        entity_ref.clone(),
-        sequence,
-        "file:/c.yaml",
-        "provider:test",
-        json!({
-            "entityRef": entity_ref, "uid": format!("uid-{name}"), "contentHash": format!("h{sequence}"),
-            "locationKey": "file:/c.yaml", "originLocation": "file:/c.yaml",
-            "entity": {"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
-                       "metadata": {"name": name, "namespace": "default", "tags": ["java"]},
-                       "spec": {"type": "service", "lifecycle": "production", "owner": owner}},
-            "relations": [
-                {"type": "ownedBy", "sourceRef": entity_ref, "targetRef": format!("group:default/{owner}")},
-                {"type": "ownerOf", "sourceRef": format!("group:default/{owner}"), "targetRef": entity_ref},
-            ],
-        }),
-    );
-    event.time = time.into();
-    stored(event, sequence as i64)
+    let data = json!({
+        "entityRef": entity_ref, "uid": format!("uid-{name}"), "contentHash": format!("h{sequence}"),
+        "locationKey": "file:/c.yaml", "originLocation": "file:/c.yaml",
+        "entity": {"apiVersion": "backstage.io/v1alpha1", "kind": "Component",
+                   "metadata": {"name": name, "namespace": "default", "tags": ["java"]},
+                   "spec": {"type": "service", "lifecycle": "production", "owner": owner}},
+        "relations": [
+            {"type": "ownedBy", "sourceRef": entity_ref, "targetRef": format!("group:default/{owner}")},
+            {"type": "ownerOf", "sourceRef": format!("group:default/{owner}"), "targetRef": entity_ref},
+        ],
+    });
+    event(EventType::EntityUpserted, name, sequence, time, data)
 }
 
 fn delete(name: &str, sequence: u64, time: &str) -> StoredEvent {
-    let entity_ref = format!("component:default/{name}");
-    let mut event = CloudEvent::new(
-        EventType::EntityDeleted,
-        entity_ref.clone(),
-        sequence,
-        "file:/c.yaml",
-        "provider:test",
-        json!({"entityRef": entity_ref, "reason": "removed"}),
-    );
-    event.time = time.into();
-    stored(event, sequence as i64)
+    let data = json!({"entityRef": format!("component:default/{name}"), "reason": "removed"});
+    event(EventType::EntityDeleted, name, sequence, time, data)
 }
 
 /// What the store would load after `changes` for `name`.

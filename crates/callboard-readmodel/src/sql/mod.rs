@@ -6,22 +6,33 @@
 //!
 //! * [`tables`]: a projection's generations, positions and checksums;
 //! * [`reader`]: the catalog's read port ([`crate::store::CatalogReader`]), the activity feed's
-//!   ([`crate::activity::ActivityReader`]), and loading what a batch touches.
+//!   ([`crate::activity::ActivityReader`]), and loading what a batch touches;
+//! * [`store`]: the two read models as stores ([`SqlCatalogStore`], [`SqlActivityStore`]) and
+//!   writing a batch's rows ([`Dialect::insert`]: many rows per statement in SQLite, one array
+//!   per column in PostgreSQL).
 //!
-//! What stays in the adapters is what is worth doing differently: writing a batch's rows (many
-//! rows per statement in SQLite, one array per column in PostgreSQL).
+//! What stays in the adapters is what is worth doing differently: connecting, binding, and
+//! writing the catalog's entity rows with their filter keys and search text
+//! ([`SqlDatabase::write_catalog`]: an FTS5 index keyed by row id against GIN-indexed columns).
+//! The adapters' sqlx glue is [`sqlx_database!`](crate::sqlx_database), written once.
 
+mod glue;
 pub mod reader;
+pub mod store;
 pub mod tables;
 
 use async_trait::async_trait;
 
 use crate::filter::Resolved;
 use crate::rows::Columns;
+use crate::search::{self, KeyPlan};
 use crate::store::StoreError;
 
-pub use reader::{SqlActivity, SqlCatalog};
-pub use tables::{Layout, Tables};
+pub use store::{SqlActivityStore, SqlCatalogStore};
+pub use tables::{BOOKKEEPING, Layout, Tables};
+
+#[doc(hidden)]
+pub use async_trait::async_trait as __async_trait;
 
 /// A value bound to a statement.
 #[derive(Debug, Clone, PartialEq)]
@@ -32,10 +43,54 @@ pub enum Arg {
     MaybeText(Option<String>),
     /// An integer.
     Int(i64),
+    /// An integer or null.
+    MaybeInt(Option<i64>),
     /// A list of texts (PostgreSQL's `text[]`).
     Texts(Vec<String>),
     /// A list of integers (PostgreSQL's `bigint[]`).
     Ints(Vec<i64>),
+    /// A column of texts, some null (PostgreSQL's `text[]`, for `unnest`).
+    TextColumn(Vec<Option<String>>),
+    /// A column of integers, some null (PostgreSQL's `bigint[]`, for `unnest`).
+    IntColumn(Vec<Option<i64>>),
+}
+
+/// Rows for one table: the columns, and each row's values in their order, row after row.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Rows {
+    /// The columns, separated by commas.
+    pub columns: &'static str,
+    /// The values, one per column a row.
+    pub values: Vec<Arg>,
+}
+
+impl Rows {
+    /// Rows as written.
+    pub fn of<T: TableRow>(rows: impl IntoIterator<Item = T>) -> Self {
+        let mut values = Vec::new();
+        for row in rows {
+            row.values(&mut values);
+        }
+        Self {
+            columns: T::COLUMNS,
+            values,
+        }
+    }
+
+    /// How many columns a row has.
+    pub fn width(&self) -> usize {
+        self.columns.split(',').count()
+    }
+}
+
+/// A row as its table stores it.
+pub trait TableRow {
+    /// The columns written, separated by commas.
+    const COLUMNS: &'static str;
+
+    /// Appends the row's values, in the order of [`Self::COLUMNS`], moved (a bound `String` is
+    /// not copied again).
+    fn values(self, out: &mut Vec<Arg>);
 }
 
 /// A statement: SQL text with `?` placeholders, and the arguments in their order.
@@ -105,27 +160,98 @@ pub trait SqlDatabase: Send + Sync + std::fmt::Debug {
 
     /// Runs statements in one transaction.
     async fn execute(&self, statements: Vec<Statement>) -> Result<(), StoreError>;
+
+    /// Writes a catalog batch in one transaction: `statements` (every row the databases write
+    /// alike, and the positions), then the entity rows of the generation prefixed `p`, which
+    /// each database indexes its own way.
+    async fn write_catalog(
+        &self,
+        p: &str,
+        statements: Vec<Statement>,
+        entities: EntityWrites,
+    ) -> Result<(), StoreError>;
+}
+
+/// The entity rows a catalog batch writes.
+#[derive(Debug, Clone, Default)]
+pub struct EntityWrites {
+    /// Rows to insert or replace.
+    pub upserts: Vec<crate::catalog::EntityWrite>,
+    /// Refs of rows to delete.
+    pub deletes: Vec<String>,
+}
+
+/// Appends the condition of a resolved filter on entities `e` of the generation prefixed `p`.
+pub fn filter(dialect: &dyn Dialect, filter: &Resolved, p: &str, out: &mut Statement) {
+    match filter {
+        Resolved::All(items) | Resolved::Any(items) => {
+            let all = matches!(filter, Resolved::All(_));
+            if items.is_empty() {
+                out.push(if all { "1 = 1" } else { "1 = 0" });
+                return;
+            }
+            out.push("(");
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(if all { " and " } else { " or " });
+                }
+                self::filter(dialect, item, p, out);
+            }
+            out.push(")");
+        }
+        Resolved::Not(inner) => {
+            out.push("not (");
+            self::filter(dialect, inner, p, out);
+            out.push(")");
+        }
+        Resolved::Refs(refs) => dialect.in_list("e.entity_ref", refs, out),
+        Resolved::Field { key, values } => match search::plan(key, values) {
+            KeyPlan::Always => {
+                out.push("1 = 1");
+            }
+            KeyPlan::Column(column, values) => dialect.in_list(&format!("e.{column}"), &values, out),
+            KeyPlan::Hashes(hashes) => dialect.keys(hashes, p, out),
+        },
+    }
 }
 
 /// What the two databases do differently.
 pub trait Dialect: Send + Sync + std::fmt::Debug {
+    /// Statements inserting `rows` into `table`, each followed by `tail` (an `on conflict`
+    /// clause).
+    fn insert(&self, table: &str, rows: Rows, tail: &str) -> Vec<Statement>;
+
+    /// What a table's definition ends with in templates where they write `{without rowid}`
+    /// (SQLite: a table clustered on its primary key; PostgreSQL: nothing).
+    fn without_rowid(&self) -> &'static str;
+
+    /// Runs first in a batch's transaction: what makes its commit cheaper (PostgreSQL: not
+    /// waiting for the WAL flush).
+    fn relaxed_commit(&self) -> Option<&'static str>;
+
+    /// How many catalog batches to write at once while a generation is filled (see
+    /// `ProjectionStore::parallel_writes`).
+    fn parallel_writes(&self) -> usize;
+
     /// Appends `column in <items>`, the items as one argument.
     fn in_list(&self, column: &str, items: &[String], out: &mut Statement);
 
-    /// Appends the condition of a resolved filter on entities `e` of the generation prefixed `p`.
-    fn filter(&self, filter: &Resolved, p: &str, out: &mut Statement);
+    /// Appends the condition "has any of these filter keys" (by hash, see
+    /// [`search::plan`](crate::search::plan)) on entities `e` of the generation prefixed `p`.
+    fn keys(&self, hashes: Vec<u64>, p: &str, out: &mut Statement);
 
-    /// Appends ` and <condition>` for a full-text search of `text` (nothing when it has no terms).
-    fn search(&self, text: &str, p: &str, out: &mut Statement);
+    /// Appends the condition of a full-text search on entities `e`: every one of `terms` (at
+    /// least one, see [`search::terms`]) as a prefix of a word of the entity's text.
+    fn search(&self, terms: &[&str], p: &str, out: &mut Statement);
 
     /// The `(entity_ref, relations)` of entities named in `refs` or holding a relation row with an
     /// end in `refs` (found through the filter key each relation end contributes).
     fn relation_candidates(&self, p: &str, refs: &[String]) -> Vec<Statement>;
 
     /// Each subject's latest version (upsert or deletion) at or before `time` (the first
-    /// argument), with `columns` of its history row; subjects after `after` in order, at most
-    /// `limit`, when given.
-    fn latest_versions(&self, p: &str, columns: &str, after: Option<&str>, limit: Option<usize>) -> String;
+    /// argument), with `columns` of its history row, for subjects after the second argument, in
+    /// order.
+    fn latest_versions(&self, p: &str, columns: &str) -> String;
 
     /// Runs first in the transaction that creates a generation's tables (PostgreSQL: an advisory
     /// lock, so that concurrent projector processes do not race).

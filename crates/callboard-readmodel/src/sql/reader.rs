@@ -8,7 +8,7 @@ use callboard_model::{EntityRef, Relation};
 use callboard_projection::{Generation, StoreError};
 use serde_json::Value;
 
-use super::{Arg, Statement, Tables};
+use super::{Arg, SqlActivityStore, SqlCatalogStore, Statement, Tables};
 use crate::activity::{ACTIVITY_COLUMNS, ActivityLoaded, ActivityQuery, ActivityReader, ActivityRow, SubjectState};
 use crate::catalog::{Current, Loaded, counted_facet_key};
 use crate::filter::{Filter, RelationCondition, Resolved};
@@ -24,19 +24,6 @@ use crate::store::{
 
 /// Entity rows joined to the history row holding their document.
 const ENTITY_FROM: &str = "{p}entities e join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence";
-
-/// A catalog in SQL: implementing this (its generations' [`Tables`]) makes a store a
-/// [`CatalogReader`].
-pub trait SqlCatalog: Send + Sync + std::fmt::Debug {
-    /// The catalog's generations.
-    fn catalog_tables(&self) -> &Tables;
-}
-
-/// An activity feed in SQL: implementing this makes a store an [`ActivityReader`].
-pub trait SqlActivity: Send + Sync + std::fmt::Debug {
-    /// The activity feed's generations.
-    fn activity_tables(&self) -> &Tables;
-}
 
 fn canonical(refs: &[EntityRef]) -> Vec<String> {
     refs.iter().map(EntityRef::canonical).collect()
@@ -156,42 +143,45 @@ async fn resolve(t: &Tables, g: Generation, filter: Option<&Filter>) -> Result<O
     Ok(Some(filter.resolve(&sources)))
 }
 
+/// Each subject's latest version at or before `time`, with `columns` of its history row, for
+/// subjects after `after`, in order.
+fn latest_versions(t: &Tables, g: Generation, columns: &str, time: &str, after: &str) -> Statement {
+    Statement::new(t.db().dialect().latest_versions(&t.prefix(g), columns))
+        .arg(Arg::Text(time.to_owned()))
+        .arg(Arg::Text(after.to_owned()))
+}
+
 /// ` where <filter> <search>` on entities `e`.
 fn conditions(t: &Tables, g: Generation, filter: Option<&Resolved>, text: Option<&str>, out: &mut Statement) {
     let (dialect, p) = (t.db().dialect(), t.prefix(g));
     out.push(" where 1 = 1");
     if let Some(filter) = filter {
         out.push(" and ");
-        dialect.filter(filter, &p, out);
+        super::filter(dialect, filter, &p, out);
     }
-    if let Some(text) = text {
-        dialect.search(text, &p, out);
+    let terms = text.map(search::terms).unwrap_or_default();
+    if !terms.is_empty() {
+        out.push(" and ");
+        dialect.search(&terms, &p, out);
     }
 }
 
 #[async_trait]
-impl<T: SqlCatalog> CatalogReader for T {
+impl CatalogReader for SqlCatalogStore {
     async fn entities(&self, refs: &[EntityRef]) -> Result<Vec<EntityRow>, StoreError> {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let mut statement = t.statement(g, &format!("select {ENTITY_COLUMNS} from {ENTITY_FROM} where "));
         t.db()
             .dialect()
             .in_list("e.entity_ref", &canonical(refs), &mut statement);
-        t.db()
-            .fetch(statement)
-            .await?
-            .iter()
-            .map(|r| EntityRow::read(r.as_ref()))
-            .collect()
+        t.read(statement, EntityRow::read).await
     }
 
     async fn list(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let filter = resolve(t, g, query.filter.as_ref()).await?;
         let mut q = t.statement(g, &format!("select {ENTITY_COLUMNS} from {ENTITY_FROM}"));
         conditions(t, g, filter.as_ref(), query.text.as_deref(), &mut q);
@@ -217,16 +207,7 @@ impl<T: SqlCatalog> CatalogReader for T {
             Order::Name => " order by e.name, e.entity_ref",
             Order::UpdatedDesc => " order by e.updated_at desc, e.entity_ref desc",
         });
-        q.push(" limit ").int(query.limit as i64 + 1);
-        let mut entities: Vec<EntityRow> = t
-            .db()
-            .fetch(q)
-            .await?
-            .iter()
-            .map(|r| EntityRow::read(r.as_ref()))
-            .collect::<Result<_, _>>()?;
-        let has_more = entities.len() > query.limit;
-        entities.truncate(query.limit);
+        let (entities, has_more) = t.page(q, query.limit, EntityRow::read).await?;
         Ok(EntityPage {
             rows: entities.into_iter().map(|e| (sort_key(query.order, &e), e)).collect(),
             has_more,
@@ -234,8 +215,7 @@ impl<T: SqlCatalog> CatalogReader for T {
     }
 
     async fn count(&self, filter: Option<&Filter>, text: Option<&str>) -> Result<i64, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let filter = resolve(t, g, filter).await?;
         let mut q = t.statement(g, "select count(*) as matching from {p}entities e");
         conditions(t, g, filter.as_ref(), text, &mut q);
@@ -244,8 +224,7 @@ impl<T: SqlCatalog> CatalogReader for T {
     }
 
     async fn facets(&self, key: &str, filter: Option<&Filter>) -> Result<Vec<(String, i64)>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let key = key.to_lowercase();
         if let Some(stored) = counted_facet_key(&key, filter) {
             let mut q = t.statement(g, "select value, count from {p}facets where key = ");
@@ -273,8 +252,7 @@ impl<T: SqlCatalog> CatalogReader for T {
         if refs.is_empty() {
             return Ok(Vec::new());
         }
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let refs = canonical(refs);
         let rows = relations::select(&refs, incoming, &candidates(t, g, &refs).await?);
         let mut targets: Vec<String> = rows.iter().map(|r| r.target.clone()).collect();
@@ -294,21 +272,15 @@ impl<T: SqlCatalog> CatalogReader for T {
     }
 
     async fn all_relations(&self) -> Result<Vec<Relation>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         Ok(relations::into_relations(all_rows(t, g).await?))
     }
 
     async fn relations_at(&self, time: &str) -> Result<Vec<Relation>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
-        let text = t
-            .db()
-            .dialect()
-            .latest_versions(&t.prefix(g), "subject, event_type, relations", None, None);
+        let (t, g) = self.tables.now().await?;
         let rows = t
             .db()
-            .fetch(Statement::new(text).arg(Arg::Text(time.to_owned())))
+            .fetch(latest_versions(t, g, "subject, event_type, relations", time, ""))
             .await?;
         let versions: Vec<(String, Option<String>)> = rows
             .iter()
@@ -323,8 +295,7 @@ impl<T: SqlCatalog> CatalogReader for T {
     }
 
     async fn spans(&self, origin: &EntityRef) -> Result<Vec<SpanRow>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let mut q = t.statement(
             g,
             "select sequence, time, event_type, relations from {p}history where subject = ",
@@ -353,8 +324,7 @@ impl<T: SqlCatalog> CatalogReader for T {
         limit: usize,
         before_sequence: Option<i64>,
     ) -> Result<Vec<HistoryRow>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let mut q = t.statement(
             g,
             &format!("select {HISTORY_COLUMNS} from {{p}}history where subject = "),
@@ -363,17 +333,11 @@ impl<T: SqlCatalog> CatalogReader for T {
             .push(" and sequence < ")
             .int(before_sequence.unwrap_or(i64::MAX));
         q.push(" order by sequence desc limit ").int(limit as i64);
-        t.db()
-            .fetch(q)
-            .await?
-            .iter()
-            .map(|r| HistoryRow::read(r.as_ref()))
-            .collect()
+        t.read(q, HistoryRow::read).await
     }
 
     async fn entity_at(&self, entity_ref: &EntityRef, time: &str) -> Result<Option<Value>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let mut q = t.statement(g, "select event_type, entity, uid from {p}history where subject = ");
         q.text(entity_ref.as_str()).push(" and time <= ").text(time);
         q.push(" and event_type in ('entity.upserted.v1', 'entity.deleted.v1') order by sequence desc limit 1");
@@ -389,29 +353,14 @@ impl<T: SqlCatalog> CatalogReader for T {
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<(String, Option<Value>)>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
-        let text = t.db().dialect().latest_versions(
-            &t.prefix(g),
-            "subject, event_type, entity, uid",
-            Some(after.unwrap_or("")),
-            Some(limit),
-        );
-        let q = Statement::new(text)
-            .arg(Arg::Text(time.to_owned()))
-            .arg(Arg::Text(after.unwrap_or("").to_owned()))
-            .arg(Arg::Int(limit as i64));
-        t.db()
-            .fetch(q)
-            .await?
-            .iter()
-            .map(|r| Ok((r.text("subject")?, version_document(r.as_ref())?)))
-            .collect()
+        let (t, g) = self.tables.now().await?;
+        let mut q = latest_versions(t, g, "subject, event_type, entity, uid", time, after.unwrap_or(""));
+        q.push(" limit ").int(limit as i64);
+        t.read(q, |r| Ok((r.text("subject")?, version_document(r)?))).await
     }
 
     async fn rejections(&self, by: RejectionsBy<'_>) -> Result<Vec<RejectionRow>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let mut q = t.statement(g, &format!("select {REJECTION_COLUMNS} from {{p}}rejections"));
         match by {
             RejectionsBy::Entity(r) => q.push(" where entity_ref = ").text(r.as_str()),
@@ -420,32 +369,20 @@ impl<T: SqlCatalog> CatalogReader for T {
             RejectionsBy::All => &mut q,
         };
         q.push(" order by subject");
-        t.db()
-            .fetch(q)
-            .await?
-            .iter()
-            .map(|r| RejectionRow::read(r.as_ref()))
-            .collect()
+        t.read(q, RejectionRow::read).await
     }
 
     async fn locations(&self) -> Result<Vec<LocationRow>, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let q = t.statement(
             g,
             &format!("select {LOCATION_COLUMNS} from {{p}}locations order by key"),
         );
-        t.db()
-            .fetch(q)
-            .await?
-            .iter()
-            .map(|r| LocationRow::read(r.as_ref()))
-            .collect()
+        t.read(q, LocationRow::read).await
     }
 
     async fn graph_version(&self) -> Result<String, StoreError> {
-        let t = self.catalog_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let rows = t
             .db()
             .fetch(t.statement(
@@ -463,10 +400,9 @@ impl<T: SqlCatalog> CatalogReader for T {
 }
 
 #[async_trait]
-impl<T: SqlActivity> ActivityReader for T {
+impl ActivityReader for SqlActivityStore {
     async fn activity(&self, query: &ActivityQuery) -> Result<(Vec<ActivityRow>, bool), StoreError> {
-        let t = self.activity_tables();
-        let g = t.active().await?;
+        let (t, g) = self.tables.now().await?;
         let mut q = t.statement(g, &format!("select {ACTIVITY_COLUMNS} from {{p}}activity where 1 = 1"));
         if let Some(actor) = &query.actor {
             q.push(" and actor = ").text(actor.clone());
@@ -483,17 +419,7 @@ impl<T: SqlActivity> ActivityReader for T {
                 .text(before.subject.clone());
             q.push(", ").int(before.sequence).push(")");
         }
-        q.push(" order by time desc, stream desc, subject desc, sequence desc limit ")
-            .int(query.limit as i64 + 1);
-        let mut out: Vec<ActivityRow> = t
-            .db()
-            .fetch(q)
-            .await?
-            .iter()
-            .map(|r| ActivityRow::read(r.as_ref()))
-            .collect::<Result<_, _>>()?;
-        let more = out.len() > query.limit;
-        out.truncate(query.limit);
-        Ok((out, more))
+        q.push(" order by time desc, stream desc, subject desc, sequence desc");
+        t.page(q, query.limit, ActivityRow::read).await
     }
 }

@@ -9,8 +9,12 @@ use callboard_projection::{BatchPosition, Generation, StoreError, template_state
 use futures::StreamExt;
 use sha2::{Digest, Sha256};
 
-use super::{Arg, SqlDatabase, Statement};
+use super::{Arg, Dialect, SqlDatabase, Statement};
+use crate::rows::Columns;
 use crate::search;
+
+/// What every projection's generation has: its positions and its meta (`layout`, …).
+pub const BOOKKEEPING: &str = include_str!("../../../../migrations/templates/common-bookkeeping.sql");
 
 /// A projection's tables: its registry name, its prefix letter and its templates.
 #[derive(Debug)]
@@ -45,12 +49,12 @@ impl Layout {
         search::key_hash64(&self.templates.concat())
     }
 
-    /// Every statement of the templates: those that make the tables (and the indexes writers
-    /// need), and the indexes only readers need.
-    fn statements(&self) -> (Vec<String>, Vec<String>) {
+    /// Every statement of the templates, in `dialect`: those that make the tables (and the
+    /// indexes writers need), and the indexes only readers need.
+    fn statements(&self, dialect: &dyn Dialect) -> (Vec<String>, Vec<String>) {
         let (mut tables, mut indexes) = (Vec::new(), Vec::new());
         for template in self.templates {
-            let (t, i) = template_statements(template);
+            let (t, i) = template_statements(&template.replace("{without rowid}", dialect.without_rowid()));
             tables.extend(t);
             indexes.extend(i);
         }
@@ -94,7 +98,7 @@ impl Tables {
     /// Creates a generation's tables if missing (and, with `readers`, the indexes only readers
     /// need); tells whether they have the current layout.
     async fn create_tables(&self, generation: Generation, readers: bool) -> Result<bool, StoreError> {
-        let (tables, indexes) = self.layout.statements();
+        let (tables, indexes) = self.layout.statements(self.db.dialect());
         let mut statements: Vec<Statement> = self
             .db
             .dialect()
@@ -148,6 +152,40 @@ impl Tables {
         Ok(fresh)
     }
 
+    /// Runs a query, each row read by `read`.
+    pub async fn read<T>(
+        &self,
+        statement: Statement,
+        read: impl Fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<Vec<T>, StoreError> {
+        self.db
+            .fetch(statement)
+            .await?
+            .iter()
+            .map(|r| read(r.as_ref()))
+            .collect()
+    }
+
+    /// Runs a query for a page of at most `limit` rows (asking for one more, appending the
+    /// `limit`): the rows, and whether more follow.
+    pub async fn page<T>(
+        &self,
+        mut statement: Statement,
+        limit: usize,
+        read: impl Fn(&dyn Columns) -> Result<T, StoreError>,
+    ) -> Result<(Vec<T>, bool), StoreError> {
+        statement.push(" limit ").int(limit as i64 + 1);
+        let mut rows = self.read(statement, read).await?;
+        let more = rows.len() > limit;
+        rows.truncate(limit);
+        Ok((rows, more))
+    }
+
+    /// These tables and the generation readers use now.
+    pub async fn now(&self) -> Result<(&Self, Generation), StoreError> {
+        Ok((self, self.active().await?))
+    }
+
     /// The generation readers use now.
     pub async fn active(&self) -> Result<Generation, StoreError> {
         let rows = self
@@ -184,7 +222,7 @@ impl Tables {
     pub async fn activate(&self, generation: Generation) -> Result<(), StoreError> {
         let indexes: Vec<Statement> = self
             .layout
-            .statements()
+            .statements(self.db.dialect())
             .1
             .iter()
             .map(|t| self.statement(generation, t))

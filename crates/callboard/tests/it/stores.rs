@@ -1,7 +1,7 @@
 //! Read-model fixtures: an SQLite file or a fresh PostgreSQL database per test.
 
 use callboard::backend::Stores;
-use callboard_readmodel_postgres::PostgresStore;
+use callboard_readmodel_postgres::PostgresDb;
 
 /// The PostgreSQL server the tests use (trust authentication).
 pub fn postgres_server() -> String {
@@ -56,7 +56,7 @@ impl Store {
     /// Drops the test database.
     pub async fn cleanup(&self) {
         if let Store::Postgres(name) = self
-            && let Ok(admin) = PostgresStore::connect(&format!("{}/postgres", postgres_server())).await
+            && let Ok(admin) = PostgresDb::connect(&format!("{}/postgres", postgres_server())).await
         {
             let statement = format!("drop database if exists {name} with (force)");
             let _ = sqlx::query(sqlx::AssertSqlSafe(statement)).execute(admin.pool()).await;
