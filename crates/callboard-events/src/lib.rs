@@ -8,7 +8,8 @@
 //!   the payloads that borrow from the event's text.
 //! * [`log`]: the port every event-log adapter implements (Kafka, embedded SQLite), and
 //!   [`consumer`]: consuming with positions stored next to the data they produced; [`memory`]:
-//!   an in-memory log for tests of the core.
+//!   an in-memory log for tests of the core; [`local`]: the subscriptions of the logs that read
+//!   their partitions themselves (in-memory and embedded).
 //! * [`commands`]: the push protocol's client — a command on the commands topic, answered by the
 //!   writer with `command.completed.v1`.
 //!
@@ -19,6 +20,7 @@ pub mod commands;
 pub mod consumer;
 pub mod envelope;
 pub mod hash;
+pub mod local;
 pub mod log;
 pub mod memory;
 pub mod topics;

@@ -6,11 +6,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::watch;
 
+use crate::local::{LocalLog, LocalSubscription};
 use crate::log::{EventLog, LogError, Message, Position, Record, Subscription, TopicSpec, partition_for_key};
 
 #[derive(Debug, Default)]
@@ -138,26 +138,11 @@ impl EventLog for MemoryLog {
     }
 
     async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, LogError> {
-        let inner = self.lock();
-        let mut cursors = Vec::new();
-        for topic in topics {
-            let partitions = inner
-                .topics
-                .get(topic)
-                .ok_or_else(|| LogError::UnknownTopic(topic.clone()))?;
-            for partition in 0..partitions.len() as i32 {
-                let key = (group.to_owned(), topic.clone(), partition);
-                let next = inner.committed.get(&key).copied().unwrap_or(0);
-                cursors.push((topic.clone(), partition, next));
-            }
-        }
-        Ok(Box::new(MemorySubscription {
-            log: self.clone(),
-            group: group.to_owned(),
-            cursors,
-            turn: 0,
-            appended: self.appended.subscribe(),
-        }))
+        let appended = self.appended.subscribe();
+        // Only this process appends: nothing to look for between wake-ups.
+        Ok(Box::new(
+            LocalSubscription::start(self.clone(), group, topics, appended, None).await?,
+        ))
     }
 
     fn describe(&self) -> String {
@@ -165,66 +150,17 @@ impl EventLog for MemoryLog {
     }
 }
 
-struct MemorySubscription {
-    log: MemoryLog,
-    group: String,
-    /// (topic, partition, next offset).
-    cursors: Vec<(String, i32, i64)>,
-    /// Which cursor reads first next time, so no partition starves the others.
-    turn: usize,
-    appended: watch::Receiver<u64>,
-}
-
 #[async_trait]
-impl Subscription for MemorySubscription {
-    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>, LogError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            self.appended.borrow_and_update();
-            let mut out = Vec::new();
-            let count = self.cursors.len();
-            for i in 0..count {
-                let index = (self.turn + i) % count;
-                let (topic, partition, next) = &mut self.cursors[index];
-                let batch = self.log.read(topic, *partition, *next, max - out.len()).await?;
-                if let Some(last) = batch.last() {
-                    *next = last.offset + 1;
-                }
-                out.extend(batch);
-                if out.len() >= max {
-                    break;
-                }
-            }
-            self.turn = (self.turn + 1) % count.max(1);
-            let now = tokio::time::Instant::now();
-            if !out.is_empty() || now >= deadline {
-                return Ok(out);
-            }
-            let _ = tokio::time::timeout(deadline - now, self.appended.changed()).await;
-        }
+impl LocalLog for MemoryLog {
+    async fn committed(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>, LogError> {
+        let key = (group.to_owned(), topic.to_owned(), partition);
+        Ok(self.lock().committed.get(&key).copied())
     }
 
-    async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {
-        match self.cursors.iter_mut().find(|(t, p, _)| t == topic && *p == partition) {
-            Some(cursor) => {
-                cursor.2 = offset;
-                Ok(())
-            }
-            None => Err(LogError::Other(format!(
-                "partition {partition} of {topic} is not assigned"
-            ))),
-        }
-    }
-
-    async fn commit(&mut self, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError> {
-        self.log
-            .lock()
+    async fn commit(&self, group: &str, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError> {
+        self.lock()
             .committed
-            .insert((self.group.clone(), topic.to_owned(), partition), next_offset);
+            .insert((group.to_owned(), topic.to_owned(), partition), next_offset);
         Ok(())
-    }
-
-    fn assignment(&self) -> Vec<(String, i32)> {
-        self.cursors.iter().map(|(t, p, _)| (t.clone(), *p)).collect()
     }
 }

@@ -13,6 +13,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use callboard_events::local::{LocalLog, LocalSubscription};
 use callboard_events::log::{
     EventLog, LogError, Message, Position, Record, Retention, Subscription, TopicSpec, partition_for_key,
 };
@@ -221,33 +222,12 @@ impl EventLog for SqliteLog {
     }
 
     async fn subscribe(&self, group: &str, topics: &[String]) -> Result<Box<dyn Subscription>, LogError> {
-        let mut cursors = Vec::new();
-        for topic in topics {
-            let partitions = self.topic_partitions(topic).await?;
-            for partition in 0..partitions {
-                let row =
-                    sqlx::query("select next_offset from group_offsets where grp = ? and topic = ? and partition = ?")
-                        .bind(group)
-                        .bind(topic)
-                        .bind(partition)
-                        .fetch_optional(&self.pool)
-                        .await
-                        .map_err(db_error)?;
-                let next = row.map_or(0, |r| r.get::<i64, _>("next_offset"));
-                cursors.push(Cursor {
-                    topic: topic.clone(),
-                    partition,
-                    next,
-                });
-            }
-        }
-        Ok(Box::new(SqliteSubscription {
-            pool: self.pool.clone(),
-            group: group.to_owned(),
-            cursors,
-            turn: 0,
-            appended: self.appended.subscribe(),
-        }))
+        let appended = self.appended.subscribe();
+        // Woken by appends in this process; re-checked every 100 ms for other processes'.
+        let recheck = Some(Duration::from_millis(100));
+        Ok(Box::new(
+            LocalSubscription::start(self.clone(), group, topics, appended, recheck).await?,
+        ))
     }
 
     fn describe(&self) -> String {
@@ -286,82 +266,24 @@ async fn read_messages(
         .collect())
 }
 
-#[derive(Debug)]
-struct Cursor {
-    topic: String,
-    partition: i32,
-    next: i64,
-}
-
-struct SqliteSubscription {
-    pool: SqlitePool,
-    group: String,
-    cursors: Vec<Cursor>,
-    /// Which cursor reads first next time, so no partition starves the others.
-    turn: usize,
-    appended: watch::Receiver<u64>,
-}
-
 #[async_trait]
-impl Subscription for SqliteSubscription {
-    async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>, LogError> {
-        let deadline = tokio::time::Instant::now() + wait;
-        loop {
-            self.appended.borrow_and_update();
-            let mut out = Vec::new();
-            let count = self.cursors.len();
-            for i in 0..count {
-                if out.len() >= max {
-                    break;
-                }
-                let index = (self.turn + i) % count;
-                let cursor = &mut self.cursors[index];
-                let batch = read_messages(
-                    &self.pool,
-                    &cursor.topic,
-                    cursor.partition,
-                    cursor.next,
-                    max - out.len(),
-                )
-                .await?;
-                if let Some(last) = batch.last() {
-                    cursor.next = last.offset + 1;
-                }
-                out.extend(batch);
-            }
-            self.turn = (self.turn + 1) % count.max(1);
-            let now = tokio::time::Instant::now();
-            if !out.is_empty() || now >= deadline {
-                return Ok(out);
-            }
-            // Woken by appends in this process; re-checked every 100 ms for other processes.
-            let nap = (deadline - now).min(Duration::from_millis(100));
-            let _ = tokio::time::timeout(nap, self.appended.changed()).await;
-        }
+impl LocalLog for SqliteLog {
+    async fn committed(&self, group: &str, topic: &str, partition: i32) -> Result<Option<i64>, LogError> {
+        sqlx::query_scalar("select next_offset from group_offsets where grp = ? and topic = ? and partition = ?")
+            .bind(group)
+            .bind(topic)
+            .bind(partition)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db_error)
     }
 
-    async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {
-        match self
-            .cursors
-            .iter_mut()
-            .find(|c| c.topic == topic && c.partition == partition)
-        {
-            Some(cursor) => {
-                cursor.next = offset;
-                Ok(())
-            }
-            None => Err(LogError::Other(format!(
-                "partition {partition} of {topic} is not assigned"
-            ))),
-        }
-    }
-
-    async fn commit(&mut self, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError> {
+    async fn commit(&self, group: &str, topic: &str, partition: i32, next_offset: i64) -> Result<(), LogError> {
         sqlx::query(
             "insert into group_offsets (grp, topic, partition, next_offset) values (?, ?, ?, ?)
              on conflict (grp, topic, partition) do update set next_offset = excluded.next_offset",
         )
-        .bind(&self.group)
+        .bind(group)
         .bind(topic)
         .bind(partition)
         .bind(next_offset)
@@ -369,10 +291,6 @@ impl Subscription for SqliteSubscription {
         .await
         .map_err(db_error)?;
         Ok(())
-    }
-
-    fn assignment(&self) -> Vec<(String, i32)> {
-        self.cursors.iter().map(|c| (c.topic.clone(), c.partition)).collect()
     }
 }
 
