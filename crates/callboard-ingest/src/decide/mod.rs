@@ -14,11 +14,13 @@
 
 use callboard_events::CloudEvent;
 use callboard_events::hash::{content_hash, content_hash_object};
-use callboard_events::types::{EntityRejected, EntityUpserted, ProblemRecord, RelationRecord};
+use callboard_events::types::{
+    DeleteReason, EntityDeleted, EntityRejected, EntityUpserted, EventType, ProblemRecord, RelationRecord,
+};
 use callboard_model::Entity;
 use serde_json::{Value, json};
 
-use crate::state::{FastMap, FastSet, State};
+use crate::state::{FastMap, FastSet, Live, State};
 
 mod locations;
 mod push;
@@ -200,7 +202,58 @@ pub(super) struct Sequencer<'s> {
     pub(super) next: FastMap<String, u64>,
 }
 
-impl Sequencer<'_> {
+impl<'s> Sequencer<'s> {
+    pub(super) fn new(state: &'s State) -> Self {
+        Self {
+            state,
+            next: FastMap::default(),
+        }
+    }
+
+    /// The next event about `subject` (an entity's or a rejected document's), from `source`.
+    pub(super) fn event(
+        &mut self,
+        event_type: EventType,
+        subject: impl Into<String>,
+        source: impl Into<String>,
+        actor: &str,
+        payload: &impl serde::Serialize,
+    ) -> CloudEvent {
+        let subject = subject.into();
+        let sequence = self.next(&subject);
+        CloudEvent::new(event_type, subject, sequence, source, actor, to_value(payload))
+    }
+
+    /// The next event about `subject`: the deletion of its live entity, for `reason`.
+    pub(super) fn deletion(
+        &mut self,
+        subject: &str,
+        live: &Live,
+        reason: DeleteReason,
+        source: impl Into<String>,
+        actor: &str,
+    ) -> CloudEvent {
+        let payload = EntityDeleted {
+            entity_ref: subject.to_owned(),
+            uid: live.uid.clone(),
+            reason,
+            location_key: live.location_key.clone(),
+        };
+        self.event(EventType::EntityDeleted, subject, source, actor, &payload)
+    }
+
+    /// The next event about the registered location `key` (its own source).
+    pub(super) fn location_event(
+        &mut self,
+        event_type: EventType,
+        key: String,
+        actor: &str,
+        payload: &impl serde::Serialize,
+    ) -> CloudEvent {
+        let sequence = self.next_location(&key);
+        CloudEvent::new(event_type, key.clone(), sequence, key, actor, to_value(payload))
+    }
+
     pub(super) fn next(&mut self, subject: &str) -> u64 {
         let last = self
             .next

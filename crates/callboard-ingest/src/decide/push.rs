@@ -1,11 +1,10 @@
 //! Entities pushed through the API (the push provider).
 
-use callboard_events::CloudEvent;
-use callboard_events::types::{DeleteReason, EntityDeleted, EventType, ProblemRecord};
+use callboard_events::types::{DeleteReason, EventType, ProblemRecord};
 use callboard_model::Entity;
 
 use super::*;
-use crate::state::{FastMap, State};
+use crate::state::State;
 
 /// The location key of entities pushed through the API.
 pub const PUSH_LOCATION: &str = "push";
@@ -33,19 +32,10 @@ pub fn decide_push_apply(state: &State, entity: &Entity, actor: &str, source: &s
         decision.counts.unchanged += 1;
         return Ok(decision);
     }
-    let mut seq = Sequencer {
-        state,
-        next: FastMap::default(),
-    };
-    let sequence = seq.next(&r);
-    decision.entity_events.push(CloudEvent::new(
-        EventType::EntityUpserted,
-        r,
-        sequence,
-        source,
-        actor,
-        to_value(&payload),
-    ));
+    let mut seq = Sequencer::new(state);
+    decision
+        .entity_events
+        .push(seq.event(EventType::EntityUpserted, r, source, actor, &payload));
     decision.counts.upserted += 1;
     Ok(decision)
 }
@@ -59,25 +49,8 @@ pub fn decide_push_delete(state: &State, entity_ref: &str, actor: &str, source: 
     if live.location_key != PUSH_LOCATION {
         return Err(PushRefusal::ManagedElsewhere(live.location_key.clone()));
     }
-    let payload = EntityDeleted {
-        entity_ref: entity_ref.to_owned(),
-        uid: live.uid.clone(),
-        reason: DeleteReason::DeletedByUser,
-        location_key: PUSH_LOCATION.into(),
-    };
-    let mut seq = Sequencer {
-        state,
-        next: FastMap::default(),
-    };
-    let sequence = seq.next(entity_ref);
-    decision.entity_events.push(CloudEvent::new(
-        EventType::EntityDeleted,
-        entity_ref,
-        sequence,
-        source,
-        actor,
-        to_value(&payload),
-    ));
+    let deleted = Sequencer::new(state).deletion(entity_ref, live, DeleteReason::DeletedByUser, source, actor);
+    decision.entity_events.push(deleted);
     decision.counts.deleted += 1;
     Ok(decision)
 }

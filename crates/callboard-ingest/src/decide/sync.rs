@@ -2,9 +2,7 @@
 
 use callboard_events::CloudEvent;
 use callboard_events::hash::content_hash_object;
-use callboard_events::types::{
-    ClearReason, DeleteReason, EntityDeleted, EntityRejected, EventType, ProblemRecord, RejectionCleared,
-};
+use callboard_events::types::{ClearReason, DeleteReason, EntityRejected, EventType, ProblemRecord, RejectionCleared};
 use callboard_model::Entity;
 use serde_json::Value;
 
@@ -77,10 +75,7 @@ impl SyncSession {
 
     /// Decides the events for the next documents of the scan.
     pub fn feed(&mut self, state: &State, documents: Vec<Scanned>) -> Vec<Outgoing> {
-        let mut seq = Sequencer {
-            state,
-            next: FastMap::default(),
-        };
+        let mut seq = Sequencer::new(state);
         let mut events = Vec::new();
         for document in documents {
             match document {
@@ -138,10 +133,7 @@ impl SyncSession {
     /// Settles contested definitions, re-acceptances, cleared rejections and (for a complete scan)
     /// deletions.
     pub fn finish(&mut self, state: &State, complete: bool) -> Vec<Outgoing> {
-        let mut seq = Sequencer {
-            state,
-            next: FastMap::default(),
-        };
+        let mut seq = Sequencer::new(state);
         let mut events = Vec::new();
         for Contested {
             entity,
@@ -197,14 +189,12 @@ impl SyncSession {
                     location: pending.location.clone(),
                     reason,
                 };
-                let sequence = seq.next(subject);
-                events.push(Outgoing::event(CloudEvent::new(
+                events.push(Outgoing::event(seq.event(
                     EventType::RejectionCleared,
                     (*subject).clone(),
-                    sequence,
                     pending.location.clone(),
                     &self.actor,
-                    to_value(&payload),
+                    &payload,
                 )));
                 self.counts.cleared += 1;
             }
@@ -218,21 +208,9 @@ impl SyncSession {
             if keep {
                 continue;
             }
-            let payload = EntityDeleted {
-                entity_ref: subject.clone(),
-                uid: live.uid.clone(),
-                reason: DeleteReason::RemovedFromSource,
-                location_key: live.location_key.clone(),
-            };
-            let sequence = seq.next(subject);
-            events.push(Outgoing::event(CloudEvent::new(
-                EventType::EntityDeleted,
-                subject.clone(),
-                sequence,
-                live.location_key.clone(),
-                &self.actor,
-                to_value(&payload),
-            )));
+            let source = live.location_key.clone();
+            let deleted = seq.deletion(subject, live, DeleteReason::RemovedFromSource, source, &self.actor);
+            events.push(Outgoing::event(deleted));
             self.counts.deleted += 1;
         }
         events
@@ -270,14 +248,12 @@ impl SyncSession {
             return;
         }
         if changed || pending {
-            let sequence = seq.next(&r);
-            let head = CloudEvent::new(
+            let head = seq.event(
                 EventType::EntityUpserted,
                 r.clone(),
-                sequence,
                 location.clone(),
                 &self.actor,
-                Value::Null,
+                &Value::Null,
             );
             events.push(Outgoing::Upsert(Box::new(PendingUpsert {
                 head,
@@ -342,14 +318,12 @@ impl SyncSession {
             self.counts.unchanged += 1;
             return;
         }
-        let sequence = seq.next(&subject);
-        events.push(Outgoing::event(CloudEvent::new(
+        events.push(Outgoing::event(seq.event(
             EventType::EntityRejected,
             subject,
-            sequence,
             payload.location.clone(),
             &self.actor,
-            to_value(&payload),
+            &payload,
         )));
         self.counts.rejected += 1;
     }
