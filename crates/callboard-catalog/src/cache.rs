@@ -223,16 +223,7 @@ impl CachedReader {
 
     /// The cached rows of `refs`, and the refs not cached.
     pub fn cached_entities(&self, refs: &[EntityRef]) -> (HashMap<EntityRef, Arc<EntityRow>>, Vec<EntityRef>) {
-        let mut found: HashMap<EntityRef, Arc<EntityRow>> = HashMap::with_capacity(refs.len());
-        let mut missing: Vec<EntityRef> = Vec::new();
-        for r in refs {
-            match self.cache.row(r) {
-                Some(hit) => {
-                    found.insert(r.clone(), hit);
-                }
-                None => missing.push(r.clone()),
-            }
-        }
+        let (found, missing) = split(refs, |r| self.cache.row(r));
         if self.cache.is_live() {
             metrics::counter!("callboard_api_entity_cache_hits_total").increment(found.len() as u64);
             metrics::counter!("callboard_api_entity_cache_misses_total").increment(missing.len() as u64);
@@ -261,16 +252,7 @@ impl CachedReader {
     /// Current outgoing relations of each of `refs` (empty for those without): cached ones, the
     /// rest in one read.
     pub async fn outgoing(&self, refs: &[EntityRef]) -> Result<HashMap<EntityRef, Outgoing>, StoreError> {
-        let mut found: HashMap<EntityRef, Outgoing> = HashMap::with_capacity(refs.len());
-        let mut missing: Vec<EntityRef> = Vec::new();
-        for r in refs {
-            match self.cache.relations(r) {
-                Some(hit) => {
-                    found.insert(r.clone(), hit);
-                }
-                None => missing.push(r.clone()),
-            }
-        }
+        let (mut found, missing) = split(refs, |r| self.cache.relations(r));
         if !missing.is_empty() {
             let epoch = self.cache.epoch();
             let mut read: HashMap<EntityRef, Vec<RelationView>> =
@@ -342,6 +324,21 @@ pub struct CurrentPage {
     pub neighbours: Arc<HashMap<EntityRef, Arc<EntityRow>>>,
     /// Whether more rows follow.
     pub has_more: bool,
+}
+
+/// What `cached` holds of `refs`, and the refs it does not hold.
+fn split<V>(refs: &[EntityRef], cached: impl Fn(&EntityRef) -> Option<V>) -> (HashMap<EntityRef, V>, Vec<EntityRef>) {
+    let mut found = HashMap::with_capacity(refs.len());
+    let mut missing = Vec::new();
+    for r in refs {
+        match cached(r) {
+            Some(hit) => {
+                found.insert(r.clone(), hit);
+            }
+            None => missing.push(r.clone()),
+        }
+    }
+    (found, missing)
 }
 
 #[cfg(test)]

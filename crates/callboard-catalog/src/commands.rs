@@ -18,6 +18,28 @@ const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
 /// The kinds of location a client may register.
 pub const LOCATION_TYPES: [&str; 3] = ["url", "file", "discovery"];
 
+/// What to do with a location.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocationCommand {
+    /// Register it and read it.
+    Register,
+    /// Unregister it: the entities read only through it are deleted.
+    Unregister,
+    /// Read it again now.
+    Refresh,
+}
+
+impl LocationCommand {
+    /// The command's event type.
+    pub fn event_type(self) -> EventType {
+        match self {
+            Self::Register => EventType::RegisterLocation,
+            Self::Unregister => EventType::UnregisterLocation,
+            Self::Refresh => EventType::RefreshLocation,
+        }
+    }
+}
+
 /// What a command did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {

@@ -24,11 +24,11 @@ pub mod principal;
 pub mod service;
 
 pub use cache::{CurrentPage, Outgoing};
-pub use commands::{LOCATION_TYPES, Outcome};
+pub use commands::{LOCATION_TYPES, LocationCommand, Outcome};
 pub use error::{CatalogError, ErrorCode};
 pub use feed::Change;
 pub use principal::{GUEST, Principal};
-pub use service::{Catalog, Instant, ListQuery, Parts, PastPage};
+pub use service::{Catalog, Instant, Parts, PastPage};
 
 /// The vocabulary transports speak with the service, re-exported so that they depend on this
 /// crate alone.
@@ -40,6 +40,6 @@ pub mod vocabulary {
     pub use callboard_readmodel::filter::Filter;
     pub use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow};
     pub use callboard_readmodel::store::{
-        Order, RejectionsBy, RelationView, attach_relations, final_entity, relation_pairs,
+        EntityQuery, Order, RejectionsBy, RelationView, attach_relations, final_entity, relation_pairs,
     };
 }

@@ -11,7 +11,7 @@ use callboard_events::cloudevent::normalize_time;
 use callboard_events::commands::CommandClient;
 use callboard_events::log::EventLog;
 use callboard_events::topics::Topics;
-use callboard_events::types::{EventType, LocationRecord, PositionRecord};
+use callboard_events::types::{LocationRecord, PositionRecord};
 use callboard_graph::{GraphService, Hop, Question, Reached, SharedCache};
 use callboard_model::{EntityRef, Relation};
 use callboard_projection::{Positions, Progress, default_group};
@@ -24,7 +24,7 @@ use futures::Stream;
 use serde_json::Value;
 
 use crate::cache::{CachedReader, CurrentPage, EntityCache, Outgoing};
-use crate::commands::{Commands, Outcome};
+use crate::commands::{Commands, LocationCommand, Outcome};
 use crate::error::{CatalogError, Result};
 use crate::feed::{self, Change, Feed};
 use crate::principal::Principal;
@@ -46,21 +46,6 @@ impl Instant {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// What a list asks for.
-#[derive(Debug, Clone, Default)]
-pub struct ListQuery {
-    /// Only entities matching this (Backstage's filter semantics).
-    pub filter: Option<Filter>,
-    /// Full-text search terms.
-    pub text: Option<String>,
-    /// Ordering.
-    pub order: Order,
-    /// Continue after this sort key (from a previous page; see [`CurrentPage::rows`]).
-    pub after: Option<String>,
-    /// Page size.
-    pub limit: usize,
 }
 
 /// A page of entities as they were at an instant: ref and document, in ref order.
@@ -234,15 +219,9 @@ impl Catalog {
 
     /// A page of current entities, with their relations and the entities those point at.
     #[tracing::instrument(skip_all, fields(principal = %principal, limit = query.limit))]
-    pub async fn list(&self, principal: &Principal, query: ListQuery) -> Result<CurrentPage> {
+    pub async fn list(&self, principal: &Principal, mut query: EntityQuery) -> Result<CurrentPage> {
         let _ = principal;
-        let query = EntityQuery {
-            filter: query.filter,
-            text: query.text.filter(|t| !t.trim().is_empty()),
-            order: query.order,
-            after: query.after,
-            limit: query.limit,
-        };
+        query.text = query.text.filter(|t| !t.trim().is_empty());
         Ok(self.reader.page(&query).await?)
     }
 
@@ -307,7 +286,7 @@ impl Catalog {
     /// A page of entities as they were at `at`, in ref order after `after`, filtered on the
     /// documents of that instant (with the flattening the read model uses now). Search, other
     /// orderings and `relations.*` conditions are not available in the past.
-    pub async fn list_at(&self, principal: &Principal, query: ListQuery, at: &Instant) -> Result<PastPage> {
+    pub async fn list_at(&self, principal: &Principal, query: EntityQuery, at: &Instant) -> Result<PastPage> {
         let _ = principal;
         if query.text.as_ref().is_some_and(|t| !t.trim().is_empty()) {
             return Err(CatalogError::bad_input(
@@ -477,39 +456,17 @@ impl Catalog {
 
     // Commands.
 
-    /// Registers a location and reads it.
-    pub async fn register_location(
+    /// Registers a location (and reads it), unregisters one (the entities read only through it
+    /// are deleted), or reads a registered one again now.
+    pub async fn location(
         &self,
         principal: &Principal,
+        command: LocationCommand,
         location: LocationRecord,
         wait: bool,
     ) -> Result<Outcome> {
         self.commands
-            .location(principal, EventType::RegisterLocation, location, wait)
-            .await
-    }
-
-    /// Unregisters a location; the entities read only through it are deleted.
-    pub async fn unregister_location(
-        &self,
-        principal: &Principal,
-        location: LocationRecord,
-        wait: bool,
-    ) -> Result<Outcome> {
-        self.commands
-            .location(principal, EventType::UnregisterLocation, location, wait)
-            .await
-    }
-
-    /// Reads a registered location again now.
-    pub async fn refresh_location(
-        &self,
-        principal: &Principal,
-        location: LocationRecord,
-        wait: bool,
-    ) -> Result<Outcome> {
-        self.commands
-            .location(principal, EventType::RefreshLocation, location, wait)
+            .location(principal, command.event_type(), location, wait)
             .await
     }
 

@@ -16,6 +16,7 @@ use callboard_catalog::vocabulary::{
     relation_pairs,
 };
 use callboard_catalog::{Catalog, Instant, Outgoing, Principal};
+use futures::future::BoxFuture;
 use serde_json::Value;
 
 pub use kinds::*;
@@ -50,42 +51,56 @@ impl Relation {
     }
 }
 
-/// Loads current entity rows through the service, batching the keys of one moment; keys carry
-/// the principal, so one batch never answers one caller with another's view.
-pub(crate) struct EntityLoader(pub(crate) Catalog);
+/// What a [`RefLoader`] asks the service for: the values of some refs, as one principal sees
+/// them.
+type Fetch<V> = for<'a> fn(
+    &'a Catalog,
+    &'a Principal,
+    &'a [EntityRef],
+) -> BoxFuture<'a, callboard_catalog::error::Result<HashMap<EntityRef, V>>>;
 
-impl Loader<(Principal, EntityRef)> for EntityLoader {
-    type Value = Arc<EntityRow>;
-    type Error = async_graphql::Error;
+/// Loads values by ref through the service, batching the keys of one moment; keys carry the
+/// principal, so one batch never answers one caller with another's view.
+pub(crate) struct RefLoader<V> {
+    catalog: Catalog,
+    fetch: Fetch<V>,
+}
 
-    async fn load(
-        &self,
-        keys: &[(Principal, EntityRef)],
-    ) -> Result<HashMap<(Principal, EntityRef), Self::Value>, Self::Error> {
-        let mut out = HashMap::with_capacity(keys.len());
-        for (principal, refs) in by_principal(keys) {
-            let rows = self.0.load_entities(&principal, &refs).await.map_err(from_catalog)?;
-            out.extend(rows.into_iter().map(|(r, row)| ((principal.clone(), r), row)));
+/// Current entity rows by ref.
+pub(crate) type EntityLoader = RefLoader<Arc<EntityRow>>;
+
+/// Current outgoing relations by source ref.
+pub(crate) type RelationLoader = RefLoader<Outgoing>;
+
+impl EntityLoader {
+    pub(crate) fn entities(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            fetch: |catalog, principal, refs| Box::pin(catalog.load_entities(principal, refs)),
         }
-        Ok(out)
     }
 }
 
-/// Loads current outgoing relations by source ref through the service (see [`EntityLoader`]).
-pub(crate) struct RelationLoader(pub(crate) Catalog);
+impl RelationLoader {
+    pub(crate) fn relations(catalog: Catalog) -> Self {
+        Self {
+            catalog,
+            fetch: |catalog, principal, refs| Box::pin(catalog.outgoing(principal, refs)),
+        }
+    }
+}
 
-impl Loader<(Principal, EntityRef)> for RelationLoader {
-    type Value = Outgoing;
+impl<V: Clone + Send + Sync + 'static> Loader<(Principal, EntityRef)> for RefLoader<V> {
+    type Value = V;
     type Error = async_graphql::Error;
 
-    async fn load(
-        &self,
-        keys: &[(Principal, EntityRef)],
-    ) -> Result<HashMap<(Principal, EntityRef), Self::Value>, Self::Error> {
+    async fn load(&self, keys: &[(Principal, EntityRef)]) -> Result<HashMap<(Principal, EntityRef), V>, Self::Error> {
         let mut out = HashMap::with_capacity(keys.len());
         for (principal, refs) in by_principal(keys) {
-            let relations = self.0.outgoing(&principal, &refs).await.map_err(from_catalog)?;
-            out.extend(relations.into_iter().map(|(r, rows)| ((principal.clone(), r), rows)));
+            let values = (self.fetch)(&self.catalog, &principal, &refs)
+                .await
+                .map_err(from_catalog)?;
+            out.extend(values.into_iter().map(|(r, value)| ((principal.clone(), r), value)));
         }
         Ok(out)
     }
@@ -109,15 +124,20 @@ pub(crate) async fn load_current(ctx: &Context<'_>, refs: &[EntityRef]) -> Resul
         let keys = missing.into_iter().map(|r| (principal.clone(), r));
         found.extend(loader.load_many(keys).await?.into_iter().map(|((_, r), row)| (r, row)));
     }
-    Ok(refs
-        .iter()
+    Ok(current_nodes(ctx, refs, &found))
+}
+
+/// The current entities `refs` name in `found`, in order, with their relations when cached.
+fn current_nodes(ctx: &Context<'_>, refs: &[EntityRef], found: &HashMap<EntityRef, Arc<EntityRow>>) -> Vec<Node> {
+    let (catalog, principal) = (catalog(ctx), principal(ctx));
+    refs.iter()
         .filter_map(|r| found.get(r))
         .map(|row| {
             let mut node = Node::current(row.clone());
             node.relations = catalog.cached_outgoing(principal, &row.entity_ref);
             node
         })
-        .collect())
+        .collect()
 }
 
 /// One current entity.
@@ -273,16 +293,7 @@ impl Node {
         match (&self.at, &self.neighbours) {
             (None, Some(neighbours)) => {
                 // Loaded with the page: every existing target is here.
-                let (catalog, principal) = (catalog(ctx), principal(ctx));
-                Ok(refs
-                    .iter()
-                    .filter_map(|r| neighbours.get(r))
-                    .map(|row| {
-                        let mut node = Node::current(row.clone());
-                        node.relations = catalog.cached_outgoing(principal, &row.entity_ref);
-                        node
-                    })
-                    .collect())
+                Ok(current_nodes(ctx, &refs, neighbours))
             }
             (None, None) => load_current(ctx, &refs).await,
             (Some(at), _) => {

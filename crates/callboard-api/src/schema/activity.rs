@@ -1,63 +1,64 @@
 //! The activity feed: who changed what, when and from which source, a page at a time.
 
-use async_graphql::{ComplexObject, Context, Result, SimpleObject};
+use async_graphql::{ComplexObject, Context, Object, Result, SimpleObject};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use callboard_catalog::vocabulary::{ActivityKey, ActivityRow, EntityRef};
 
 use super::connection::PageInfo;
-use super::{catalog, page_size, principal};
 use crate::entity::{Entity, load_entity};
-use crate::error::{OrGraphql, bad_input};
+use crate::error::bad_input;
 
 /// One change to the catalog.
-#[derive(Debug, Clone, SimpleObject)]
-#[graphql(complex)]
-pub struct Activity {
-    /// When it happened (RFC 3339, UTC).
-    pub time: String,
-    /// Who acted: a user's ref, `provider:<name>` for providers, …
-    pub actor: String,
-    /// The event type (`entity.upserted.v1`, `entity.deleted.v1`, `location.registered.v1`, …).
-    pub event_type: String,
-    /// Where the change came from (a location, `callboard:api`, …).
-    pub source: String,
-    /// The event's subject: an entity ref, a rejected document's subject, or a location.
-    pub subject: String,
-    /// The subject's sequence number for this change.
-    pub sequence: i64,
-    /// The entity the change is about, when there is one (its ref).
-    pub entity_ref: Option<String>,
-    /// The owner of that entity at the time.
-    pub owner: Option<String>,
-    /// The event id.
-    pub event_id: String,
-    /// The command that caused it, if any (a mutation's id).
-    pub causation: Option<String>,
-}
+#[derive(Debug, Clone)]
+pub struct Activity(ActivityRow);
 
-impl From<ActivityRow> for Activity {
-    fn from(row: ActivityRow) -> Self {
-        Self {
-            time: row.time,
-            actor: row.actor,
-            event_type: row.event_type,
-            source: row.source,
-            subject: row.subject,
-            sequence: row.sequence,
-            entity_ref: row.entity_ref,
-            owner: row.owner,
-            event_id: row.event_id,
-            causation: row.causation,
-        }
-    }
-}
-
-#[ComplexObject]
+/// One change to the catalog.
+#[Object]
 impl Activity {
+    /// When it happened (RFC 3339, UTC).
+    async fn time(&self) -> &str {
+        &self.0.time
+    }
+    /// Who acted: a user's ref, `provider:<name>` for providers, …
+    async fn actor(&self) -> &str {
+        &self.0.actor
+    }
+    /// The event type (`entity.upserted.v1`, `entity.deleted.v1`, `location.registered.v1`, …).
+    async fn event_type(&self) -> &str {
+        &self.0.event_type
+    }
+    /// Where the change came from (a location, `callboard:api`, …).
+    async fn source(&self) -> &str {
+        &self.0.source
+    }
+    /// The event's subject: an entity ref, a rejected document's subject, or a location.
+    async fn subject(&self) -> &str {
+        &self.0.subject
+    }
+    /// The subject's sequence number for this change.
+    async fn sequence(&self) -> i64 {
+        self.0.sequence
+    }
+    /// The entity the change is about, when there is one (its ref).
+    async fn entity_ref(&self) -> Option<&str> {
+        self.0.entity_ref.as_deref()
+    }
+    /// The owner of that entity at the time.
+    async fn owner(&self) -> Option<&str> {
+        self.0.owner.as_deref()
+    }
+    /// The event id.
+    async fn event_id(&self) -> &str {
+        &self.0.event_id
+    }
+    /// The command that caused it, if any (a mutation's id).
+    async fn causation(&self) -> Option<&str> {
+        self.0.causation.as_deref()
+    }
     /// The entity as it is now (null when it is gone, or the change is not about an entity).
     async fn entity(&self, ctx: &Context<'_>) -> Result<Option<Entity>> {
-        match self.entity_ref.as_deref().map(str::parse::<EntityRef>) {
+        match self.0.entity_ref.as_deref().map(str::parse::<EntityRef>) {
             Some(Ok(entity_ref)) => load_entity(ctx, &entity_ref).await,
             _ => Ok(None),
         }
@@ -108,37 +109,33 @@ fn decode(cursor: &str) -> Option<ActivityKey> {
     })
 }
 
-pub(crate) async fn activity_page(
-    ctx: &Context<'_>,
-    actor: Option<String>,
-    owner: Option<String>,
-    first: Option<i32>,
-    after: Option<String>,
-) -> Result<ActivityConnection> {
-    let limit = page_size(ctx, first)?;
-    let before = after
+/// The `after` cursor of a page.
+pub(crate) fn after(cursor: Option<String>) -> Result<Option<ActivityKey>> {
+    cursor
         .map(|c| decode(&c).ok_or_else(|| bad_input("after: not a cursor of the activity feed")))
-        .transpose()?;
-    let (rows, has_more) = catalog(ctx)
-        .activity(principal(ctx), actor, owner, before, limit)
-        .await
-        .gql()?;
-    let edges: Vec<ActivityEdge> = rows
-        .into_iter()
-        .map(|row| ActivityEdge {
-            cursor: encode(&row.key()),
-            node: row.into(),
-        })
-        .collect();
-    Ok(ActivityConnection {
-        page_info: PageInfo {
-            has_next_page: has_more,
-            has_previous_page: false,
-            start_cursor: edges.first().map(|e| e.cursor.clone()),
-            end_cursor: edges.last().map(|e| e.cursor.clone()),
-        },
-        edges,
-    })
+        .transpose()
+}
+
+impl ActivityConnection {
+    /// A page of rows, newest first.
+    pub(crate) fn page(rows: Vec<ActivityRow>, has_more: bool) -> Self {
+        let edges: Vec<ActivityEdge> = rows
+            .into_iter()
+            .map(|row| ActivityEdge {
+                cursor: encode(&row.key()),
+                node: Activity(row),
+            })
+            .collect();
+        Self {
+            page_info: PageInfo {
+                has_next_page: has_more,
+                has_previous_page: false,
+                start_cursor: edges.first().map(|e| e.cursor.clone()),
+                end_cursor: edges.last().map(|e| e.cursor.clone()),
+            },
+            edges,
+        }
+    }
 }
 
 #[cfg(test)]

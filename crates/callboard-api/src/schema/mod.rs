@@ -37,10 +37,10 @@ pub fn build(catalog: Catalog, limits: &Limits) -> CatalogSchema {
     // floor for every nested level of every query that misses the cache (entity by ref pays it
     // for each level), so it stays short; lists load their page's relations and targets with
     // the page.
-    let entities = DataLoader::new(EntityLoader(catalog.clone()), tokio::spawn)
+    let entities = DataLoader::new(EntityLoader::entities(catalog.clone()), tokio::spawn)
         .max_batch_size(1_000)
         .delay(Duration::from_millis(1));
-    let relations = DataLoader::new(RelationLoader(catalog.clone()), tokio::spawn)
+    let relations = DataLoader::new(RelationLoader::relations(catalog.clone()), tokio::spawn)
         .max_batch_size(1_000)
         .delay(Duration::from_millis(1));
     let mut builder = Schema::build(Query, Mutation, SubscriptionRoot)

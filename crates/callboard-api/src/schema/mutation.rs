@@ -2,8 +2,8 @@
 //! service layer on behalf of the request's principal; the read model follows.
 
 use async_graphql::{Context, Enum, Json, Object, Result, SimpleObject};
-use callboard_catalog::Outcome;
 use callboard_catalog::vocabulary::{CommandStatus, LocationRecord};
+use callboard_catalog::{LocationCommand, Outcome};
 use serde_json::Value;
 
 use super::{catalog, principal};
@@ -74,8 +74,20 @@ impl From<Outcome> for CommandResult {
     }
 }
 
-fn location(location_type: String, target: String) -> LocationRecord {
-    LocationRecord { location_type, target }
+/// A location command, as a mutation answers it.
+async fn location(
+    ctx: &Context<'_>,
+    command: LocationCommand,
+    location_type: String,
+    target: String,
+    wait: bool,
+) -> Result<CommandResult> {
+    let location = LocationRecord { location_type, target };
+    let outcome = catalog(ctx)
+        .location(principal(ctx), command, location, wait)
+        .await
+        .gql()?;
+    Ok(outcome.into())
 }
 
 /// The root of mutations: each goes through the writer (the push provider), which appends the
@@ -93,11 +105,7 @@ impl Mutation {
         target: String,
         #[graphql(default = false)] wait: bool,
     ) -> Result<CommandResult> {
-        let outcome = catalog(ctx)
-            .register_location(principal(ctx), location(location_type, target), wait)
-            .await
-            .gql()?;
-        Ok(outcome.into())
+        location(ctx, LocationCommand::Register, location_type, target, wait).await
     }
 
     /// Unregisters a location; the entities read only through it are deleted.
@@ -108,11 +116,7 @@ impl Mutation {
         target: String,
         #[graphql(default = false)] wait: bool,
     ) -> Result<CommandResult> {
-        let outcome = catalog(ctx)
-            .unregister_location(principal(ctx), location(location_type, target), wait)
-            .await
-            .gql()?;
-        Ok(outcome.into())
+        location(ctx, LocationCommand::Unregister, location_type, target, wait).await
     }
 
     /// Reads a registered location again now.
@@ -123,11 +127,7 @@ impl Mutation {
         target: String,
         #[graphql(default = false)] wait: bool,
     ) -> Result<CommandResult> {
-        let outcome = catalog(ctx)
-            .refresh_location(principal(ctx), location(location_type, target), wait)
-            .await
-            .gql()?;
-        Ok(outcome.into())
+        location(ctx, LocationCommand::Refresh, location_type, target, wait).await
     }
 
     /// Creates or replaces an entity (a Backstage descriptor as JSON) through the push provider.

@@ -1,10 +1,9 @@
 //! The root of queries.
 
 use async_graphql::{Context, Object, Result};
-use callboard_catalog::ListQuery;
-use callboard_catalog::vocabulary::{Order, Question, RejectionsBy};
+use callboard_catalog::vocabulary::{EntityQuery, Order, Question, RejectionsBy};
 
-use super::activity::{ActivityConnection, activity_page};
+use super::activity::{self, ActivityConnection};
 use super::connection::{
     EntityConnection, EntityEdge, EntityFilter, EntityOrder, FacetCount, GraphNode, PathStep, RegisteredLocation,
     to_filter,
@@ -59,7 +58,7 @@ impl Query {
                 Some(cursor::decode(&c, order).ok_or_else(|| bad_input("after: not a cursor of this ordering"))?)
             }
         };
-        let query = ListQuery {
+        let query = EntityQuery {
             filter: filter.clone(),
             text: text.clone(),
             order,
@@ -235,7 +234,12 @@ impl Query {
         first: Option<i32>,
         after: Option<String>,
     ) -> Result<ActivityConnection> {
-        activity_page(ctx, actor, owner, first, after).await
+        let (limit, before) = (page_size(ctx, first)?, activity::after(after)?);
+        let (rows, has_more) = catalog(ctx)
+            .activity(principal(ctx), actor, owner, before, limit)
+            .await
+            .gql()?;
+        Ok(ActivityConnection::page(rows, has_more))
     }
 }
 
