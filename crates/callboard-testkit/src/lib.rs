@@ -33,6 +33,21 @@ impl CatalogSpec {
             seed: 0,
         }
     }
+
+    /// With an invalid document after every `n` valid ones.
+    #[must_use]
+    pub fn invalid_every(self, n: usize) -> Self {
+        Self {
+            invalid_every: n,
+            ..self
+        }
+    }
+
+    /// With names varied by `seed`.
+    #[must_use]
+    pub fn seed(self, seed: u64) -> Self {
+        Self { seed, ..self }
+    }
 }
 
 /// A generated file: a relative path and its YAML text.

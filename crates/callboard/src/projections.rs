@@ -14,7 +14,7 @@ use callboard_readmodel::catalog::CatalogProjection;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::backend::Stores;
+use crate::backend::{LogArgs, StoreArgs, Stores};
 
 /// Every projection, by name, in the order they run and replay.
 pub const ALL: [&str; 2] = [CatalogProjection::NAME, ActivityProjection::NAME];
@@ -34,6 +34,38 @@ pub fn select(names: &[String]) -> Result<Vec<&'static str>> {
         }
     }
     Ok(out)
+}
+
+/// Options of the commands that run projections (`project`, `replay`).
+#[derive(Debug, clap::Args)]
+pub struct ProjectionArgs {
+    #[command(flatten)]
+    pub log: LogArgs,
+    #[command(flatten)]
+    pub store: StoreArgs,
+    /// Consumer group of the catalog's projectors (processes in one group split the partitions);
+    /// the activity feed's group is this one with `-activity` appended.
+    #[arg(long, env = "CALLBOARD_PROJECTOR_GROUP")]
+    pub group: Option<String>,
+    /// The projections (comma-separated): catalog, activity. Default: all.
+    #[arg(long, env = "CALLBOARD_PROJECTIONS", value_delimiter = ',')]
+    pub projections: Vec<String>,
+}
+
+impl ProjectionArgs {
+    /// Checks the projections' names and opens the log and the read models: the projections,
+    /// the log, the read models, and the settings for batches of at most `batch` events.
+    pub async fn open(&self, batch: usize) -> Result<(Vec<&'static str>, Arc<dyn EventLog>, Stores, Settings)> {
+        let names = select(&self.projections)?;
+        let log = self.log.open().await?;
+        let stores = self.store.open(&self.log.data_dir).await?;
+        let settings = Settings {
+            topics: self.log.topics(),
+            group: self.group.clone(),
+            batch,
+        };
+        Ok((names, log, stores, settings))
+    }
 }
 
 /// Settings shared by every projection a process runs.

@@ -8,26 +8,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::Result;
-use callboard::backend::{LogArgs, StoreArgs};
-use callboard::projections::{self, Settings};
+use callboard::projections;
 
 /// Arguments of `callboard project`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    log: LogArgs,
-    #[command(flatten)]
-    store: StoreArgs,
-    /// Consumer group of the catalog's projectors (processes in one group split the partitions);
-    /// the activity feed's group is this one with `-activity` appended.
-    #[arg(long, env = "CALLBOARD_PROJECTOR_GROUP")]
-    group: Option<String>,
+    projection: projections::ProjectionArgs,
     /// Events per transaction.
     #[arg(long, default_value_t = 2_000)]
     batch: usize,
-    /// The projections to run (comma-separated): catalog, activity. Default: all.
-    #[arg(long, env = "CALLBOARD_PROJECTIONS", value_delimiter = ',')]
-    projections: Vec<String>,
     /// Stop once everything in the log is projected (for scripts and benchmarks).
     #[arg(long)]
     until_caught_up: bool,
@@ -39,14 +29,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let names = projections::select(&args.projections)?;
-    let log = args.log.open().await?;
-    let stores = args.store.open(&args.log.data_dir).await?;
-    let settings = Settings {
-        topics: args.log.topics(),
-        group: args.group.clone(),
-        batch: args.batch,
-    };
+    let (names, log, stores, settings) = args.projection.open(args.batch).await?;
     tracing::info!(log = %log.describe(), store = %stores.describe, projections = ?names, "projecting");
     // The tables must exist before the lag sampler and the caught-up check read positions from
     // them; the projectors' own `prepare` then finds them ready. (Without this, a check racing

@@ -5,26 +5,17 @@ use std::process::ExitCode;
 use std::time::Instant;
 
 use anyhow::Result;
-use callboard::backend::{LogArgs, StoreArgs};
-use callboard::projections::{self, Settings};
+use callboard::projections;
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// Arguments of `callboard replay`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
     #[command(flatten)]
-    log: LogArgs,
-    #[command(flatten)]
-    store: StoreArgs,
-    /// Consumer group of the projectors that continue from the rebuilt models.
-    #[arg(long, env = "CALLBOARD_PROJECTOR_GROUP")]
-    group: Option<String>,
+    projection: projections::ProjectionArgs,
     /// Events per transaction.
     #[arg(long, default_value_t = 5_000)]
     batch: usize,
-    /// The projections to rebuild (comma-separated): catalog, activity. Default: all.
-    #[arg(long, env = "CALLBOARD_PROJECTIONS", value_delimiter = ',')]
-    projections: Vec<String>,
     /// Do not show a progress bar.
     #[arg(long)]
     quiet: bool,
@@ -32,14 +23,7 @@ pub struct Args {
 
 /// Runs the command.
 pub async fn run(args: Args) -> Result<ExitCode> {
-    let names = projections::select(&args.projections)?;
-    let log = args.log.open().await?;
-    let stores = args.store.open(&args.log.data_dir).await?;
-    let settings = Settings {
-        topics: args.log.topics(),
-        group: args.group.clone(),
-        batch: args.batch,
-    };
+    let (names, log, stores, settings) = args.projection.open(args.batch).await?;
     let bar = if args.quiet {
         ProgressBar::hidden()
     } else {

@@ -57,6 +57,11 @@ fn no_broker() {
     );
 }
 
+/// The message of a GraphQL answer's first error ("" when there is none).
+pub fn first_error(body: &Value) -> &str {
+    body["errors"][0]["message"].as_str().unwrap_or_default()
+}
+
 /// Starts every role over a fresh embedded data directory, registering `locations` (folders or
 /// files) at start; requests name their principal in [`TEST_USER`], or are anonymous.
 pub async fn spawn_app(locations: &[&Path]) -> TestApp {

@@ -147,9 +147,38 @@ pub fn live(events: &[CloudEvent]) -> BTreeMap<String, String> {
     live
 }
 
+/// Runs `command` to completion and checks that it succeeded (failing the test with its
+/// stderr otherwise); its output.
+pub fn succeed(command: &mut std::process::Command, what: &str) -> std::process::Output {
+    let output = command.output().unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
+    assert!(
+        output.status.success(),
+        "{what} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
 /// The `callboard` binary.
 pub fn callboard() -> std::process::Command {
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_callboard"));
     command.env("CALLBOARD_LOG", "warn");
     command
 }
+
+/// Two tests of `$body` (an `async fn(Backend)`): `$embedded` on the embedded log, `$kafka` on
+/// Kafka.
+macro_rules! on_embedded_and_kafka {
+    ($body:ident: $embedded:ident, $kafka:ident) => {
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $embedded() {
+            $body($crate::common::Backend::embedded()).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread")]
+        async fn $kafka() {
+            $body($crate::common::Backend::kafka()).await;
+        }
+    };
+}
+pub(crate) use on_embedded_and_kafka;

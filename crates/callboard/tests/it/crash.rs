@@ -13,15 +13,7 @@ const ROUNDS: usize = 20;
 
 async fn kill_and_restart(make: fn() -> Backend) {
     let catalog = tempfile::tempdir().expect("tempdir");
-    let files = write_catalog(
-        catalog.path(),
-        &CatalogSpec {
-            documents: 5_000,
-            invalid_every: 0,
-            documents_per_file: 4,
-            seed: 3,
-        },
-    );
+    let files = write_catalog(catalog.path(), &CatalogSpec::valid(5_000).seed(3));
     let valid: usize = files.iter().map(|f| f.1).sum();
     // Each round kills the importer once it has appended a random number of the events, watching
     // the log: kills land at random points of the import's progress, however fast or loaded the
@@ -73,17 +65,16 @@ async fn kill_and_restart(make: fn() -> Backend) {
         ));
         drop(log);
 
-        let output = callboard()
-            .arg("import")
-            .arg("--quiet")
+        let restart = callboard()
+            .args(["import", "--quiet"])
             .args(backend.cli_args())
             .arg(catalog.path())
             .output()
             .expect("restart");
         assert!(
-            output.status.success(),
+            restart.status.success(),
             "round {round}: restart failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+            String::from_utf8_lossy(&restart.stderr)
         );
         let log = backend.open().await;
         let events = read_events(log.as_ref(), &backend.topics().entities()).await;

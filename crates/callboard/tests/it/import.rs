@@ -10,24 +10,19 @@ use std::process::Command;
 
 use callboard_testkit::CatalogSpec;
 
-use crate::common::{Backend, assert_contiguous, callboard, kafka_brokers, read_events, write_catalog};
+use crate::common::{Backend, assert_contiguous, callboard, kafka_brokers, read_events, succeed, write_catalog};
 
 const UPSERTED: &str = "dev.callboard.entity.upserted.v1";
 const REJECTED: &str = "dev.callboard.entity.rejected.v1";
 const DELETED: &str = "dev.callboard.entity.deleted.v1";
 
 fn import(backend: &Backend, dir: &Path) {
-    let output = callboard()
-        .arg("import")
-        .arg("--quiet")
-        .args(backend.cli_args())
-        .arg(dir)
-        .output()
-        .expect("run callboard import");
-    assert!(
-        output.status.success(),
-        "import failed: {}",
-        String::from_utf8_lossy(&output.stderr)
+    succeed(
+        callboard()
+            .args(["import", "--quiet"])
+            .args(backend.cli_args())
+            .arg(dir),
+        "callboard import",
     );
 }
 
@@ -37,12 +32,7 @@ fn python() -> String {
 
 async fn import_catalog(backend: Backend) {
     let catalog = tempfile::tempdir().expect("tempdir");
-    let spec = CatalogSpec {
-        documents: 10_000,
-        invalid_every: 50,
-        documents_per_file: 4,
-        seed: 7,
-    };
+    let spec = CatalogSpec::valid(10_000).invalid_every(50).seed(7);
     let files = write_catalog(catalog.path(), &spec);
     let valid: usize = files.iter().map(|f| f.1).sum();
     let invalid: usize = files.iter().map(|f| f.2).sum();
@@ -109,24 +99,22 @@ async fn import_catalog(backend: Backend) {
     if let Backend::Kafka(_) = backend {
         let schemas = callboard_testkit::workspace_root().join("schema/events");
         let script = callboard_testkit::workspace_root().join("crates/callboard/tests/it/stock_client.py");
-        let output = Command::new(python())
-            .arg(script)
-            .args([
-                "--brokers",
-                &kafka_brokers(),
-                "--topic",
-                &topic,
-                "--expect",
-                &after.len().to_string(),
-            ])
-            .arg("--schemas")
-            .arg(schemas)
-            .output()
-            .expect("run python3 (confluent-kafka, jsonschema); scripts/test installs them");
-        assert!(
-            output.status.success(),
-            "stock client failed: {}",
-            String::from_utf8_lossy(&output.stderr)
+        // The stock client needs python3 with confluent-kafka and jsonschema (scripts/test
+        // installs them).
+        let output = succeed(
+            Command::new(python())
+                .arg(script)
+                .args([
+                    "--brokers",
+                    &kafka_brokers(),
+                    "--topic",
+                    &topic,
+                    "--expect",
+                    &after.len().to_string(),
+                ])
+                .arg("--schemas")
+                .arg(schemas),
+            "the stock Kafka client",
         );
         let report: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON report");
         assert_eq!(report["problems"], serde_json::json!([]), "{report}");
@@ -137,12 +125,4 @@ async fn import_catalog(backend: Backend) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn import_catalog_embedded() {
-    import_catalog(Backend::embedded()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn import_catalog_kafka() {
-    import_catalog(Backend::kafka()).await;
-}
+crate::common::on_embedded_and_kafka!(import_catalog: import_catalog_embedded, import_catalog_kafka);

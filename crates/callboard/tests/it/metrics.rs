@@ -52,15 +52,7 @@ async fn projector_exports_lag() {
         unreachable!()
     };
     let catalog = tempfile::tempdir().expect("tempdir");
-    write_catalog(
-        catalog.path(),
-        &CatalogSpec {
-            documents: 3_000,
-            invalid_every: 0,
-            documents_per_file: 4,
-            seed: 3,
-        },
-    );
+    write_catalog(catalog.path(), &CatalogSpec::valid(3_000).seed(3));
     import(&backend, data.path(), catalog.path());
     let log = backend.open().await;
     let events = read_events(log.as_ref(), &backend.topics().entities()).await.len();

@@ -13,7 +13,7 @@ use callboard_readmodel::filter::Filter;
 use callboard_readmodel::store::{EntityQuery, Order, ReadStore, RejectionsBy};
 use callboard_testkit::CatalogSpec;
 
-use crate::common::{Backend, callboard, live, read_events, write_catalog};
+use crate::common::{Backend, callboard, live, read_events, succeed, write_catalog};
 use crate::stores::Store;
 
 /// The data directory of the CLI for a backend (the embedded log's folder, or a scratch one).
@@ -25,12 +25,7 @@ pub(crate) fn data_dir_args(backend: &Backend, scratch: &Path) -> Vec<String> {
 }
 
 pub(crate) fn run(args: &[String]) {
-    let output = callboard().args(args).output().expect("run callboard");
-    assert!(
-        output.status.success(),
-        "callboard {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    succeed(callboard().args(args), &format!("callboard {args:?}"));
 }
 
 pub(crate) fn import(backend: &Backend, scratch: &Path, location: &Path) {
@@ -47,12 +42,7 @@ pub(crate) fn project(backend: &Backend, store: &Store, scratch: &Path, extra: &
     args.extend(data_dir_args(backend, scratch));
     args.extend(store.cli_args());
     args.extend(extra.iter().map(|s| (*s).to_owned()));
-    let output = callboard().args(&args).output().expect("run callboard project");
-    assert!(
-        output.status.success(),
-        "project failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = succeed(callboard().args(&args), "callboard project");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
@@ -104,15 +94,7 @@ fn evolve(catalog: &Path, step: usize, files: &[(std::path::PathBuf, usize, usiz
 async fn incremental_equals_replay(backend: Backend, store: Store) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let catalog = tempfile::tempdir().expect("tempdir");
-    let files = write_catalog(
-        catalog.path(),
-        &CatalogSpec {
-            documents: 2_000,
-            invalid_every: 100,
-            documents_per_file: 4,
-            seed: 11,
-        },
-    );
+    let files = write_catalog(catalog.path(), &CatalogSpec::valid(2_000).invalid_every(100).seed(11));
     for step in 0..3 {
         evolve(catalog.path(), step, &files);
         import(&backend, scratch.path(), catalog.path());
@@ -237,15 +219,7 @@ async fn kill_projector(backend: Backend, store: Store) {
     let scratch = tempfile::tempdir().expect("tempdir");
     let staging = tempfile::tempdir().expect("tempdir");
     let catalog = tempfile::tempdir().expect("tempdir");
-    let files = write_catalog(
-        staging.path(),
-        &CatalogSpec {
-            documents: 10_000,
-            invalid_every: 0,
-            documents_per_file: 4,
-            seed: 5,
-        },
-    );
+    let files = write_catalog(staging.path(), &CatalogSpec::valid(10_000).invalid_every(0).seed(5));
     let mut import_args: Vec<String> = vec!["import".into(), "--quiet".into()];
     import_args.extend(backend.cli_args());
     import_args.extend(data_dir_args(&backend, scratch.path()));
@@ -371,15 +345,7 @@ async fn two_projectors_share_a_group() {
     let read_store = stores.store.clone();
     let scratch = tempfile::tempdir().expect("tempdir");
     let catalog = tempfile::tempdir().expect("tempdir");
-    write_catalog(
-        catalog.path(),
-        &CatalogSpec {
-            documents: 6_000,
-            invalid_every: 200,
-            documents_per_file: 4,
-            seed: 9,
-        },
-    );
+    write_catalog(catalog.path(), &CatalogSpec::valid(6_000).invalid_every(200).seed(9));
     // Both members join before any event exists, so the group splits the partitions between them.
     let log = backend.open().await;
     log.ensure_topics(&backend.topics().specs(6, 1)).await.expect("topics");

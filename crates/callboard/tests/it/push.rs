@@ -89,12 +89,4 @@ async fn push(backend: Backend) {
     task.await.expect("task").expect("writer");
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn push_embedded() {
-    push(Backend::embedded()).await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_kafka() {
-    push(Backend::kafka()).await;
-}
+crate::common::on_embedded_and_kafka!(push: push_embedded, push_kafka);
