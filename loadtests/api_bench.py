@@ -4,6 +4,7 @@ subscribers, against `callboard serve` on Kafka + PostgreSQL + Redis (or embedde
 
     loadtests/api_bench.py [--documents 100000] [--catalog DIR] [--stack kafka-postgres-redis|embedded]
                            [--rate 500] [--seconds 20] [--subscribers 1000] [--entity-cache N]
+                           [--bin-dir DIR]   # another build's binaries, to compare builds
 
 Builds the release binaries, imports a generated catalog into a fresh log, starts `callboard serve`
 (every role; a fresh PostgreSQL database and topic prefix, Redis for the graph cache), waits until
@@ -44,16 +45,20 @@ def main() -> None:
     parser.add_argument("--subscribers", type=int, default=1000)
     parser.add_argument("--entity-cache", type=int, default=None,
                         help="hot entities the server caches (serve's default when unset; 0 measures the database path)")
+    parser.add_argument("--bin-dir", type=pathlib.Path,
+                        help="use the binaries in this folder (callboard, catalog-gen) instead of building them")
     args = parser.parse_args()
 
-    env = dict(os.environ)
-    env.setdefault("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/callboard/target"))
-    subprocess.run(["cargo", "build", "--release", "--locked", "-p", "callboard", "-p", "callboard-testkit"],
-                   cwd=ROOT, env=env, check=True)
+    bin_dir = args.bin_dir
+    if bin_dir is None:
+        env = dict(os.environ)
+        env.setdefault("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/callboard/target"))
+        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "callboard", "-p", "callboard-testkit"],
+                       cwd=ROOT, env=env, check=True)
+        bin_dir = pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"
     js = ROOT / "loadtests/js"
     if not (js / "node_modules").is_dir():
         subprocess.run(["npm", "ci", "--prefix", str(js), "--no-audit", "--no-fund"], check=True)
-    bin_dir = pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         catalog = args.catalog

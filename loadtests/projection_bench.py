@@ -4,14 +4,15 @@
     loadtests/projection_bench.py [--documents 100000] [--runs 3] [--stacks embedded,kafka-postgres]
     loadtests/projection_bench.py --replay-only --documents 1000000 --runs 1
     loadtests/projection_bench.py --no-replay --stacks embedded --runs 4 --bin-dir A --bin-dir B   # compare builds
+    loadtests/projection_bench.py --projections catalog ...   # only the catalog, as builds before the activity feed
 
 Builds the release binaries and writes a generated catalog (callboard-testkit's catalog-gen). Then,
 for each stack and run, into a fresh log and a fresh read model:
 
 * files -> queryable: a projector (`callboard project`, exporting metrics) is started, then
-  `callboard import` reads the catalog; the clock runs from the start of the import until the
-  projector has applied every event the import appended (read from its /metrics, polled every
-  20 ms). This is the time from "here are my files" to "every entity answers queries".
+  `callboard import` reads the catalog; the clock runs from the start of the import until every
+  projection the projector runs has applied every event the import appended (read from its
+  /metrics, polled every 20 ms). This is the time from "here are my files" to "every entity answers queries".
 * replay: `callboard replay` rebuilds the read model from the start of the log into fresh tables
   and switches over; timed as a whole process.
 
@@ -42,10 +43,25 @@ def psql(sql: str) -> None:
     subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", PG_ADMIN, "-c", sql], check=True, capture_output=True)
 
 
-def applied(metrics_url: str) -> float:
+def applied(metrics_url: str) -> dict[str, float]:
+    """Events applied so far, per projection (a build with one projection has no label: the catalog)."""
     text = urllib.request.urlopen(metrics_url, timeout=5).read().decode()
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith("callboard_projector_events_total"))
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith("callboard_projector_events_total"):
+            label = re.search(r'projection="([^"]+)"', line)
+            name = label.group(1) if label else "catalog"
+            out[name] = out.get(name, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def projections(bin_dir: pathlib.Path, wanted: str | None) -> tuple[list[str], list[str]]:
+    """The projections a build runs (those `wanted`, when it can choose) and the arguments that choose them."""
+    help_text = subprocess.run([bin_dir / "callboard", "project", "--help"], capture_output=True, text=True).stdout
+    if "--projections" not in help_text:
+        return ["catalog"], []
+    names = (wanted or "catalog,activity").split(",")
+    return names, ["--projections", ",".join(names)]
 
 
 class Stack:
@@ -80,8 +96,11 @@ def import_args(stack: Stack) -> list[str]:
     return [a for a in stack.args if not a.startswith("postgres://") and a != "--database-url"]
 
 
-def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Path) -> tuple[float, int]:
-    projector = subprocess.Popen([bin_dir / "callboard", "project", *stack.args, "--metrics-listen", "127.0.0.1:0"],
+def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Path,
+                       wanted: str | None) -> tuple[float, int]:
+    names, choose = projections(bin_dir, wanted)
+    projector = subprocess.Popen([bin_dir / "callboard", "project", *stack.args, *choose,
+                                  "--metrics-listen", "127.0.0.1:0"],
                                  stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     try:
         metrics_url = None
@@ -100,8 +119,9 @@ def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Pat
                              capture_output=True, text=True, check=True).stdout
         imported = time.perf_counter() - started
         events = int(re.search(r"(\d+) events", out).group(1))
-        # Location events (one per registered location) are projected too.
-        while applied(metrics_url) < events + 1:
+        # Location events (one per registered location) are projected too; every projection the
+        # projector runs must have applied them all.
+        while min(applied(metrics_url).get(name, 0.0) for name in names) < events + 1:
             if projector.poll() is not None:
                 raise SystemExit(f"the projector exited with {projector.returncode}")
             time.sleep(0.02)
@@ -113,10 +133,11 @@ def files_to_queryable(bin_dir: pathlib.Path, stack: Stack, catalog: pathlib.Pat
         projector.wait()
 
 
-def replay(bin_dir: pathlib.Path, stack: Stack) -> tuple[float, str]:
+def replay(bin_dir: pathlib.Path, stack: Stack, wanted: str | None) -> tuple[float, str]:
+    _, choose = projections(bin_dir, wanted)
     quiesce()
     started = time.perf_counter()
-    out = subprocess.run([bin_dir / "callboard", "replay", "--quiet", *stack.args],
+    out = subprocess.run([bin_dir / "callboard", "replay", "--quiet", *stack.args, *choose],
                          capture_output=True, text=True, check=True).stdout
     return time.perf_counter() - started, out.strip()
 
@@ -134,6 +155,8 @@ def main() -> None:
                         help="use the binaries in this folder instead of building them; given several "
                              "times, each run measures every folder in turn (ABBA order), to compare "
                              "builds on a machine whose speed drifts")
+    parser.add_argument("--projections", help="the projections to run, for builds that choose (default: all; "
+                                              "`catalog` compares with builds that had only the catalog)")
     args = parser.parse_args()
 
     bin_dirs = args.bin_dir
@@ -164,13 +187,13 @@ def main() -> None:
                             subprocess.run([bin_dir / "callboard", "import", "--quiet", *import_args(stack), catalog],
                                            capture_output=True, check=True)
                         else:
-                            elapsed, events = files_to_queryable(bin_dir, stack, catalog)
+                            elapsed, events = files_to_queryable(bin_dir, stack, catalog, args.projections)
                             queryable[bin_dir].append(elapsed)
                             print(f"{label} run {run}: {events} events from files to queryable in {elapsed:.2f} s",
                                   flush=True)
                         if args.no_replay:
                             continue
-                        elapsed, out = replay(bin_dir, stack)
+                        elapsed, out = replay(bin_dir, stack, args.projections)
                         replays[bin_dir].append(elapsed)
                         print(f"{label} run {run}: replay took {elapsed:.2f} s ({out})", flush=True)
                     finally:
