@@ -12,12 +12,14 @@
 //! * [`tables`]: the ports every projection's store implements — [`Positions`] (what readers may
 //!   know) and [`Generations`] (what projectors and replays manage).
 //! * [`progress`]: the one mechanism that waits for a group to reach given log positions.
+//! * [`precedence`]: which projection goes first when several run in one process.
 //!
 //! Architecture invariant: no database or broker crate here; a projection's store is a port its
 //! adapters implement. Two projections run on it: the catalog and the activity feed
 //! (`callboard-readmodel`).
 
 mod pipeline;
+pub mod precedence;
 pub mod progress;
 pub mod projection;
 mod runner;
@@ -26,6 +28,7 @@ pub mod tables;
 #[doc(hidden)]
 pub use async_trait::async_trait as __async_trait;
 pub use pipeline::{Pipeline, Written};
+pub use precedence::Precedence;
 pub use progress::{Progress, Target};
 pub use projection::{
     Batch, BatchPosition, Folded, Projection, ProjectionStore, StoredEvent, batch_positions, subjects,

@@ -11,6 +11,7 @@ use callboard_events::topics::Topics;
 use time::OffsetDateTime;
 
 use crate::pipeline::{Pipeline, Written};
+use crate::precedence::Precedence;
 use crate::projection::Projection;
 use crate::tables::{Generation, Generations, Positions, StoreError};
 
@@ -37,6 +38,9 @@ pub struct ProjectorConfig {
     /// measured against 2,000 for catching up behind an import: no better embedded, slightly
     /// worse on PostgreSQL.
     pub batch: usize,
+    /// The projection this one follows in its process (see [`Precedence`]): while that one
+    /// catches up, this one waits before each batch.
+    pub follows: Option<Precedence>,
 }
 
 impl ProjectorConfig {
@@ -47,6 +51,7 @@ impl ProjectorConfig {
             topics,
             group,
             batch: 2_000,
+            follows: None,
         }
     }
 }
@@ -131,6 +136,9 @@ pub async fn run<P: Projection>(
             generation,
             group: &config.group,
         };
+        if let Some(leader) = &config.follows {
+            leader.follow().await;
+        }
         // With a batch being written, take only what has arrived: when nothing has, the write is
         // finished and reported instead of waiting out the poll.
         let wait = if pipeline.writing() {

@@ -8,7 +8,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use callboard_events::log::EventLog;
 use callboard_events::topics::Topics;
-use callboard_projection::{Generation, Positions, Projection, ProjectorConfig, projector_group};
+use callboard_projection::{Generation, Positions, Precedence, Projection, ProjectorConfig, projector_group};
 use callboard_readmodel::activity::ActivityProjection;
 use callboard_readmodel::catalog::CatalogProjection;
 use tokio::sync::watch;
@@ -102,7 +102,9 @@ pub fn progress_of(stores: &Stores, topics: &Topics, projection: &str) -> (Arc<d
 }
 
 /// Runs the named projections until `stop` turns true, each in a task of its own; after every
-/// batch, `applied(projection, group, events, took)` is told.
+/// batch, `applied(projection, group, events, took)` is told. The catalog goes first: while it
+/// catches up, the others wait (see `callboard_projection::precedence`), so that entities are
+/// queryable as soon as they would be without them.
 pub fn spawn(
     log: &Arc<dyn EventLog>,
     stores: &Stores,
@@ -111,6 +113,7 @@ pub fn spawn(
     applied: impl Fn(&'static str, &str, usize, Duration) + Clone + Send + Sync + 'static,
     stop: &watch::Receiver<bool>,
 ) -> Vec<JoinHandle<Result<()>>> {
+    let leader = names.contains(&CatalogProjection::NAME).then(Precedence::default);
     names
         .iter()
         .map(|name| {
@@ -118,41 +121,55 @@ pub fn spawn(
             let shutdown = async move {
                 let _ = stop.wait_for(|stopped| *stopped).await;
             };
+            let mut config = settings.config(name);
             match *name {
                 ActivityProjection::NAME => {
+                    config.follows = leader.clone();
                     let projection = Arc::new(ActivityProjection::new(stores.activity.clone(), &settings.topics));
-                    spawn_one(log, projection, settings, applied.clone(), shutdown)
+                    spawn_one(log, projection, config, applied.clone(), None, shutdown)
                 }
                 _ => {
                     let projection = Arc::new(CatalogProjection::new(stores.store.clone()));
-                    spawn_one(log, projection, settings, applied.clone(), shutdown)
+                    spawn_one(log, projection, config, applied.clone(), leader.clone(), shutdown)
                 }
             }
         })
         .collect()
 }
 
+/// Tells the followers that the leader stopped, however its task ends.
+struct Stopped(Option<Precedence>);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        if let Some(leader) = &self.0 {
+            leader.leader_stopped();
+        }
+    }
+}
+
 fn spawn_one<P: Projection>(
     log: &Arc<dyn EventLog>,
     projection: Arc<P>,
-    settings: &Settings,
+    config: ProjectorConfig,
     applied: impl Fn(&'static str, &str, usize, Duration) + Send + Sync + 'static,
+    leads: Option<Precedence>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<Result<()>> {
     let name = projection.name();
-    let config = settings.config(name);
-    let group = config.group.clone();
+    let (group, batch) = (config.group.clone(), config.batch);
     let log = log.clone();
     tokio::spawn(async move {
-        callboard_projection::run(
-            log,
-            projection,
-            config,
-            move |n, took| applied(name, &group, n, took),
-            shutdown,
-        )
-        .await
-        .with_context(|| format!("the {name} projector stopped"))
+        let stopped = Stopped(leads);
+        let wrote = |n, took| {
+            if let Some(leader) = &stopped.0 {
+                leader.leader_wrote(n, batch);
+            }
+            applied(name, &group, n, took);
+        };
+        callboard_projection::run(log, projection, config, wrote, shutdown)
+            .await
+            .with_context(|| format!("the {name} projector stopped"))
     })
 }
 
