@@ -2,9 +2,11 @@
 //! query, so while it catches up (behind an import, after a restart) the projections that follow
 //! it (the activity feed) wait, and leave it the cores. They catch up as soon as it has.
 //!
-//! "Catching up" is read from the leader's batches: a full batch means more was waiting. A
-//! follower never waits longer than [`Precedence::MAX_WAIT`] at a time, so a leader that stalls
-//! (or stops) holds the others back by one batch per interval at most, never for good.
+//! "Catching up" is read from the leader's batches: a full batch means more was waiting, and a
+//! poll that finds nothing means the leader has reached the log's end (its last batch may have
+//! been full by chance: with `--batch 1`, every batch is). A follower never waits longer than
+//! [`Precedence::MAX_WAIT`] at a time, so a leader that stalls (or stops) holds the others back
+//! by one batch per interval at most, never for good.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,6 +30,13 @@ impl Precedence {
         let catching_up = applied >= batch;
         self.catching_up.store(catching_up, Ordering::Relaxed);
         if !catching_up {
+            self.caught_up.notify_waiters();
+        }
+    }
+
+    /// The leader polled the log and found nothing new: it has caught up.
+    pub fn leader_idle(&self) {
+        if self.catching_up.swap(false, Ordering::Relaxed) {
             self.caught_up.notify_waiters();
         }
     }
@@ -81,6 +90,25 @@ mod tests {
         precedence.leader_wrote(10, 2_000);
         let waited = follower.await.expect("follower");
         assert_eq!(waited, Duration::from_millis(500), "released when the leader caught up");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_leader_that_finds_nothing_new_releases_followers() {
+        let precedence = Precedence::default();
+        // The last batch before the log's end happened to be full.
+        precedence.leader_wrote(1, 1);
+        let follower = tokio::spawn({
+            let precedence = precedence.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                precedence.follow().await;
+                started.elapsed()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        precedence.leader_idle();
+        assert_eq!(follower.await.expect("follower"), Duration::from_millis(200));
+        assert!(!precedence.leader_catching_up());
     }
 
     #[tokio::test(start_paused = true)]

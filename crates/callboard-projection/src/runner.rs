@@ -41,6 +41,9 @@ pub struct ProjectorConfig {
     /// The projection this one follows in its process (see [`Precedence`]): while that one
     /// catches up, this one waits before each batch.
     pub follows: Option<Precedence>,
+    /// The precedence this projection leads: it tells its followers after each batch whether it
+    /// is still catching up, and that it stopped when it does.
+    pub leads: Option<Precedence>,
 }
 
 impl ProjectorConfig {
@@ -52,6 +55,7 @@ impl ProjectorConfig {
             group,
             batch: 2_000,
             follows: None,
+            leads: None,
         }
     }
 }
@@ -87,6 +91,18 @@ impl PositionStore for StoredPositions<'_> {
     }
 }
 
+/// Tells the followers that the leader stopped, however its run ends (an error, shutdown, a
+/// panic).
+struct Leading(Option<Precedence>);
+
+impl Drop for Leading {
+    fn drop(&mut self) {
+        if let Some(leader) = &self.0 {
+            leader.leader_stopped();
+        }
+    }
+}
+
 /// Runs a projector until `shutdown` resolves. After each batch, `progress` is told how many
 /// events were applied and how long the batch took. A batch in flight when `shutdown` resolves
 /// is finished first: shutdown is only observed between batches.
@@ -97,6 +113,14 @@ pub async fn run<P: Projection>(
     mut progress: impl FnMut(usize, Duration) + Send,
     shutdown: impl Future<Output = ()> + Send,
 ) -> Result<(), ProjectorError> {
+    let leading = Leading(config.leads.clone());
+    let batch = config.batch;
+    let mut progress = |applied: usize, took: Duration| {
+        if let Some(leader) = &leading.0 {
+            leader.leader_wrote(applied, batch);
+        }
+        progress(applied, took);
+    };
     let tables: &dyn Generations = projection.store();
     let mut generation = tables.prepare().await?;
     let topics = projection.topics(&config.topics);
@@ -156,6 +180,9 @@ pub async fn run<P: Projection>(
             polled = consumer.poll(&positions, config.batch, wait) => polled?,
         };
         let written = if messages.is_empty() {
+            if let Some(leader) = &leading.0 {
+                leader.leader_idle();
+            }
             pipeline.finish().await?
         } else {
             pipeline.push(messages).await?

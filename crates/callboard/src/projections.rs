@@ -126,26 +126,16 @@ pub fn spawn(
                 ActivityProjection::NAME => {
                     config.follows = leader.clone();
                     let projection = Arc::new(ActivityProjection::new(stores.activity.clone(), &settings.topics));
-                    spawn_one(log, projection, config, applied.clone(), None, shutdown)
+                    spawn_one(log, projection, config, applied.clone(), shutdown)
                 }
                 _ => {
+                    config.leads = leader.clone();
                     let projection = Arc::new(CatalogProjection::new(stores.store.clone()));
-                    spawn_one(log, projection, config, applied.clone(), leader.clone(), shutdown)
+                    spawn_one(log, projection, config, applied.clone(), shutdown)
                 }
             }
         })
         .collect()
-}
-
-/// Tells the followers that the leader stopped, however its task ends.
-struct Stopped(Option<Precedence>);
-
-impl Drop for Stopped {
-    fn drop(&mut self) {
-        if let Some(leader) = &self.0 {
-            leader.leader_stopped();
-        }
-    }
 }
 
 fn spawn_one<P: Projection>(
@@ -153,20 +143,13 @@ fn spawn_one<P: Projection>(
     projection: Arc<P>,
     config: ProjectorConfig,
     applied: impl Fn(&'static str, &str, usize, Duration) + Send + Sync + 'static,
-    leads: Option<Precedence>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> JoinHandle<Result<()>> {
     let name = projection.name();
-    let (group, batch) = (config.group.clone(), config.batch);
+    let group = config.group.clone();
     let log = log.clone();
     tokio::spawn(async move {
-        let stopped = Stopped(leads);
-        let wrote = |n, took| {
-            if let Some(leader) = &stopped.0 {
-                leader.leader_wrote(n, batch);
-            }
-            applied(name, &group, n, took);
-        };
+        let wrote = |n, took| applied(name, &group, n, took);
         callboard_projection::run(log, projection, config, wrote, shutdown)
             .await
             .with_context(|| format!("the {name} projector stopped"))
