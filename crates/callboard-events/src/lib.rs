@@ -15,6 +15,7 @@
 //!
 //! Architecture invariant: no adapter code here; the crate knows nothing of Kafka or SQL.
 
+pub mod backoff;
 pub mod cloudevent;
 pub mod commands;
 pub mod consumer;

@@ -9,7 +9,8 @@ use std::time::Duration;
 use callboard_descriptor::location::location_annotations;
 use callboard_descriptor::{LocationRef, annotate};
 use callboard_events::CloudEvent;
-use callboard_events::log::{EventLog, LogError, Record, Subscription};
+use callboard_events::backoff::Backoff;
+use callboard_events::log::{EventLog, LogError, Message, Record, Subscription};
 use callboard_events::topics::Topics;
 use callboard_events::types::{
     ApplyEntity, CommandCompleted, CommandStatus, DeleteEntity, EventType, LocationCommand, LocationRecord,
@@ -607,6 +608,7 @@ impl Writer {
         let mut next_scan: HashMap<String, Instant> = HashMap::new();
         let mut pending_paths: HashSet<PathBuf> = HashSet::new();
         let mut changes_open = true;
+        let mut backoff = Backoff::default();
         tokio::pin!(shutdown);
         loop {
             // Scheduled rescans, with ±10% jitter so many locations do not scan in lockstep.
@@ -631,27 +633,24 @@ impl Writer {
             tokio::select! {
                 () = &mut shutdown => return Ok(()),
                 polled = commands.poll(64, Duration::from_millis(250)) => {
-                    for message in polled? {
-                        let Ok(command) = CloudEvent::from_bytes(&message.value) else {
-                            commands.commit(&message.topic, message.partition, message.offset + 1).await?;
-                            continue;
-                        };
-                        if command.known_type().is_some_and(|t| t == EventType::CommandCompleted) {
-                            commands.commit(&message.topic, message.partition, message.offset + 1).await?;
-                            continue;
+                    let answered = match polled {
+                        Ok(messages) => self.answer(commands.as_mut(), &commands_topic, messages).await,
+                        Err(e) => Err(e.into()),
+                    };
+                    match answered {
+                        Ok(()) => backoff.reset(),
+                        // The log is away (a broker restart): wait and poll again. A command
+                        // whose answer was not written is not committed either, so a writer
+                        // that starts over reads it again; its client may time out first.
+                        Err(WriterError::Log(e @ LogError::Unavailable(_))) => {
+                            let delay = backoff.next_delay();
+                            tracing::warn!(error = %e, retry_in_ms = delay.as_millis() as u64, "the writer lost the event log; it retries");
+                            tokio::select! {
+                                () = &mut shutdown => return Ok(()),
+                                () = tokio::time::sleep(delay) => {}
+                            }
                         }
-                        let outcome = self.handle(&command).await;
-                        let reply = CloudEvent::new(
-                            EventType::CommandCompleted,
-                            command.subject.clone(),
-                            0,
-                            "callboard:writer",
-                            "callboard:writer",
-                            serde_json::to_value(&outcome).unwrap_or_default(),
-                        )
-                        .caused_by(Some(command.id.clone()));
-                        self.log.append(&commands_topic, vec![Record { key: command.subject.clone(), value: reply.to_bytes() }]).await?;
-                        commands.commit(&message.topic, message.partition, message.offset + 1).await?;
+                        Err(e) => return Err(e),
                     }
                 }
                 changed = changes.recv(), if changes_open => {
@@ -683,6 +682,52 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Handles polled commands in order, appending each one's answer and committing it.
+    async fn answer(
+        &mut self,
+        commands: &mut dyn Subscription,
+        commands_topic: &str,
+        messages: Vec<Message>,
+    ) -> Result<(), WriterError> {
+        for message in messages {
+            let Ok(command) = CloudEvent::from_bytes(&message.value) else {
+                commands
+                    .commit(&message.topic, message.partition, message.offset + 1)
+                    .await?;
+                continue;
+            };
+            if command.known_type().is_some_and(|t| t == EventType::CommandCompleted) {
+                commands
+                    .commit(&message.topic, message.partition, message.offset + 1)
+                    .await?;
+                continue;
+            }
+            let outcome = self.handle(&command).await;
+            let reply = CloudEvent::new(
+                EventType::CommandCompleted,
+                command.subject.clone(),
+                0,
+                "callboard:writer",
+                "callboard:writer",
+                serde_json::to_value(&outcome).unwrap_or_default(),
+            )
+            .caused_by(Some(command.id.clone()));
+            self.log
+                .append(
+                    commands_topic,
+                    vec![Record {
+                        key: command.subject.clone(),
+                        value: reply.to_bytes(),
+                    }],
+                )
+                .await?;
+            commands
+                .commit(&message.topic, message.partition, message.offset + 1)
+                .await?;
+        }
+        Ok(())
     }
 
     /// Registered locations whose last scan read one of `paths`, or whose discovery folder holds one.

@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
+use callboard_events::backoff::Backoff;
 use callboard_events::consumer::{PositionStore, PositionedConsumer};
 use callboard_events::log::{EventLog, LogError, Message};
 use callboard_events::topics::Topics;
@@ -24,6 +25,25 @@ pub enum ProjectorError {
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+impl ProjectorError {
+    /// Whether the log or the store is only unavailable for now (a restart, a network fault):
+    /// worth trying again from the stored positions.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            ProjectorError::Log(LogError::Unavailable(_)) | ProjectorError::Store(StoreError::Unavailable(_))
+        )
+    }
+
+    /// The whole chain of causes on one line, for logs.
+    pub fn chain(&self) -> String {
+        match self {
+            ProjectorError::Log(e) => e.to_string(),
+            ProjectorError::Store(e) => e.chain(),
+        }
+    }
 }
 
 /// Settings of a projector.
@@ -106,6 +126,11 @@ impl Drop for Leading {
 /// Runs a projector until `shutdown` resolves. After each batch, `progress` is told how many
 /// events were applied and how long the batch took. A batch in flight when `shutdown` resolves
 /// is finished first: shutdown is only observed between batches.
+///
+/// The projector is supervised: when the log or the store is unavailable (a database restart, a
+/// broker away), the attempt ends, and after a capped, jittered backoff it starts again from the
+/// positions stored with the last committed batch — a batch that failed half-way is simply
+/// applied again, which the stored positions make exact. Any other error ends the run.
 pub async fn run<P: Projection>(
     log: Arc<dyn EventLog>,
     projection: Arc<P>,
@@ -115,12 +140,62 @@ pub async fn run<P: Projection>(
 ) -> Result<(), ProjectorError> {
     let leading = Leading(config.leads.clone());
     let batch = config.batch;
+    // Whether a batch was written since the last failure: then the dependency came back, and the
+    // next failure starts its backoff from the first delay.
+    let wrote = std::sync::atomic::AtomicBool::new(false);
     let mut progress = |applied: usize, took: Duration| {
         if let Some(leader) = &leading.0 {
             leader.leader_wrote(applied, batch);
         }
+        wrote.store(true, std::sync::atomic::Ordering::Relaxed);
         progress(applied, took);
     };
+    tokio::pin!(shutdown);
+    let mut backoff = Backoff::default();
+    loop {
+        match attempt(
+            &log,
+            &projection,
+            &config,
+            leading.0.as_ref(),
+            &mut progress,
+            shutdown.as_mut(),
+        )
+        .await
+        {
+            Ok(()) => return Ok(()),
+            Err(e) if e.is_transient() => {
+                if wrote.swap(false, std::sync::atomic::Ordering::Relaxed) {
+                    backoff.reset();
+                }
+                let delay = backoff.next_delay();
+                tracing::warn!(
+                    projection = projection.name(),
+                    error = %e.chain(),
+                    attempt = backoff.attempts(),
+                    retry_in_ms = delay.as_millis() as u64,
+                    "the projector lost a dependency; it starts again from its stored positions"
+                );
+                tokio::select! {
+                    () = &mut shutdown => return Ok(()),
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// One attempt of [`run`]: from the stored positions until shutdown or the first error. Writes
+/// still in flight when it fails are waited for, so that none commits behind the next attempt.
+async fn attempt<P: Projection>(
+    log: &Arc<dyn EventLog>,
+    projection: &Arc<P>,
+    config: &ProjectorConfig,
+    leader: Option<&Precedence>,
+    progress: &mut (impl FnMut(usize, Duration) + Send),
+    mut shutdown: std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
+) -> Result<(), ProjectorError> {
     let tables: &dyn Generations = projection.store();
     let mut generation = tables.prepare().await?;
     let topics = projection.topics(&config.topics);
@@ -134,63 +209,70 @@ pub async fn run<P: Projection>(
     let mut consumer = PositionedConsumer::new(log.subscribe(&config.group, &topics).await?);
     let mut pipeline = Pipeline::new(projection.clone(), generation, &config.group);
     let mut checked = Instant::now();
-    tokio::pin!(shutdown);
-    loop {
-        // A replay may have switched readers to a new generation: follow it.
-        if checked.elapsed() > Duration::from_secs(1) {
-            checked = Instant::now();
-            let active = tables.active().await?;
-            if active != generation {
-                tracing::info!(
-                    projection = projection.name(),
-                    from = generation.0,
-                    to = active.0,
-                    "the read model moved to a new generation"
-                );
-                for written in pipeline.finish().await? {
-                    report(&mut consumer, &mut progress, written).await?;
+    let result = async {
+        loop {
+            // A replay may have switched readers to a new generation: follow it.
+            if checked.elapsed() > Duration::from_secs(1) {
+                checked = Instant::now();
+                let active = tables.active().await?;
+                if active != generation {
+                    tracing::info!(
+                        projection = projection.name(),
+                        from = generation.0,
+                        to = active.0,
+                        "the read model moved to a new generation"
+                    );
+                    for written in pipeline.finish().await? {
+                        report(&mut consumer, progress, written).await?;
+                    }
+                    generation = active;
+                    pipeline = Pipeline::new(projection.clone(), generation, &config.group);
+                    consumer.reset();
                 }
-                generation = active;
-                pipeline = Pipeline::new(projection.clone(), generation, &config.group);
-                consumer.reset();
             }
-        }
-        let positions = StoredPositions {
-            positions: tables,
-            generation,
-            group: &config.group,
-        };
-        if let Some(leader) = &config.follows {
-            leader.follow().await;
-        }
-        // With a batch being written, take only what has arrived: when nothing has, the write is
-        // finished and reported instead of waiting out the poll.
-        let wait = if pipeline.writing() {
-            Duration::from_millis(1)
-        } else {
-            Duration::from_millis(200)
-        };
-        let messages = tokio::select! {
-            () = &mut shutdown => {
-                for written in pipeline.finish().await? {
-                    report(&mut consumer, &mut progress, written).await?;
+            let positions = StoredPositions {
+                positions: tables,
+                generation,
+                group: &config.group,
+            };
+            if let Some(leader) = &config.follows {
+                leader.follow().await;
+            }
+            // With a batch being written, take only what has arrived: when nothing has, the write
+            // is finished and reported instead of waiting out the poll.
+            let wait = if pipeline.writing() {
+                Duration::from_millis(1)
+            } else {
+                Duration::from_millis(200)
+            };
+            let messages = tokio::select! {
+                () = shutdown.as_mut() => {
+                    for written in pipeline.finish().await? {
+                        report(&mut consumer, progress, written).await?;
+                    }
+                    return Ok(());
                 }
-                return Ok(());
+                polled = consumer.poll(&positions, config.batch, wait) => polled?,
+            };
+            let written = if messages.is_empty() {
+                if let Some(leader) = leader {
+                    leader.leader_idle();
+                }
+                pipeline.finish().await?
+            } else {
+                pipeline.push(messages).await?
+            };
+            for written in written {
+                report(&mut consumer, progress, written).await?;
             }
-            polled = consumer.poll(&positions, config.batch, wait) => polled?,
-        };
-        let written = if messages.is_empty() {
-            if let Some(leader) = &leading.0 {
-                leader.leader_idle();
-            }
-            pipeline.finish().await?
-        } else {
-            pipeline.push(messages).await?
-        };
-        for written in written {
-            report(&mut consumer, &mut progress, written).await?;
         }
     }
+    .await;
+    if result.is_err() {
+        // Nothing is reported for them: the next attempt reads the positions they stored.
+        pipeline.finish().await.ok();
+    }
+    result
 }
 
 /// Tells the log and the caller that a batch is stored.

@@ -169,8 +169,34 @@ async fn readyz(State(health): State<Health>) -> impl IntoResponse {
             StatusCode::SERVICE_UNAVAILABLE,
             format!("projections are catching up: {}\n", behind.join(", ")),
         ),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, format!("not ready: {e:#}\n")),
+        Err(e) => {
+            // The reason names the dependency; the driver's words stay in the log.
+            tracing::warn!(error = %format!("{e:#}"), "readiness check failed");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("not ready: {}\n", unready_reason(&e)),
+            )
+        }
     }
+}
+
+/// Which dependency a failed readiness check could not reach, in words fit for a probe's answer.
+fn unready_reason(error: &anyhow::Error) -> &'static str {
+    for cause in error.chain() {
+        if let Some(e) = cause.downcast_ref::<callboard_projection::ProjectorError>() {
+            return match e {
+                callboard_projection::ProjectorError::Log(_) => "the event log is unreachable",
+                callboard_projection::ProjectorError::Store(_) => "the read model's database is unreachable",
+            };
+        }
+        if cause.is::<callboard_events::log::LogError>() {
+            return "the event log is unreachable";
+        }
+        if cause.is::<callboard_projection::StoreError>() {
+            return "the read model's database is unreachable";
+        }
+    }
+    "the projections' positions could not be read"
 }
 
 async fn metrics_text(State(health): State<Health>) -> impl IntoResponse {
@@ -324,7 +350,9 @@ impl Server {
     }
 
     /// Serves until `shutdown` resolves, then drains requests and the current projection
-    /// batches, stops the roles and waits for them.
+    /// batches, stops the roles and waits for them. A role that stops with an error (one its
+    /// own retries could not ride out) stops the server too, and its error is returned: a
+    /// process that cannot project or write must not go on serving stale data as if healthy.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let Self {
             listener,
@@ -332,20 +360,37 @@ impl Server {
             stop,
             tasks,
         } = self;
+        let (failed, role_failed) = tokio::sync::oneshot::channel::<()>();
         let server = axum::serve(listener, app).with_graceful_shutdown({
             let stop = stop.clone();
             async move {
-                shutdown.await;
-                tracing::info!("shutting down: draining requests and the current projection batches");
+                tokio::select! {
+                    () = shutdown => tracing::info!("shutting down: draining requests and the current projection batches"),
+                    _ = role_failed => tracing::error!("a role failed: shutting down"),
+                }
                 let _ = stop.send(true);
             }
         });
-        server.await.context("the HTTP server failed")?;
-        let _ = stop.send(true);
-        for task in tasks {
-            task.await.context("a role panicked")??;
+        let server = tokio::spawn(server.into_future());
+        let mut roles: futures::stream::FuturesUnordered<_> = tasks.into_iter().collect();
+        let mut failure = None;
+        let mut failed = Some(failed);
+        while let Some(ended) = futures::StreamExt::next(&mut roles).await {
+            let ended = ended.context("a role panicked").and_then(|r| r);
+            if let Err(e) = ended {
+                tracing::error!(error = %format!("{e:#}"), "a role stopped");
+                if let Some(failed) = failed.take() {
+                    let _ = failed.send(());
+                }
+                failure.get_or_insert(e);
+            }
         }
-        Ok(())
+        let served = server.await.context("the HTTP server panicked")?;
+        let _ = stop.send(true);
+        if let Some(e) = failure {
+            return Err(e);
+        }
+        served.context("the HTTP server failed")
     }
 }
 
@@ -357,4 +402,23 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     Server::start(listener, backend, config).await?.serve(shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn readiness_names_the_dependency_not_the_drivers_words() {
+        let driver = std::io::Error::other("password authentication failed for user \"callboard\"");
+        let error = anyhow::Error::from(callboard_projection::ProjectorError::Store(
+            callboard_projection::StoreError::Unavailable(Box::new(driver)),
+        ))
+        .context("reading the catalog's positions");
+        assert_eq!(unready_reason(&error), "the read model's database is unreachable");
+        let error = anyhow::Error::from(callboard_events::log::LogError::Unavailable(
+            "broker 10.0.0.7:9092: connection refused".into(),
+        ));
+        assert_eq!(unready_reason(&error), "the event log is unreachable");
+    }
 }

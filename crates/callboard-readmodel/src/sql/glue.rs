@@ -50,11 +50,20 @@ macro_rules! sqlx_database {
         /// A driver error as a store error: connection trouble is "unavailable" (worth
         /// retrying), the rest a database failure; the driver's error is kept as the source.
         pub(crate) fn db(e: ::sqlx::Error) -> $crate::store::StoreError {
-            match e {
-                ::sqlx::Error::PoolTimedOut | ::sqlx::Error::PoolClosed | ::sqlx::Error::Io(_) => {
-                    $crate::store::StoreError::Unavailable(Box::new(e))
-                }
-                other => $crate::store::StoreError::Database(Box::new(other)),
+            let transient = match &e {
+                ::sqlx::Error::PoolTimedOut
+                | ::sqlx::Error::PoolClosed
+                | ::sqlx::Error::Io(_)
+                | ::sqlx::Error::Tls(_)
+                | ::sqlx::Error::Protocol(_)
+                | ::sqlx::Error::WorkerCrashed => true,
+                ::sqlx::Error::Database(db) => db.code().is_some_and(|code| $crate::sql::transient_code(&code)),
+                _ => false,
+            };
+            if transient {
+                $crate::store::StoreError::Unavailable(Box::new(e))
+            } else {
+                $crate::store::StoreError::Database(Box::new(e))
             }
         }
 

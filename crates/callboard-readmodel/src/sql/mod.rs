@@ -29,6 +29,19 @@ use crate::search::{self, KeyPlan};
 use crate::store::StoreError;
 
 pub use store::{SqlActivityStore, SqlCatalogStore};
+
+/// Whether a database error code means "try again later" rather than "this statement is wrong":
+/// PostgreSQL's connection exceptions (class 08), an administrator's shutdown or a server
+/// starting up or going down (57P01–57P03), too many connections (53300), serialization
+/// failures and deadlocks (40001, 40P01); SQLite's busy and locked (5, 6).
+#[doc(hidden)]
+pub fn transient_code(code: &str) -> bool {
+    code.starts_with("08")
+        || matches!(
+            code,
+            "57P01" | "57P02" | "57P03" | "53300" | "40001" | "40P01" | "5" | "6"
+        )
+}
 pub use tables::{BOOKKEEPING, Layout, Tables};
 
 #[doc(hidden)]

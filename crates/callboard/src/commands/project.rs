@@ -75,12 +75,13 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         if running.iter().any(|task| task.is_finished()) {
             break;
         }
-        if args.until_caught_up
-            && projections::behind(log.as_ref(), &stores, &settings, &names)
-                .await?
-                .is_empty()
-        {
-            break;
+        if args.until_caught_up {
+            // A dependency that is down is the projectors' to ride out; ask again next time.
+            match projections::behind(log.as_ref(), &stores, &settings, &names).await {
+                Ok(behind) if behind.is_empty() => break,
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %format!("{e:#}"), "cannot tell whether the projections caught up"),
+            }
         }
     }
     let _ = stop.send(true);

@@ -5,6 +5,7 @@
 mod api_batching;
 mod common;
 mod crash;
+mod faults;
 mod freshness;
 mod history;
 mod import;
