@@ -200,8 +200,56 @@ async fn post_graphql(State(app): State<App>, headers: HeaderMap, body: Bytes) -
             );
         }
     };
+    if let BatchRequest::Batch(operations) = &request
+        && operations.len() > app.limits.batch
+    {
+        return request_error(
+            StatusCode::BAD_REQUEST,
+            wants_graphql,
+            format!(
+                "a batch of {} operations is more than the {} allowed (--max-batch)",
+                operations.len(),
+                app.limits.batch
+            ),
+        );
+    }
     let principal = (app.principal)(&headers);
     execute(&app, request, principal, wants_graphql).await
+}
+
+/// Whether a WebSocket upgrade may proceed: a browser's page may open one only from the
+/// server's own origin or an allowed one, so that a page elsewhere cannot drive a server on the
+/// developer's machine with the developer's network position. Requests without `Origin` do not
+/// come from pages.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin
+        .to_str()
+        .map_err(|_| "the Origin header is not text".to_owned())?;
+    let normalized = origin.trim_end_matches('/').to_ascii_lowercase();
+    if allowed
+        .iter()
+        .any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(&normalized))
+    {
+        return Ok(());
+    }
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    let same_origin = ["http://", "https://"]
+        .iter()
+        .any(|scheme| !host.is_empty() && normalized == format!("{scheme}{host}"));
+    if same_origin {
+        Ok(())
+    } else {
+        Err(format!(
+            "WebSocket connections from pages of {origin} are not allowed: add the origin with --allow-origin"
+        ))
+    }
 }
 
 #[tracing::instrument(name = "graphql", skip_all, fields(method = "GET"))]
@@ -213,6 +261,10 @@ async fn get_graphql(State(app): State<App>, request: axum::extract::Request) ->
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     if is_upgrade {
+        if let Err(refused) = origin_allowed(&parts.headers, &app.limits.allowed_origins) {
+            tracing::warn!(origin = ?parts.headers.get(header::ORIGIN), "a cross-origin WebSocket was refused");
+            return (StatusCode::FORBIDDEN, refused).into_response();
+        }
         let protocol = match GraphQLProtocol::from_request_parts(&mut parts, &()).await {
             Ok(protocol) => protocol,
             Err(e) => return e.into_response(),

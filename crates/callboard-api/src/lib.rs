@@ -44,6 +44,12 @@ pub struct Limits {
     pub introspection: bool,
     /// Subscriptions one WebSocket connection may hold.
     pub subscriptions_per_connection: usize,
+    /// Most operations in one batched POST; a longer batch is refused before any runs.
+    pub batch: usize,
+    /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket, besides the server's
+    /// own origin. Clients that send no `Origin` (tools, other servers) are not browsers' pages
+    /// and are let in.
+    pub allowed_origins: Vec<String>,
 }
 
 impl Default for Limits {
@@ -59,6 +65,8 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             introspection: true,
             subscriptions_per_connection: 100,
+            batch: 10,
+            allowed_origins: Vec::new(),
         }
     }
 }

@@ -71,6 +71,13 @@ pub struct Args {
     /// Subscriptions one WebSocket connection may hold.
     #[arg(long, env = "CALLBOARD_MAX_SUBSCRIPTIONS", default_value_t = Limits::default().subscriptions_per_connection)]
     max_subscriptions: usize,
+    /// Most operations in one batched GraphQL POST.
+    #[arg(long, env = "CALLBOARD_MAX_BATCH", default_value_t = Limits::default().batch)]
+    max_batch: usize,
+    /// Also accept WebSocket connections from pages of this origin, e.g. `https://portal.example.com`
+    /// (repeatable; the server's own origin is always accepted).
+    #[arg(long, env = "CALLBOARD_ALLOW_ORIGIN", value_delimiter = ',', value_name = "ORIGIN")]
+    allow_origin: Vec<String>,
     /// Turn GraphQL introspection off (the IDE then cannot show the schema).
     #[arg(long, env = "CALLBOARD_NO_INTROSPECTION")]
     no_introspection: bool,
@@ -138,6 +145,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             timeout: Duration::from_secs(args.request_timeout),
             introspection: !args.no_introspection,
             subscriptions_per_connection: args.max_subscriptions,
+            batch: args.max_batch,
+            allowed_origins: args.allow_origin.clone(),
             ..Limits::default()
         },
         entity_cache: args.entity_cache,

@@ -5,5 +5,6 @@
 //! One binary for every API test (it links the server once); `helpers` starts servers.
 
 mod helpers;
+mod hostile;
 mod principals;
 mod queries;
