@@ -105,7 +105,12 @@ pub fn lock_writer(data_dir: &Path) -> Result<WriterLock> {
 pub struct StoreArgs {
     /// PostgreSQL URL of the read model (`postgres://…`); without it, the read model is an
     /// SQLite file in the data directory.
-    #[arg(long = "database-url", env = "CALLBOARD_DATABASE_URL", value_name = "URL")]
+    #[arg(
+        long = "database-url",
+        env = "CALLBOARD_DATABASE_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<String>,
 }
 

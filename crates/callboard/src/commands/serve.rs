@@ -45,7 +45,12 @@ pub struct Args {
     )]
     roles: Vec<String>,
     /// Redis URL for the graph cache shared by API replicas (`redis://…`).
-    #[arg(long = "redis-url", env = "CALLBOARD_REDIS_URL", value_name = "URL")]
+    #[arg(
+        long = "redis-url",
+        env = "CALLBOARD_REDIS_URL",
+        value_name = "URL",
+        hide_env_values = true
+    )]
     redis_url: Option<String>,
     /// Also allow reading from this host (repeatable).
     #[arg(long, env = "CALLBOARD_ALLOW_HOST", value_delimiter = ',', value_name = "HOST")]

@@ -79,29 +79,26 @@ async fn long_batches_are_refused_before_any_operation_runs() {
                "variables": {"e": {"apiVersion": "backstage.io/v1alpha1", "kind": "Resource",
                                    "metadata": {"name": name}, "spec": {"type": "database", "owner": "team-a"}}}})
     };
-    let batch: Vec<Value> = (0..500).map(|i| apply(format!("batched-{i}"))).collect();
-    let (status, body) = app
-        .http(
-            "POST",
-            "/graphql",
-            &[("Content-Type", "application/json")],
-            Value::Array(batch).to_string().as_bytes(),
-        )
-        .await;
+    let post = |batch: Vec<Value>| {
+        let body = Value::Array(batch).to_string();
+        let app = &app;
+        async move {
+            app.http(
+                "POST",
+                "/graphql",
+                &[("Content-Type", "application/json")],
+                body.as_bytes(),
+            )
+            .await
+        }
+    };
+    let (status, body) = post((0..500).map(|i| apply(format!("batched-{i}"))).collect()).await;
     assert_eq!(status, 400, "{body}");
     let body: Value = serde_json::from_str(&body).expect("json");
     assert!(first_error(&body).contains("500 operations"), "{body}");
 
     // Nothing of it ran: a batch within the limit (10) goes through, and it is the only one seen.
-    let batch: Vec<Value> = (0..10).map(|i| apply(format!("allowed-{i}"))).collect();
-    let (status, body) = app
-        .http(
-            "POST",
-            "/graphql",
-            &[("Content-Type", "application/json")],
-            Value::Array(batch).to_string().as_bytes(),
-        )
-        .await;
+    let (status, body) = post((0..10).map(|i| apply(format!("allowed-{i}"))).collect()).await;
     assert_eq!(status, 200, "{body}");
     let answers: Vec<Value> = serde_json::from_str(&body).expect("json");
     assert_eq!(answers.len(), 10);

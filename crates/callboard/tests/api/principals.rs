@@ -239,17 +239,24 @@ async fn every_command_records_its_principal() {
         !kinds.iter().any(|(_, s)| *s == "component:default/anon"),
         "team-b's entity is not team-a's activity"
     );
-    // Everything, newest first, with the entity as it is now where it still exists.
+    // Everything, newest first: Dave's unregistering is the newest — its two events in whichever
+    // order their clocks put them (one command's events may share a millisecond, or not) — and
+    // neither has an entity any more.
     let d = app
         .data(
-            r#"{ activity(first: 1) { nodes { eventType entity { ref } } } }"#,
+            r#"{ activity(first: 3) { nodes { time eventType actor entity { ref } } } }"#,
             json!({}),
         )
         .await;
-    assert_eq!(
-        d["activity"]["nodes"][0]["eventType"], "location.unregistered.v1",
+    let nodes = d["activity"]["nodes"].as_array().expect("nodes");
+    let newest: BTreeSet<&str> = nodes[..2].iter().filter_map(|n| n["eventType"].as_str()).collect();
+    assert_eq!(newest, ["entity.deleted.v1", "location.unregistered.v1"].into(), "{d}");
+    assert!(
+        nodes[..2].iter().all(|n| n["actor"] == DAVE && n["entity"].is_null()),
         "{d}"
     );
+    let times: Vec<&str> = nodes.iter().filter_map(|n| n["time"].as_str()).collect();
+    assert!(times.windows(2).all(|w| w[0] >= w[1]), "newest first: {times:?}");
     let (_, body) = app
         .graphql(r#"{ activity(after: "nonsense") { nodes { time } } }"#, json!({}))
         .await;

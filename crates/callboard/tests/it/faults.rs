@@ -4,7 +4,7 @@
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -12,8 +12,8 @@ use std::time::{Duration, Instant};
 use callboard_testkit::CatalogSpec;
 use serde_json::{Value, json};
 
-use crate::common::{callboard, write_catalog};
-use crate::serve::http;
+use crate::common::write_catalog;
+use crate::serve::{Server, http};
 
 /// A PostgreSQL server in a folder of its own on a free port; stopped on drop.
 struct PrivatePostgres {
@@ -161,38 +161,23 @@ fn succeed(command: &mut Command, what: &str) {
     );
 }
 
-/// `callboard serve` started as a user starts it, not waiting for readiness.
+/// `callboard serve` started as a user starts it, not waiting for readiness, its log read.
 struct Serve {
-    child: Child,
-    addr: String,
+    server: Server,
     /// Times the server logged that a projector lost a dependency and starts again.
     retries: Arc<AtomicUsize>,
 }
 
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 impl Serve {
     fn start(data: &Path, catalog: &Path, database_url: &str) -> Self {
-        let mut child = callboard()
-            .arg("serve")
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data)
-            .arg("--location")
-            .arg(catalog)
-            .env("CALLBOARD_DATABASE_URL", database_url)
-            .env("CALLBOARD_LOG", "warn")
-            .env("NO_COLOR", "1")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start callboard serve");
+        let (data, catalog) = (data.display().to_string(), catalog.display().to_string());
+        let mut server = Server::launch(
+            &["--data-dir", &data, "--location", &catalog],
+            &[("CALLBOARD_DATABASE_URL", database_url), ("NO_COLOR", "1")],
+            Stdio::piped(),
+        );
         let retries = Arc::new(AtomicUsize::new(0));
-        let stderr = BufReader::new(child.stderr.take().expect("stderr"));
+        let stderr = BufReader::new(server.child.stderr.take().expect("stderr"));
         std::thread::spawn({
             let retries = retries.clone();
             move || {
@@ -204,28 +189,11 @@ impl Serve {
                 }
             }
         });
-        let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-        let line = lines.next().expect("a line").expect("stdout");
-        let addr = line
-            .split("http://")
-            .nth(1)
-            .and_then(|rest| rest.split('/').next())
-            .unwrap_or_else(|| panic!("no address in {line:?}"))
-            .to_owned();
-        std::thread::spawn(move || for _ in lines {});
-        Serve { child, addr, retries }
+        Serve { server, retries }
     }
 
     fn graphql(&self, query: &str, variables: Value) -> Value {
-        let body = json!({"query": query, "variables": variables}).to_string();
-        let (_, text) = http(
-            &self.addr,
-            "POST",
-            "/graphql",
-            &[("Content-Type", "application/json")],
-            body.as_bytes(),
-        );
-        serde_json::from_str(&text).unwrap_or(Value::String(text))
+        self.server.graphql(query, variables).1
     }
 
     fn total(&self) -> Option<u64> {
@@ -233,11 +201,11 @@ impl Serve {
     }
 
     fn ready(&self) -> (u16, String) {
-        http(&self.addr, "GET", "/readyz", &[], b"")
+        http(&self.server.addr, "GET", "/readyz", &[], b"")
     }
 
     fn running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
+        self.server.child.try_wait().expect("try_wait").is_none()
     }
 }
 

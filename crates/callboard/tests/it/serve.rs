@@ -13,7 +13,7 @@ use crate::common::callboard;
 
 /// A running `callboard serve`, killed on drop.
 pub(crate) struct Server {
-    child: Child,
+    pub child: Child,
     pub addr: String,
 }
 
@@ -32,6 +32,18 @@ impl Server {
 
     /// [`Server::start`] with environment variables.
     pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let server = Self::launch(args, env, Stdio::inherit());
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while http(&server.addr, "GET", "/readyz", &[], b"").0 != 200 {
+            assert!(Instant::now() < deadline, "the server did not become ready");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        server
+    }
+
+    /// Starts `callboard serve` with `args` and `env` on a free port, its log to `stderr`; returns
+    /// once it listens, without waiting for readiness.
+    pub fn launch(args: &[&str], env: &[(&str, &str)], stderr: Stdio) -> Server {
         let mut child = callboard()
             .arg("serve")
             .args(["--listen", "127.0.0.1:0"])
@@ -39,7 +51,7 @@ impl Server {
             .env("CALLBOARD_LOG", "warn")
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
+            .stderr(stderr)
             .spawn()
             .expect("start callboard serve");
         let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
@@ -51,13 +63,7 @@ impl Server {
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
         std::thread::spawn(move || for _ in lines {});
-        let server = Server { child, addr };
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while http(&server.addr, "GET", "/readyz", &[], b"").0 != 200 {
-            assert!(Instant::now() < deadline, "the server did not become ready");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        server
+        Server { child, addr }
     }
 
     /// POSTs a GraphQL request; returns the status and the JSON body.
@@ -240,4 +246,24 @@ fn subscriptions_per_connection_are_limited() {
     );
     // The server is unaffected.
     assert_eq!(http(&server.addr, "GET", "/healthz", &[], b"").0, 200);
+}
+
+/// `--help` shows which variable sets a flag, never a value that may hold a password.
+#[test]
+fn help_never_prints_secrets_from_the_environment() {
+    for command in ["serve", "project", "replay"] {
+        let output = callboard()
+            .args([command, "--help"])
+            .env(
+                "CALLBOARD_DATABASE_URL",
+                "postgres://callboard:s3cret-pg@db.internal/catalog",
+            )
+            .env("CALLBOARD_REDIS_URL", "redis://:s3cret-redis@cache.internal:6379")
+            .output()
+            .expect("callboard --help");
+        assert!(output.status.success(), "{command} --help failed");
+        let help = String::from_utf8_lossy(&output.stdout);
+        assert!(help.contains("CALLBOARD_DATABASE_URL"), "{command}: {help}");
+        assert!(!help.contains("s3cret"), "{command} --help prints a secret:\n{help}");
+    }
 }
