@@ -6,7 +6,7 @@ use std::sync::Arc;
 use async_graphql::http::{ALL_WEBSOCKET_PROTOCOLS, GraphiQLSource};
 use async_graphql::parser::types::OperationType;
 use async_graphql::{BatchRequest, BatchResponse, Request, ServerError};
-use async_graphql_axum::{GraphQLProtocol, GraphQLWebSocket};
+use async_graphql_axum::GraphQLProtocol;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::{DefaultBodyLimit, FromRequestParts, State, WebSocketUpgrade};
@@ -14,7 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 
-use callboard_catalog::{ErrorCode, Principal};
+use callboard_catalog::Principal;
 
 use crate::{CatalogSchema, Limits};
 
@@ -35,6 +35,8 @@ struct App {
     schema: CatalogSchema,
     limits: Arc<Limits>,
     principal: PrincipalResolver,
+    /// One permit per open WebSocket.
+    sockets: Arc<tokio::sync::Semaphore>,
 }
 
 /// The `/graphql` routes (and `/graphiql`, the IDE), with the request limits applied and each
@@ -44,6 +46,7 @@ pub fn routes(schema: CatalogSchema, limits: &Limits, principal: PrincipalResolv
         schema,
         limits: Arc::new(limits.clone()),
         principal,
+        sockets: Arc::new(tokio::sync::Semaphore::new(limits.websockets)),
     };
     Router::new()
         .route("/graphql", get(get_graphql).post(post_graphql))
@@ -105,15 +108,7 @@ async fn execute(app: &App, request: BatchRequest, principal: Principal, wants_g
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout = ?app.limits.timeout, "a request took too long");
-            let mut error = ServerError::new(
-                format!("the request took longer than {} s", app.limits.timeout.as_secs()),
-                None,
-            );
-            error
-                .extensions
-                .get_or_insert_with(Default::default)
-                .set("code", ErrorCode::Timeout.as_str());
-            BatchResponse::Single(async_graphql::Response::from_errors(vec![error]))
+            BatchResponse::Single(crate::socket::timed_out(app.limits.timeout))
         }
     };
     let mut response = response;
@@ -273,17 +268,33 @@ async fn get_graphql(State(app): State<App>, request: axum::extract::Request) ->
             Ok(upgrade) => upgrade,
             Err(e) => return e.into_response(),
         };
-        let schema = app.schema.clone();
+        let Ok(permit) = app.sockets.clone().try_acquire_owned() else {
+            tracing::warn!(
+                limit = app.limits.websockets,
+                "a WebSocket was refused: the server holds its limit"
+            );
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "the server holds as many WebSocket connections as it may; try again later",
+            )
+                .into_response();
+        };
+        let executor = crate::socket::Timed {
+            schema: app.schema.clone(),
+            timeout: app.limits.timeout,
+        };
         let max = app.limits.subscriptions_per_connection;
+        let init_deadline = app.limits.connection_init;
         let principal = (app.principal)(&parts.headers);
         return upgrade
             .protocols(ALL_WEBSOCKET_PROTOCOLS)
             .max_message_size(app.limits.body_bytes)
-            .on_upgrade(move |socket| {
+            .on_upgrade(move |socket| async move {
+                let _permit = permit;
                 let mut data = async_graphql::Data::default();
                 data.insert(crate::ConnectionBudget::new(max));
                 data.insert(principal);
-                GraphQLWebSocket::new(socket, schema, protocol).with_data(data).serve()
+                crate::socket::serve(socket, executor, protocol, data, init_deadline).await;
             });
     }
     let query = parts.uri.query().unwrap_or("");
@@ -309,24 +320,13 @@ async fn get_graphql(State(app): State<App>, request: axum::extract::Request) ->
         );
     }
     // GET must not change anything: refuse mutations (GraphQL over HTTP, §GET).
-    if let Ok(document) = async_graphql::parser::parse_query(&request.query) {
-        let selected = document
-            .operations
-            .iter()
-            .find(|(name, _)| match &request.operation_name {
-                Some(wanted) => name.is_some_and(|n| n.as_str() == wanted),
-                None => true,
-            });
-        if let Some((_, operation)) = selected
-            && operation.node.ty != OperationType::Query
-        {
-            return (
-                StatusCode::METHOD_NOT_ALLOWED,
-                [(header::ALLOW, HeaderValue::from_static("POST"))],
-                "mutations and subscriptions are not allowed over GET: use POST (or a WebSocket)",
-            )
-                .into_response();
-        }
+    if crate::socket::operation_type(&request).is_some_and(|ty| ty != OperationType::Query) {
+        return (
+            StatusCode::METHOD_NOT_ALLOWED,
+            [(header::ALLOW, HeaderValue::from_static("POST"))],
+            "mutations and subscriptions are not allowed over GET: use POST (or a WebSocket)",
+        )
+            .into_response();
     }
     let principal = (app.principal)(&parts.headers);
     execute(&app, BatchRequest::Single(request), principal, wants_graphql).await

@@ -12,6 +12,7 @@ pub mod entity;
 mod error;
 pub mod http;
 pub mod schema;
+mod socket;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -44,6 +45,10 @@ pub struct Limits {
     pub introspection: bool,
     /// Subscriptions one WebSocket connection may hold.
     pub subscriptions_per_connection: usize,
+    /// WebSocket connections one server holds at once.
+    pub websockets: usize,
+    /// How long a new WebSocket may take to send `connection_init` before it is closed.
+    pub connection_init: Duration,
     /// Most operations in one batched POST; a longer batch is refused before any runs.
     pub batch: usize,
     /// Origins (`scheme://host[:port]`) whose pages may open a WebSocket, besides the server's
@@ -65,6 +70,8 @@ impl Default for Limits {
             timeout: Duration::from_secs(30),
             introspection: true,
             subscriptions_per_connection: 100,
+            websockets: 1_000,
+            connection_init: Duration::from_secs(10),
             batch: 10,
             allowed_origins: Vec::new(),
         }

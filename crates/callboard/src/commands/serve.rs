@@ -76,6 +76,12 @@ pub struct Args {
     /// Subscriptions one WebSocket connection may hold.
     #[arg(long, env = "CALLBOARD_MAX_SUBSCRIPTIONS", default_value_t = Limits::default().subscriptions_per_connection)]
     max_subscriptions: usize,
+    /// WebSocket connections the server holds at once.
+    #[arg(long, env = "CALLBOARD_MAX_WEBSOCKETS", default_value_t = Limits::default().websockets)]
+    max_websockets: usize,
+    /// Seconds a new WebSocket may take to send `connection_init` before it is closed.
+    #[arg(long, env = "CALLBOARD_CONNECTION_INIT_TIMEOUT", default_value_t = Limits::default().connection_init.as_secs())]
+    connection_init_timeout: u64,
     /// Most operations in one batched GraphQL POST.
     #[arg(long, env = "CALLBOARD_MAX_BATCH", default_value_t = Limits::default().batch)]
     max_batch: usize,
@@ -151,6 +157,8 @@ pub async fn run(args: Args) -> Result<ExitCode> {
             introspection: !args.no_introspection,
             subscriptions_per_connection: args.max_subscriptions,
             batch: args.max_batch,
+            websockets: args.max_websockets,
+            connection_init: Duration::from_secs(args.connection_init_timeout),
             allowed_origins: args.allow_origin.clone(),
             ..Limits::default()
         },

@@ -65,6 +65,11 @@ pub fn first_error(body: &Value) -> &str {
 /// Starts every role over a fresh embedded data directory, registering `locations` (folders or
 /// files) at start; requests name their principal in [`TEST_USER`], or are anonymous.
 pub async fn spawn_app(locations: &[&Path]) -> TestApp {
+    spawn_app_with(locations, |_| {}).await
+}
+
+/// [`spawn_app`], with the configuration changed by `configure` first (limits, say).
+pub async fn spawn_app_with(locations: &[&Path], configure: impl FnOnce(&mut Config)) -> TestApp {
     no_broker();
     let data = tempfile::tempdir().expect("tempdir");
     let log = SqliteLog::open(&data.path().join("events.db"))
@@ -78,7 +83,7 @@ pub async fn spawn_app(locations: &[&Path]) -> TestApp {
         stores: Stores::embedded(data.path()).await.expect("embedded read models"),
         shared_cache: None,
     };
-    let config = Config {
+    let mut config = Config {
         locations: locations
             .iter()
             .map(|l| callboard::locations::location_of(&l.display().to_string()).expect("a location"))
@@ -95,6 +100,7 @@ pub async fn spawn_app(locations: &[&Path]) -> TestApp {
         }),
         ..Config::default()
     };
+    configure(&mut config);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let server = Server::start(listener, backend, config)
         .await

@@ -115,3 +115,115 @@ async fn long_batches_are_refused_before_any_operation_runs() {
         .await;
     assert_eq!(d["entities"]["totalCount"], 10, "{d}");
 }
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A `graphql-transport-ws` connection to `/graphql`, not yet initialised.
+async fn socket(addr: &str) -> Socket {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut request = format!("ws://{addr}/graphql").into_client_request().expect("request");
+    request.headers_mut().insert(
+        "Sec-WebSocket-Protocol",
+        "graphql-transport-ws".parse().expect("header"),
+    );
+    tokio_tungstenite::connect_async(request).await.expect("connect").0
+}
+
+/// The next JSON message of a socket, or `None` when it closed; fails when nothing came within
+/// `wait`.
+async fn receive(socket: &mut Socket, wait: Duration) -> Option<Value> {
+    use futures::StreamExt;
+    use tokio_tungstenite::tungstenite::Message;
+    loop {
+        let next = tokio::time::timeout(wait, socket.next())
+            .await
+            .unwrap_or_else(|_| panic!("the socket neither answered nor closed within {wait:?}"));
+        match next? {
+            Ok(Message::Text(text)) => return serde_json::from_str(&text).ok(),
+            Ok(Message::Close(_)) | Err(_) => return None,
+            Ok(_) => continue,
+        }
+    }
+}
+
+async fn send(socket: &mut Socket, message: Value) {
+    use futures::SinkExt;
+    socket
+        .send(tokio_tungstenite::tungstenite::Message::Text(
+            message.to_string().into(),
+        ))
+        .await
+        .expect("send");
+}
+
+/// `connection_init`, answered by `connection_ack`.
+async fn initialise(socket: &mut Socket) {
+    send(socket, json!({"type": "connection_init"})).await;
+    let ack = receive(socket, Duration::from_secs(10)).await;
+    assert_eq!(
+        ack.as_ref().map(|a| a["type"].clone()),
+        Some(json!("connection_ack")),
+        "{ack:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn operations_over_a_websocket_get_the_request_timeout() {
+    // A limit no read of the store can meet: every operation that reaches the store times out.
+    let app = crate::helpers::spawn_app_with(&[], |c| c.limits.timeout = Duration::from_nanos(1)).await;
+    let query = "{ entities { totalCount } }";
+    let (_, body) = app.graphql(query, json!({})).await;
+    assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "over HTTP: {body}");
+
+    let mut ws = socket(&app.addr).await;
+    initialise(&mut ws).await;
+    send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": query}}),
+    )
+    .await;
+    let answer = receive(&mut ws, Duration::from_secs(10)).await.expect("an answer");
+    assert_eq!(answer["type"], "next", "{answer}");
+    assert_eq!(
+        answer["payload"]["errors"][0]["extensions"]["code"], "TIMEOUT",
+        "over a WebSocket: {answer}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn websockets_that_never_initialise_are_closed() {
+    let app = crate::helpers::spawn_app_with(&[], |c| c.limits.connection_init = Duration::from_millis(300)).await;
+    let mut silent = socket(&app.addr).await;
+    assert_eq!(receive(&mut silent, Duration::from_secs(5)).await, None, "closed");
+
+    // One that initialised stays open past the deadline, and answers.
+    let mut ws = socket(&app.addr).await;
+    initialise(&mut ws).await;
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    send(
+        &mut ws,
+        json!({"id": "1", "type": "subscribe", "payload": {"query": "{ entities { totalCount } }"}}),
+    )
+    .await;
+    let answer = receive(&mut ws, Duration::from_secs(10)).await.expect("an answer");
+    assert_eq!(answer["payload"]["data"]["entities"]["totalCount"], 0, "{answer}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_server_holds_a_bounded_number_of_websockets() {
+    let app = crate::helpers::spawn_app_with(&[], |c| c.limits.websockets = 2).await;
+    let first = socket(&app.addr).await;
+    let _second = socket(&app.addr).await;
+    let (status, body) = upgrade(&app.addr, None).await;
+    assert_eq!(status, 503, "{body}");
+    // A closed one frees its place.
+    drop(first);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while upgrade(&app.addr, None).await.0 != 101 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the closed socket's place was not freed"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
