@@ -27,7 +27,8 @@ pub use schema::{CatalogSchema, build, sdl};
 pub struct Limits {
     /// Maximum query depth.
     pub depth: usize,
-    /// Maximum query complexity (each field costs 1; lists multiply by their page size).
+    /// Maximum query complexity: each field costs 1, and a list field its page size (`first`,
+    /// or its default) times its elements' cost, so nested lists multiply.
     pub complexity: usize,
     /// Maximum directives per field.
     pub directives: usize,
@@ -61,9 +62,9 @@ impl Default for Limits {
     fn default() -> Self {
         Self {
             depth: 16,
-            complexity: 5_000,
+            complexity: 20_000,
             directives: 8,
-            default_page: 50,
+            default_page: schema::DEFAULT_PAGE as usize,
             max_page: 500,
             graph_depth: 10,
             body_bytes: 1 << 20,

@@ -6,7 +6,8 @@ use async_graphql::{Context, Interface, Json, Object, Result};
 use serde_json::Value;
 
 use super::records::{Link, Profile, Rejection, Version};
-use super::{Node, Relation, entities};
+use super::{Node, Relation};
+use crate::schema::list_cost;
 
 /// A catalog entity — now, or as it was at an instant (`asOf`). Every kind has a type of its
 /// own with typed spec and relation fields; `raw` holds the whole final entity for anything
@@ -115,10 +116,19 @@ pub enum Entity {
 
 /// Declares entity types: each wraps a [`Node`] and carries the interface's fields, then its own.
 macro_rules! entity_types {
-    ($( $(#[$attr:meta])* $name:ident { $($extra:tt)* } )*) => { $(
+    ($(
+        $(#[$attr:meta])* $name:ident { $($extra:tt)* }
+        lists [ $( $(#[$list_attr:meta])* $list:ident: $item:ty = $relation:literal, $kind:expr; )* ]
+    )*) => { $(
         $(#[$attr])*
         #[derive(Debug, Clone)]
         pub struct $name(pub(crate) Node);
+
+        impl FromNode for $name {
+            fn from_node(node: Node) -> Self {
+                Self(node)
+            }
+        }
 
         #[Object]
         impl $name {
@@ -219,8 +229,34 @@ macro_rules! entity_types {
             }
 
             $($extra)*
+
+            $(
+                $(#[$list_attr])*
+                // Written here, not at the invocation, so that the expression sees the
+                // `child_complexity` that `#[Object]` defines (macro hygiene).
+                #[graphql(complexity = "list_cost(first, child_complexity)")]
+                async fn $list(
+                    &self,
+                    ctx: &Context<'_>,
+                    #[graphql(default = 100, desc = "At most this many, in relation order.")] first: i32,
+                ) -> Result<Vec<$item>> {
+                    let nodes = self.0.related_page(ctx, $relation, $kind, first).await?;
+                    Ok(nodes.into_iter().map(<$item as FromNode>::from_node).collect())
+                }
+            )*
         }
     )* };
+}
+
+/// What a relation list holds, made from a node.
+trait FromNode {
+    fn from_node(node: Node) -> Self;
+}
+
+impl FromNode for Entity {
+    fn from_node(node: Node) -> Self {
+        node.into_entity()
+    }
 }
 
 entity_types! {
@@ -243,27 +279,19 @@ entity_types! {
         async fn subcomponent_of(&self, ctx: &Context<'_>) -> Result<Option<Component>> {
             Ok(self.0.first_related(ctx, "partOf", Some("component")).await?.map(Component))
         }
-        /// Its subcomponents.
-        async fn subcomponents(&self, ctx: &Context<'_>) -> Result<Vec<Component>> {
-            Ok(self.0.related(ctx, "hasPart", Some("component")).await?.into_iter().map(Component).collect())
-        }
-        /// APIs it provides.
-        async fn provides_apis(&self, ctx: &Context<'_>) -> Result<Vec<Api>> {
-            Ok(self.0.related(ctx, "providesApi", Some("api")).await?.into_iter().map(Api).collect())
-        }
-        /// APIs it consumes.
-        async fn consumes_apis(&self, ctx: &Context<'_>) -> Result<Vec<Api>> {
-            Ok(self.0.related(ctx, "consumesApi", Some("api")).await?.into_iter().map(Api).collect())
-        }
-        /// What it depends on directly (components and resources).
-        async fn depends_on(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-            Ok(entities(self.0.related(ctx, "dependsOn", None).await?))
-        }
-        /// What depends on it directly.
-        async fn dependency_of(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-            Ok(entities(self.0.related(ctx, "dependencyOf", None).await?))
-        }
     }
+    lists [
+        /// Its subcomponents.
+        subcomponents: Component = "hasPart", Some("component");
+        /// APIs it provides.
+        provides_apis: Api = "providesApi", Some("api");
+        /// APIs it consumes.
+        consumes_apis: Api = "consumesApi", Some("api");
+        /// What it depends on directly (components and resources).
+        depends_on: Entity = "dependsOn", None;
+        /// What depends on it directly.
+        dependency_of: Entity = "dependencyOf", None;
+    ]
 
     /// An interface components provide or consume.
     Api {
@@ -284,15 +312,13 @@ entity_types! {
         async fn system(&self, ctx: &Context<'_>) -> Result<Option<System>> {
             Ok(self.0.first_related(ctx, "partOf", Some("system")).await?.map(System))
         }
-        /// Components that provide it.
-        async fn providers(&self, ctx: &Context<'_>) -> Result<Vec<Component>> {
-            Ok(self.0.related(ctx, "apiProvidedBy", Some("component")).await?.into_iter().map(Component).collect())
-        }
-        /// Components that consume it.
-        async fn consumers(&self, ctx: &Context<'_>) -> Result<Vec<Component>> {
-            Ok(self.0.related(ctx, "apiConsumedBy", Some("component")).await?.into_iter().map(Component).collect())
-        }
     }
+    lists [
+        /// Components that provide it.
+        providers: Component = "apiProvidedBy", Some("component");
+        /// Components that consume it.
+        consumers: Component = "apiConsumedBy", Some("component");
+    ]
 
     /// Infrastructure a component needs: a database, a bucket, a cluster, …
     Resource {
@@ -305,15 +331,13 @@ entity_types! {
         async fn system(&self, ctx: &Context<'_>) -> Result<Option<System>> {
             Ok(self.0.first_related(ctx, "partOf", Some("system")).await?.map(System))
         }
-        /// What it depends on directly.
-        async fn depends_on(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-            Ok(entities(self.0.related(ctx, "dependsOn", None).await?))
-        }
-        /// What depends on it directly.
-        async fn dependency_of(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-            Ok(entities(self.0.related(ctx, "dependencyOf", None).await?))
-        }
     }
+    lists [
+        /// What it depends on directly.
+        depends_on: Entity = "dependsOn", None;
+        /// What depends on it directly.
+        dependency_of: Entity = "dependencyOf", None;
+    ]
 
     /// A collection of components, APIs and resources that together expose some functionality.
     System {
@@ -321,19 +345,15 @@ entity_types! {
         async fn domain(&self, ctx: &Context<'_>) -> Result<Option<Domain>> {
             Ok(self.0.first_related(ctx, "partOf", Some("domain")).await?.map(Domain))
         }
-        /// Its components.
-        async fn components(&self, ctx: &Context<'_>) -> Result<Vec<Component>> {
-            Ok(self.0.related(ctx, "hasPart", Some("component")).await?.into_iter().map(Component).collect())
-        }
-        /// Its APIs.
-        async fn apis(&self, ctx: &Context<'_>) -> Result<Vec<Api>> {
-            Ok(self.0.related(ctx, "hasPart", Some("api")).await?.into_iter().map(Api).collect())
-        }
-        /// Its resources.
-        async fn resources(&self, ctx: &Context<'_>) -> Result<Vec<Resource>> {
-            Ok(self.0.related(ctx, "hasPart", Some("resource")).await?.into_iter().map(Resource).collect())
-        }
     }
+    lists [
+        /// Its components.
+        components: Component = "hasPart", Some("component");
+        /// Its APIs.
+        apis: Api = "hasPart", Some("api");
+        /// Its resources.
+        resources: Resource = "hasPart", Some("resource");
+    ]
 
     /// A business area grouping systems.
     Domain {
@@ -341,15 +361,13 @@ entity_types! {
         async fn subdomain_of(&self, ctx: &Context<'_>) -> Result<Option<Domain>> {
             Ok(self.0.first_related(ctx, "partOf", Some("domain")).await?.map(Domain))
         }
-        /// Its subdomains.
-        async fn subdomains(&self, ctx: &Context<'_>) -> Result<Vec<Domain>> {
-            Ok(self.0.related(ctx, "hasPart", Some("domain")).await?.into_iter().map(Domain).collect())
-        }
-        /// Its systems.
-        async fn systems(&self, ctx: &Context<'_>) -> Result<Vec<System>> {
-            Ok(self.0.related(ctx, "hasPart", Some("system")).await?.into_iter().map(System).collect())
-        }
     }
+    lists [
+        /// Its subdomains.
+        subdomains: Domain = "hasPart", Some("domain");
+        /// Its systems.
+        systems: System = "hasPart", Some("system");
+    ]
 
     /// A team or other organisational unit.
     Group {
@@ -366,19 +384,15 @@ entity_types! {
         async fn parent(&self, ctx: &Context<'_>) -> Result<Option<Group>> {
             Ok(self.0.first_related(ctx, "childOf", Some("group")).await?.map(Group))
         }
-        /// Child groups.
-        async fn children(&self, ctx: &Context<'_>) -> Result<Vec<Group>> {
-            Ok(self.0.related(ctx, "parentOf", Some("group")).await?.into_iter().map(Group).collect())
-        }
-        /// Its members.
-        async fn members(&self, ctx: &Context<'_>) -> Result<Vec<User>> {
-            Ok(self.0.related(ctx, "hasMember", Some("user")).await?.into_iter().map(User).collect())
-        }
-        /// Entities it owns directly (see the `owned` query for the roll-up through sub-groups).
-        async fn owns(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-            Ok(entities(self.0.related(ctx, "ownerOf", None).await?))
-        }
     }
+    lists [
+        /// Child groups.
+        children: Group = "parentOf", Some("group");
+        /// Its members.
+        members: User = "hasMember", Some("user");
+        /// Entities it owns directly (see the `owned` query for the roll-up through sub-groups).
+        owns: Entity = "ownerOf", None;
+    ]
 
     /// A person.
     User {
@@ -386,15 +400,13 @@ entity_types! {
         async fn profile(&self) -> Option<Profile> {
             self.0.profile()
         }
-        /// Groups they are a member of.
-        async fn member_of(&self, ctx: &Context<'_>) -> Result<Vec<Group>> {
-            Ok(self.0.related(ctx, "memberOf", Some("group")).await?.into_iter().map(Group).collect())
-        }
-        /// Entities they own directly.
-        async fn owns(&self, ctx: &Context<'_>) -> Result<Vec<Entity>> {
-            Ok(entities(self.0.related(ctx, "ownerOf", None).await?))
-        }
     }
+    lists [
+        /// Groups they are a member of.
+        member_of: Group = "memberOf", Some("group");
+        /// Entities they own directly.
+        owns: Entity = "ownerOf", None;
+    ]
 
     /// A reference to other places that hold descriptor files.
     Location {
@@ -416,6 +428,8 @@ entity_types! {
             self.0.str_at("/spec/presence")
         }
     }
+    lists [
+    ]
 
     /// A scaffolder template (Backstage `scaffolder.backstage.io/v1beta3`).
     Template {
@@ -437,6 +451,8 @@ entity_types! {
             self.0.json_at("/spec/output")
         }
     }
+    lists [
+    ]
 
     /// An entity of a kind without a type of its own (custom kinds); see `spec` and `raw`.
     OtherEntity {
@@ -446,4 +462,6 @@ entity_types! {
             self.0.str_at("/spec/type")
         }
     }
+    lists [
+    ]
 }

@@ -271,9 +271,16 @@ impl Node {
         }
     }
 
-    /// The entities related by `relation_type` whose refs are of `kind` (any kind when `None`),
-    /// in relation order; absent ones are left out.
-    async fn related(&self, ctx: &Context<'_>, relation_type: &str, kind: Option<&str>) -> Result<Vec<Node>> {
+    /// The entities of the first `limit` relations of `relation_type` whose targets are of `kind`
+    /// (any kind when `None`), in relation order; absent targets are left out. The limit applies
+    /// to the relations, so that the work is bounded by it however many an entity has.
+    async fn related(
+        &self,
+        ctx: &Context<'_>,
+        relation_type: &str,
+        kind: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Node>> {
         let refs: Vec<EntityRef> = self
             .outgoing(ctx)
             .await?
@@ -282,8 +289,21 @@ impl Node {
             .filter(|r| r.kind.as_str().eq_ignore_ascii_case(relation_type))
             .filter(|r| kind.is_none_or(|k| r.target.kind() == k))
             .map(|r| r.target.clone())
+            .take(limit)
             .collect();
         self.resolve(ctx, refs).await
+    }
+
+    /// A relation list field's page: its `first` argument checked against the limits.
+    async fn related_page(
+        &self,
+        ctx: &Context<'_>,
+        relation_type: &str,
+        kind: Option<&str>,
+        first: i32,
+    ) -> Result<Vec<Node>> {
+        let limit = page_size(ctx, Some(first))?;
+        self.related(ctx, relation_type, kind, limit).await
     }
 
     /// The entities `refs` name, in order (absent ones left out), as of this entity's instant.
@@ -309,7 +329,11 @@ impl Node {
     }
 
     async fn first_related(&self, ctx: &Context<'_>, relation_type: &str, kind: Option<&str>) -> Result<Option<Node>> {
-        Ok(self.related(ctx, relation_type, kind).await?.into_iter().next())
+        Ok(self
+            .related(ctx, relation_type, kind, usize::MAX)
+            .await?
+            .into_iter()
+            .next())
     }
 
     async fn raw(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
@@ -397,8 +421,4 @@ impl Node {
             picture: text("picture"),
         })
     }
-}
-
-fn entities(nodes: Vec<Node>) -> Vec<Entity> {
-    nodes.into_iter().map(Node::into_entity).collect()
 }

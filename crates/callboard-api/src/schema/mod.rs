@@ -91,6 +91,20 @@ pub(crate) fn entity_ref(text: &str) -> Result<EntityRef> {
     text.trim().parse().map_err(|e| bad_input(format!("ref {text:?}: {e}")))
 }
 
+/// The page size of lists when `first` is not given.
+pub(crate) const DEFAULT_PAGE: i32 = 50;
+
+/// The complexity of a list field: its elements' complexity times the page size asked for, so
+/// that nested lists multiply (100 entities × 100 relations × 100 relations costs a million, and
+/// is refused before anything runs). A negative size costs as much as an empty page; it is
+/// refused when the field runs.
+pub(crate) fn list_cost(first: i32, child_complexity: usize) -> usize {
+    usize::try_from(first)
+        .unwrap_or(0)
+        .saturating_mul(child_complexity)
+        .max(1)
+}
+
 /// A page size argument, within the limits.
 pub(crate) fn page_size(ctx: &Context<'_>, first: Option<i32>) -> Result<usize> {
     let limits = ctx.data_unchecked::<Limits>();

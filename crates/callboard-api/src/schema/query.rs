@@ -8,7 +8,7 @@ use super::connection::{
     EntityConnection, EntityEdge, EntityFilter, EntityOrder, FacetCount, GraphNode, PathStep, RegisteredLocation,
     to_filter,
 };
-use super::{catalog, entity_ref, graph_depth, instant, page_size, principal};
+use super::{DEFAULT_PAGE, catalog, entity_ref, graph_depth, instant, list_cost, page_size, principal};
 use crate::cursor;
 use crate::entity::{Entity, Node, Rejection, entity_at, load_entity};
 use crate::error::{OrGraphql, bad_input};
@@ -38,6 +38,7 @@ impl Query {
     /// at `asOf` (RFC 3339; ordered by ref, filters on the documents of that instant, without
     /// `search` or `relations.*` conditions).
     #[allow(clippy::too_many_arguments)]
+    #[graphql(complexity = "list_cost(first.unwrap_or(DEFAULT_PAGE), child_complexity)")]
     async fn entities(
         &self,
         ctx: &Context<'_>,
@@ -226,6 +227,7 @@ impl Query {
     /// Who changed what, when and from which source, newest first: every change to the catalog,
     /// or only what one `actor` did (a user's ref, `provider:<name>`), or only what happened to
     /// entities `owner` owned at the time (a group's or user's ref).
+    #[graphql(complexity = "list_cost(first.unwrap_or(DEFAULT_PAGE), child_complexity)")]
     async fn activity(
         &self,
         ctx: &Context<'_>,

@@ -169,9 +169,11 @@ async fn initialise(socket: &mut Socket) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn operations_over_a_websocket_get_the_request_timeout() {
-    // A limit no read of the store can meet: every operation that reaches the store times out.
+    // A limit nothing that waits can meet, and an operation that always waits: a mutation
+    // answered once the writer and the projector have seen it.
     let app = crate::helpers::spawn_app_with(&[], |c| c.limits.timeout = Duration::from_nanos(1)).await;
-    let query = "{ entities { totalCount } }";
+    let query = r#"mutation { applyEntity(entity: {apiVersion: "backstage.io/v1alpha1", kind: "Resource",
+        metadata: {name: "slow"}, spec: {type: "database", owner: "team-a"}}, wait: true) { status } }"#;
     let (_, body) = app.graphql(query, json!({})).await;
     assert_eq!(body["errors"][0]["extensions"]["code"], "TIMEOUT", "over HTTP: {body}");
 
@@ -226,4 +228,36 @@ async fn a_server_holds_a_bounded_number_of_websockets() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nested_lists_multiply_their_cost() {
+    let app = spawn_app(&[]).await;
+    // 100 entities × 100 relations × 100 relations: a million elements, refused before anything
+    // runs — with the page sizes written out, and with the relation lists' default (100).
+    for query in [
+        "{ entities(first: 100) { nodes { ... on Component { dependsOn(first: 100) { ... on Component { dependsOn(first: 100) { ref } } } } } } }",
+        "{ entities(first: 100) { nodes { ... on Group { owns { ... on Group { owns { ref } } } } } } }",
+    ] {
+        let (status, body) = app.graphql(query, json!({})).await;
+        assert_eq!(status, 200);
+        assert!(body["data"].is_null(), "{body}");
+        assert!(first_error(&body).to_lowercase().contains("complex"), "{body}");
+    }
+    // A page of the default size with a relation list each is an everyday query: it runs.
+    let d = app
+        .data(
+            "{ entities { totalCount nodes { ref owner { ref } ... on Component { dependsOn { ref } providesApis { ref } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(d["entities"]["totalCount"].is_number(), "{d}");
+    // A relation list's page is bounded like any other.
+    let (_, body) = app
+        .graphql(
+            "{ entities { nodes { ... on Component { dependsOn(first: 100000) { ref } } } } }",
+            json!({}),
+        )
+        .await;
+    assert!(body["errors"].is_array(), "{body}");
 }
