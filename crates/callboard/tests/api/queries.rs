@@ -241,9 +241,9 @@ async fn hostile_requests_are_refused_and_the_server_stays_healthy() {
         "{message}"
     );
 
-    // 15,000 aliases (each costs 2: over the default limit of 20,000).
-    let aliases: String = (0..15_000)
-        .map(|i| format!("a{i}: entity(ref: \"component:web\") {{ ref }} "))
+    // 12,000 aliases (each costs 5: over the default limit of 50,000).
+    let aliases: String = (0..12_000)
+        .map(|i| format!("a{i}: entity(ref: \"component:web\") {{ ref title owner {{ ref }} }} "))
         .collect();
     let (status, body) = server.graphql(&format!("{{ {aliases} }}"), json!({})).await;
     assert_eq!(status, 200);
