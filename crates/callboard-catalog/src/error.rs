@@ -21,18 +21,22 @@ pub enum ErrorCode {
     Timeout,
     /// This process does not accept changes (an API replica without the command channel).
     ReadOnly,
+    /// A subscription fell behind the changes and missed some: read the current state and
+    /// subscribe again.
+    Resync,
     /// Anything else: a bug or an unexpected failure, logged with its cause.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for documentation and tests.
-    pub const ALL: [ErrorCode; 6] = [
+    pub const ALL: [ErrorCode; 7] = [
         ErrorCode::BadUserInput,
         ErrorCode::Unavailable,
         ErrorCode::Limit,
         ErrorCode::Timeout,
         ErrorCode::ReadOnly,
+        ErrorCode::Resync,
         ErrorCode::Internal,
     ];
 
@@ -44,6 +48,7 @@ impl ErrorCode {
             ErrorCode::Limit => "LIMIT",
             ErrorCode::Timeout => "TIMEOUT",
             ErrorCode::ReadOnly => "READ_ONLY",
+            ErrorCode::Resync => "RESYNC",
             ErrorCode::Internal => "INTERNAL",
         }
     }
@@ -54,6 +59,7 @@ impl ErrorCode {
             ErrorCode::BadUserInput => 400,
             ErrorCode::Limit => 413,
             ErrorCode::ReadOnly => 405,
+            ErrorCode::Resync => 409,
             ErrorCode::Unavailable => 503,
             ErrorCode::Timeout => 504,
             ErrorCode::Internal => 500,

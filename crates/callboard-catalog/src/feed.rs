@@ -3,8 +3,9 @@
 //!
 //! Every API process tails the log itself (its own consumer group, never committed, starting at
 //! the end), so API replicas need no projector in-process and stay stateless. Subscribers share
-//! one bounded broadcast buffer: a subscriber that falls behind skips what it missed (and is told
-//! in the log) instead of slowing the feed or other subscribers.
+//! one bounded broadcast buffer: a subscriber that falls behind is told how many changes it
+//! missed and its subscription ends — it must read the current state and subscribe again —
+//! instead of slowing the feed or other subscribers, or silently going on without them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -85,6 +86,10 @@ impl Change {
     }
 }
 
+/// A subscriber fell this many changes behind and missed them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Missed(pub u64);
+
 /// The feed subscribers listen to, and the entity cache it keeps fresh.
 #[derive(Debug, Clone)]
 pub struct Feed {
@@ -127,18 +132,19 @@ impl Feed {
         let _ = self.sender.send(Arc::new(change));
     }
 
-    /// Changes from now on.
-    pub fn subscribe(&self) -> impl Stream<Item = Arc<Change>> + Send + use<> {
+    /// Changes from now on. A subscriber that falls more than the feed's capacity behind gets
+    /// [`Missed`] and nothing more.
+    pub fn subscribe(&self) -> impl Stream<Item = Result<Arc<Change>, Missed>> + Send + use<> {
         let receiver = self.sender.subscribe();
-        futures::stream::unfold(receiver, |mut receiver| async move {
-            loop {
-                match receiver.recv().await {
-                    Ok(change) => return Some((change, receiver)),
-                    Err(broadcast::error::RecvError::Lagged(missed)) => {
-                        tracing::warn!(missed, "a slow subscriber skipped changes");
-                    }
-                    Err(broadcast::error::RecvError::Closed) => return None,
+        futures::stream::unfold(Some(receiver), |receiver| async move {
+            let mut receiver = receiver?;
+            match receiver.recv().await {
+                Ok(change) => Some((Ok(change), Some(receiver))),
+                Err(broadcast::error::RecvError::Lagged(missed)) => {
+                    tracing::warn!(missed, "a slow subscriber missed changes; it is told to resync");
+                    Some((Err(Missed(missed)), None))
                 }
+                Err(broadcast::error::RecvError::Closed) => None,
             }
         })
     }
@@ -259,4 +265,43 @@ fn uuid_like() -> String {
     use std::time::{SystemTime, UNIX_EPOCH};
     let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_nanos());
     format!("{:x}-{:x}", std::process::id(), nanos)
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+
+    use super::*;
+
+    fn change(n: i64) -> Change {
+        Change {
+            subject: format!("component:default/c{n}"),
+            entity: None,
+            event_type: "entity.upserted.v1".into(),
+            sequence: n,
+            time: String::new(),
+            actor: "user:default/guest".into(),
+            owner: None,
+            origin: None,
+            targets: Vec::new(),
+            data: Value::Null,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_that_falls_behind_is_told_and_its_subscription_ends() {
+        let feed = Feed::new(2);
+        let mut slow = Box::pin(feed.subscribe());
+        let mut quick = Box::pin(feed.subscribe());
+        for n in 1..=5 {
+            feed.publish(change(n));
+            // The quick one reads each change as it comes.
+            assert_eq!(quick.next().await.expect("a change").expect("not behind").sequence, n);
+        }
+        assert_eq!(slow.next().await.expect("told").expect_err("behind"), Missed(3));
+        assert!(slow.next().await.is_none(), "and nothing more");
+        // The others go on.
+        feed.publish(change(6));
+        assert_eq!(quick.next().await.expect("a change").expect("not behind").sequence, 6);
+    }
 }

@@ -26,7 +26,7 @@ pub mod service;
 pub use cache::{CurrentPage, Outgoing};
 pub use commands::{LOCATION_TYPES, LocationCommand, Outcome};
 pub use error::{CatalogError, ErrorCode};
-pub use feed::Change;
+pub use feed::{Change, Missed};
 pub use principal::{GUEST, Principal};
 pub use service::{Catalog, Instant, Parts, PastPage};
 

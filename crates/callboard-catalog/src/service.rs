@@ -25,8 +25,8 @@ use serde_json::Value;
 
 use crate::cache::{CachedReader, CurrentPage, EntityCache, Outgoing};
 use crate::commands::{Commands, LocationCommand, Outcome};
-use crate::error::{CatalogError, Result};
-use crate::feed::{self, Change, Feed};
+use crate::error::{CatalogError, ErrorCode, Result};
+use crate::feed::{self, Change, Feed, Missed};
 use crate::principal::Principal;
 
 /// An instant in the past (or future) to read the catalog as of: RFC 3339, kept in the one
@@ -448,10 +448,24 @@ impl Catalog {
 
     // Live changes.
 
-    /// Changes from now on, each delivered once the read model reflects it.
-    pub fn subscribe(&self, principal: &Principal) -> impl Stream<Item = Arc<Change>> + Send + use<> {
+    /// Changes from now on, each delivered once the read model reflects it. A subscriber that
+    /// falls behind gets one [`ErrorCode::Resync`] error, and its stream ends.
+    pub fn subscribe(
+        &self,
+        principal: &Principal,
+    ) -> impl Stream<Item = std::result::Result<Arc<Change>, CatalogError>> + Send + use<> {
         let _ = principal;
-        self.feed.subscribe()
+        futures::StreamExt::map(self.feed.subscribe(), |item| {
+            item.map_err(|Missed(missed)| {
+                CatalogError::new(
+                    ErrorCode::Resync,
+                    format!(
+                        "this subscription fell {missed} changes behind and missed them: read the current \
+                         state (or the activity feed) and subscribe again"
+                    ),
+                )
+            })
+        })
     }
 
     // Commands.

@@ -72,19 +72,22 @@ impl Precedence {
 mod tests {
     use super::*;
 
+    /// A follower in a task of its own; it returns how long it waited.
+    fn follower(precedence: &Precedence) -> tokio::task::JoinHandle<Duration> {
+        let precedence = precedence.clone();
+        tokio::spawn(async move {
+            let started = tokio::time::Instant::now();
+            precedence.follow().await;
+            started.elapsed()
+        })
+    }
+
     #[tokio::test(start_paused = true)]
     async fn followers_wait_while_the_leader_catches_up() {
         let precedence = Precedence::default();
         precedence.leader_wrote(2_000, 2_000);
         assert!(precedence.leader_catching_up());
-        let follower = tokio::spawn({
-            let precedence = precedence.clone();
-            async move {
-                let started = tokio::time::Instant::now();
-                precedence.follow().await;
-                started.elapsed()
-            }
-        });
+        let follower = follower(&precedence);
         tokio::time::sleep(Duration::from_millis(500)).await;
         assert!(!follower.is_finished(), "the follower waits");
         precedence.leader_wrote(10, 2_000);
@@ -97,14 +100,7 @@ mod tests {
         let precedence = Precedence::default();
         // The last batch before the log's end happened to be full.
         precedence.leader_wrote(1, 1);
-        let follower = tokio::spawn({
-            let precedence = precedence.clone();
-            async move {
-                let started = tokio::time::Instant::now();
-                precedence.follow().await;
-                started.elapsed()
-            }
-        });
+        let follower = follower(&precedence);
         tokio::time::sleep(Duration::from_millis(200)).await;
         precedence.leader_idle();
         assert_eq!(follower.await.expect("follower"), Duration::from_millis(200));

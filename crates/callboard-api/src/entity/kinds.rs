@@ -240,7 +240,7 @@ macro_rules! entity_types {
                     ctx: &Context<'_>,
                     #[graphql(default = 100, desc = "At most this many, in relation order.")] first: i32,
                 ) -> Result<Vec<$item>> {
-                    let nodes = self.0.related_page(ctx, $relation, $kind, first).await?;
+                    let nodes = self.0.related(ctx, $relation, $kind, Some(first)).await?;
                     Ok(nodes.into_iter().map(<$item as FromNode>::from_node).collect())
                 }
             )*

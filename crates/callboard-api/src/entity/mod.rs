@@ -271,16 +271,21 @@ impl Node {
         }
     }
 
-    /// The entities of the first `limit` relations of `relation_type` whose targets are of `kind`
-    /// (any kind when `None`), in relation order; absent targets are left out. The limit applies
-    /// to the relations, so that the work is bounded by it however many an entity has.
+    /// The entities of the relations of `relation_type` whose targets are of `kind` (any kind
+    /// when `None`), in relation order, absent targets left out; with `first`, of the first
+    /// `first` such relations (checked against the page limit), so that the work is bounded by it
+    /// however many an entity has.
     async fn related(
         &self,
         ctx: &Context<'_>,
         relation_type: &str,
         kind: Option<&str>,
-        limit: usize,
+        first: Option<i32>,
     ) -> Result<Vec<Node>> {
+        let limit = match first {
+            Some(first) => page_size(ctx, Some(first))?,
+            None => usize::MAX,
+        };
         let refs: Vec<EntityRef> = self
             .outgoing(ctx)
             .await?
@@ -292,18 +297,6 @@ impl Node {
             .take(limit)
             .collect();
         self.resolve(ctx, refs).await
-    }
-
-    /// A relation list field's page: its `first` argument checked against the limits.
-    async fn related_page(
-        &self,
-        ctx: &Context<'_>,
-        relation_type: &str,
-        kind: Option<&str>,
-        first: i32,
-    ) -> Result<Vec<Node>> {
-        let limit = page_size(ctx, Some(first))?;
-        self.related(ctx, relation_type, kind, limit).await
     }
 
     /// The entities `refs` name, in order (absent ones left out), as of this entity's instant.
@@ -329,11 +322,7 @@ impl Node {
     }
 
     async fn first_related(&self, ctx: &Context<'_>, relation_type: &str, kind: Option<&str>) -> Result<Option<Node>> {
-        Ok(self
-            .related(ctx, relation_type, kind, usize::MAX)
-            .await?
-            .into_iter()
-            .next())
+        Ok(self.related(ctx, relation_type, kind, None).await?.into_iter().next())
     }
 
     async fn raw(&self, ctx: &Context<'_>) -> Result<Json<Value>> {

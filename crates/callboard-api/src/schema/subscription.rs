@@ -5,13 +5,13 @@ use std::sync::Arc;
 
 use async_graphql::{ComplexObject, Context, Json, Result, SimpleObject, Subscription};
 use callboard_catalog::vocabulary::EntityRef;
-use callboard_catalog::{Change, ErrorCode};
+use callboard_catalog::{CatalogError, Change, ErrorCode};
 use futures::{Stream, StreamExt};
 use serde_json::Value;
 
 use super::{catalog, entity_ref, principal};
 use crate::entity::{Entity, load_entity};
-use crate::error::coded;
+use crate::error::{coded, from_catalog};
 
 /// A change to an entity, delivered once the read model reflects it.
 #[derive(Debug, Clone, SimpleObject)]
@@ -76,7 +76,7 @@ impl SubscriptionRoot {
         namespaces: Option<Vec<String>>,
         owners: Option<Vec<String>>,
         refs: Option<Vec<String>>,
-    ) -> Result<impl Stream<Item = EntityChange> + use<>> {
+    ) -> Result<impl Stream<Item = Result<EntityChange>> + use<>> {
         let lower = |v: Option<Vec<String>>| v.map(|v| v.into_iter().map(|s| s.to_lowercase()).collect::<Vec<_>>());
         let (kinds, namespaces, owners) = (lower(kinds), lower(namespaces), lower(owners));
         let refs = refs
@@ -84,8 +84,13 @@ impl SubscriptionRoot {
             .transpose()?;
         let slot = budget_slot(ctx)?;
         let stream = catalog(ctx).subscribe(principal(ctx));
-        Ok(stream.filter_map(move |change: Arc<Change>| {
+        Ok(stream.filter_map(move |change: Result<Arc<Change>, CatalogError>| {
             let _held = &slot;
+            let change = match change {
+                Ok(change) => change,
+                // Fell behind: told once, then the stream ends.
+                Err(e) => return futures::future::ready(Some(Err(from_catalog(e)))),
+            };
             let keep = change.entity.as_ref().is_some_and(|entity| {
                 kinds.as_ref().is_none_or(|k| k.iter().any(|k| k == entity.kind()))
                     && namespaces
@@ -110,7 +115,7 @@ impl SubscriptionRoot {
                 actor: change.actor.clone(),
                 entity: change.entity.clone(),
             });
-            async move { out }
+            futures::future::ready(out.map(Ok))
         }))
     }
 
@@ -121,12 +126,16 @@ impl SubscriptionRoot {
         ctx: &Context<'_>,
         location: Option<String>,
         owners: Option<Vec<String>>,
-    ) -> Result<impl Stream<Item = Json<Value>> + use<>> {
+    ) -> Result<impl Stream<Item = Result<Json<Value>>> + use<>> {
         let owners = owners.map(|v| v.into_iter().map(|s| s.to_lowercase()).collect::<Vec<_>>());
         let slot = budget_slot(ctx)?;
         let stream = catalog(ctx).subscribe(principal(ctx));
-        Ok(stream.filter_map(move |change: Arc<Change>| {
+        Ok(stream.filter_map(move |change: Result<Arc<Change>, CatalogError>| {
             let _held = &slot;
+            let change = match change {
+                Ok(change) => change,
+                Err(e) => return futures::future::ready(Some(Err(from_catalog(e)))),
+            };
             let keep = change.event_type.starts_with("entity.rejected")
                 && location
                     .as_ref()
@@ -138,7 +147,7 @@ impl SubscriptionRoot {
                         .is_some_and(|owner| o.iter().any(|o| o == owner.as_str()))
                 });
             let out = keep.then(|| Json(change.data.clone()));
-            async move { out }
+            futures::future::ready(out.map(Ok))
         }))
     }
 }
