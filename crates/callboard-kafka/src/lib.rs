@@ -97,6 +97,10 @@ struct Reader {
 }
 
 fn kafka_error(e: KafkaError) -> LogError {
+    // librdkafka's words name the value, and a property's value may be a secret: name the key.
+    if let KafkaError::ClientConfig(_, _, key, _) = &e {
+        return LogError::Other(format!("librdkafka refused the value of the property {key}"));
+    }
     match e.rdkafka_error_code() {
         Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic) => {
             LogError::UnknownTopic(e.to_string())

@@ -34,6 +34,33 @@ pub struct LogArgs {
     /// takes its Kafka partitions back at once. Never give two running processes the same one.
     #[arg(long, env = "CALLBOARD_INSTANCE_ID", value_name = "NAME")]
     pub instance_id: Option<String>,
+    /// A librdkafka property for every Kafka client (repeatable), e.g.
+    /// `--kafka-property security.protocol=SASL_SSL`. Secrets belong in the environment instead,
+    /// out of the process list: `CALLBOARD_KAFKA_PROPERTY_<KEY>` sets `<key>` with `_` read as
+    /// `.` (`CALLBOARD_KAFKA_PROPERTY_SASL_PASSWORD` is `sasl.password`).
+    #[arg(long = "kafka-property", value_name = "KEY=VALUE", value_parser = kafka_property)]
+    pub kafka_properties: Vec<(String, String)>,
+}
+
+/// `KEY=VALUE`.
+fn kafka_property(text: &str) -> Result<(String, String), String> {
+    match text.split_once('=') {
+        Some((key, value)) if !key.trim().is_empty() => Ok((key.trim().to_owned(), value.to_owned())),
+        _ => Err("expected KEY=VALUE, e.g. security.protocol=SASL_SSL".into()),
+    }
+}
+
+/// The properties `CALLBOARD_KAFKA_PROPERTY_<KEY>` variables set: `<key>` lowercased, `_` read
+/// as `.`.
+fn kafka_properties_from(vars: impl Iterator<Item = (String, String)>) -> Vec<(String, String)> {
+    let mut properties: Vec<(String, String)> = vars
+        .filter_map(|(name, value)| {
+            let key = name.strip_prefix("CALLBOARD_KAFKA_PROPERTY_")?;
+            (!key.is_empty()).then(|| (key.to_lowercase().replace('_', "."), value))
+        })
+        .collect();
+    properties.sort();
+    properties
 }
 
 impl LogArgs {
@@ -45,7 +72,10 @@ impl LogArgs {
     /// Opens the configured log.
     pub async fn open(&self) -> Result<Arc<dyn EventLog>> {
         if let Some(brokers) = &self.kafka_brokers {
-            return open_kafka(brokers, self.instance_id.clone());
+            // The environment first, so that a flag can override it.
+            let mut properties = kafka_properties_from(std::env::vars());
+            properties.extend(self.kafka_properties.iter().cloned());
+            return open_kafka(brokers, self.instance_id.clone(), properties);
         }
         let path = self.data_dir.join("events.db");
         let log = callboard_log_sqlite::SqliteLog::open(&path)
@@ -61,16 +91,26 @@ impl LogArgs {
 }
 
 #[cfg(feature = "kafka")]
-fn open_kafka(brokers: &str, instance_id: Option<String>) -> Result<Arc<dyn EventLog>> {
+fn open_kafka(
+    brokers: &str,
+    instance_id: Option<String>,
+    properties: Vec<(String, String)>,
+) -> Result<Arc<dyn EventLog>> {
     let mut config = callboard_kafka::KafkaConfig::new(brokers);
     config.instance_id = instance_id;
+    // Keys only: values may be secrets.
+    let keys: Vec<&str> = properties.iter().map(|(k, _)| k.as_str()).collect();
+    if !keys.is_empty() {
+        tracing::info!(properties = ?keys, "Kafka client properties set");
+    }
+    config.extra = properties;
     let log =
         callboard_kafka::KafkaLog::connect(config).with_context(|| format!("cannot connect to Kafka at {brokers}"))?;
     Ok(Arc::new(log))
 }
 
 #[cfg(not(feature = "kafka"))]
-fn open_kafka(_: &str, _: Option<String>) -> Result<Arc<dyn EventLog>> {
+fn open_kafka(_: &str, _: Option<String>, _: Vec<(String, String)>) -> Result<Arc<dyn EventLog>> {
     bail!("this callboard was built without Kafka support (the `kafka` cargo feature)")
 }
 
@@ -189,5 +229,33 @@ impl StoreArgs {
             Some(url) => Stores::postgres(url).await,
             None => Stores::embedded(data_dir).await,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kafka_properties_come_from_the_environment_with_dots() {
+        let vars = [
+            ("CALLBOARD_KAFKA_PROPERTY_SASL_PASSWORD", "s3cret"),
+            ("CALLBOARD_KAFKA_PROPERTY_SECURITY_PROTOCOL", "SASL_SSL"),
+            ("CALLBOARD_KAFKA_BROKERS", "kafka:9092"),
+            ("CALLBOARD_KAFKA_PROPERTY_", "ignored"),
+        ]
+        .map(|(k, v)| (k.to_owned(), v.to_owned()));
+        assert_eq!(
+            kafka_properties_from(vars.into_iter()),
+            [
+                ("sasl.password".to_owned(), "s3cret".to_owned()),
+                ("security.protocol".to_owned(), "SASL_SSL".to_owned())
+            ]
+        );
+        assert_eq!(
+            kafka_property("ssl.ca.location=/etc/ca.pem"),
+            Ok(("ssl.ca.location".into(), "/etc/ca.pem".into()))
+        );
+        assert!(kafka_property("no-equals").is_err());
     }
 }

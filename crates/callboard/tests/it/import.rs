@@ -126,3 +126,46 @@ async fn import_catalog(backend: Backend) {
 }
 
 crate::common::on_embedded_and_kafka!(import_catalog: import_catalog_embedded, import_catalog_kafka);
+
+/// librdkafka properties (security settings) reach every Kafka client from the environment,
+/// and their values stay out of what is printed.
+#[tokio::test(flavor = "multi_thread")]
+async fn kafka_properties_reach_the_client_and_stay_unprinted() {
+    let backend = Backend::kafka();
+    let catalog = tempfile::tempdir().expect("tempdir");
+    write_catalog(catalog.path(), &CatalogSpec::valid(20).seed(5));
+    // Accepted properties: the import works.
+    succeed(
+        callboard()
+            .args(["import", "--quiet"])
+            .args(backend.cli_args())
+            .arg(catalog.path())
+            .env("CALLBOARD_KAFKA_PROPERTY_CLIENT_ID", "callboard-it")
+            .args(["--kafka-property", "socket.keepalive.enable=true"]),
+        "callboard import with Kafka properties",
+    );
+    let events = read_events(backend.open().await.as_ref(), &backend.topics().entities()).await;
+    assert_eq!(events.len(), 21, "20 entities and the location");
+    // A property librdkafka refuses: the command fails, naming it, and a secret set beside it is
+    // not printed.
+    let output = callboard()
+        .args(["import", "--quiet"])
+        .args(backend.cli_args())
+        .arg(catalog.path())
+        .env("CALLBOARD_KAFKA_PROPERTY_SECURITY_PROTOCOL", "carrier-pigeon")
+        .env("CALLBOARD_KAFKA_PROPERTY_SSL_KEY_PASSWORD", "s3cret-key")
+        .env("CALLBOARD_KAFKA_PROPERTY_SASL_PASSWORD", "s3cret-kafka")
+        .env("CALLBOARD_LOG", "debug")
+        .output()
+        .expect("callboard import");
+    assert!(!output.status.success());
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(printed.contains("security.protocol"), "{printed}");
+    for secret in ["s3cret-kafka", "s3cret-key", "carrier-pigeon"] {
+        assert!(!printed.contains(secret), "a value was printed:\n{printed}");
+    }
+}
