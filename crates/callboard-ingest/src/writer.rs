@@ -692,18 +692,16 @@ impl Writer {
         messages: Vec<Message>,
     ) -> Result<(), WriterError> {
         for message in messages {
-            let Ok(command) = CloudEvent::from_bytes(&message.value) else {
+            // Unreadable messages and answers (this topic carries both) are passed over.
+            let command = CloudEvent::from_bytes(&message.value)
+                .ok()
+                .filter(|c| c.known_type() != Some(EventType::CommandCompleted));
+            let Some(command) = command else {
                 commands
                     .commit(&message.topic, message.partition, message.offset + 1)
                     .await?;
                 continue;
             };
-            if command.known_type().is_some_and(|t| t == EventType::CommandCompleted) {
-                commands
-                    .commit(&message.topic, message.partition, message.offset + 1)
-                    .await?;
-                continue;
-            }
             let outcome = self.handle(&command).await;
             let reply = CloudEvent::new(
                 EventType::CommandCompleted,

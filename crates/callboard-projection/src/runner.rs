@@ -153,16 +153,7 @@ pub async fn run<P: Projection>(
     tokio::pin!(shutdown);
     let mut backoff = Backoff::default();
     loop {
-        match attempt(
-            &log,
-            &projection,
-            &config,
-            leading.0.as_ref(),
-            &mut progress,
-            shutdown.as_mut(),
-        )
-        .await
-        {
+        match attempt(&log, &projection, &config, &mut progress, shutdown.as_mut()).await {
             Ok(()) => return Ok(()),
             Err(e) if e.is_transient() => {
                 if wrote.swap(false, std::sync::atomic::Ordering::Relaxed) {
@@ -192,7 +183,6 @@ async fn attempt<P: Projection>(
     log: &Arc<dyn EventLog>,
     projection: &Arc<P>,
     config: &ProjectorConfig,
-    leader: Option<&Precedence>,
     progress: &mut (impl FnMut(usize, Duration) + Send),
     mut shutdown: std::pin::Pin<&mut (impl Future<Output = ()> + Send)>,
 ) -> Result<(), ProjectorError> {
@@ -255,7 +245,7 @@ async fn attempt<P: Projection>(
                 polled = consumer.poll(&positions, config.batch, wait) => polled?,
             };
             let written = if messages.is_empty() {
-                if let Some(leader) = leader {
+                if let Some(leader) = &config.leads {
                     leader.leader_idle();
                 }
                 pipeline.finish().await?

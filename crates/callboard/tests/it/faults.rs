@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use callboard_testkit::CatalogSpec;
 use serde_json::{Value, json};
 
-use crate::common::write_catalog;
+use crate::common::{succeed, write_catalog};
 use crate::serve::{Server, http};
 
 /// A PostgreSQL server in a folder of its own on a free port; stopped on drop.
@@ -149,16 +149,6 @@ fn postgres_bin() -> PathBuf {
         "PostgreSQL's server binaries (initdb, pg_ctl) were not found: install the distribution's \
          postgresql package (scripts/test does)",
     )
-}
-
-fn succeed(command: &mut Command, what: &str) {
-    let output = command.output().unwrap_or_else(|e| panic!("{what}: {e}"));
-    assert!(
-        output.status.success(),
-        "{what} failed: {}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
 }
 
 /// `callboard serve` started as a user starts it, not waiting for readiness, its log read.
