@@ -47,7 +47,7 @@ impl PrivatePostgres {
                 .arg(pg.data()),
             "initdb",
         );
-        pg.ctl("start");
+        pg.ctl("start", "fast");
         pg
     }
 
@@ -90,7 +90,7 @@ impl PrivatePostgres {
     }
 
     /// `pg_ctl <action>` (start, restart, stop), waiting for it to finish.
-    fn ctl(&self, action: &str) {
+    fn ctl(&self, action: &str, mode: &str) {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off",
             self.port,
@@ -98,7 +98,7 @@ impl PrivatePostgres {
         );
         succeed(
             self.command("pg_ctl")
-                .args(["-w", "-m", "fast", "-D"])
+                .args(["-w", "-m", mode, "-D"])
                 .arg(self.data())
                 .args(["-l"])
                 .arg(self.dir.path().join("log"))
@@ -252,7 +252,11 @@ fn postgres_restart_while_projecting_recovers() {
         assert!(Instant::now() < deadline, "no projector waited on the lock");
         std::thread::sleep(Duration::from_millis(20));
     }
-    pg.ctl("restart");
+    // Immediate, not fast: a fast shutdown terminates the lock holder and the waiting projector
+    // in no set order, and a projector whose backend outlives the holder's by a moment commits
+    // before it dies (CI saw this once) — so the restart would cut nothing off. An immediate
+    // shutdown drops every backend without releasing a lock, as a crash of the server does.
+    pg.ctl("restart", "immediate");
     let restarted = Instant::now();
     let _ = locker.kill();
     let _ = locker.wait();
