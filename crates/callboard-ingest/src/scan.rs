@@ -106,6 +106,9 @@ struct Pending {
     location: LocationRef,
     presence_optional: bool,
     referrer: Option<(String, String, String)>,
+    /// A file glob (`/srv/catalog/**/catalog-info.yaml`) to expand when its turn comes, rather
+    /// than a file to read.
+    glob: bool,
 }
 
 fn problem(rule: &str, field: &str, message: String, hint: Option<&str>) -> ProblemRecord {
@@ -201,6 +204,7 @@ impl Scanner {
                 location: origin_ref.clone(),
                 presence_optional: false,
                 referrer: None,
+                glob: false,
             }),
         }
 
@@ -226,6 +230,7 @@ impl Scanner {
                         location: LocationRef::file(&file),
                         presence_optional: true,
                         referrer: None,
+                        glob: false,
                     })),
                     Some(Err(e)) => {
                         scan.batch.complete = false;
@@ -251,6 +256,23 @@ impl Scanner {
                 let Some(pending) = discovered_files.pop_front().or_else(|| queue.pop_front()) else {
                     break;
                 };
+                if pending.glob {
+                    // Its files take its place in the queue, in path order.
+                    match self.expand(&pending.location.target).await {
+                        Ok(files) => {
+                            for file in files.into_iter().rev() {
+                                queue.push_front(Pending {
+                                    location: LocationRef::file(&file),
+                                    presence_optional: true,
+                                    referrer: pending.referrer.clone(),
+                                    glob: false,
+                                });
+                            }
+                        }
+                        Err(e) => self.unreadable(&mut scan, &pending, &pending.location.to_string(), e),
+                    }
+                    continue;
+                }
                 if visited.insert(pending.location.to_string()) {
                     wave.push(pending);
                 } // else: a cycle, or two Locations naming the same file.
@@ -432,6 +454,7 @@ impl Scanner {
                         location: from.clone(),
                         presence_optional: optional,
                         referrer,
+                        glob: false,
                     };
                     self.unreadable(scan, &pending, raw, e.to_string());
                     continue;
@@ -441,32 +464,12 @@ impl Scanner {
                     target: raw.to_owned(),
                 },
             };
-            if target.location_type == "file" && target.target.contains(['*', '?', '[']) {
-                match expand_glob(Path::new(&target.target)) {
-                    Ok(files) => {
-                        for file in files {
-                            queue.push_back(Pending {
-                                location: LocationRef::file(&file),
-                                presence_optional: true,
-                                referrer: referrer.clone(),
-                            });
-                        }
-                    }
-                    Err(e) => {
-                        let pending = Pending {
-                            location: target.clone(),
-                            presence_optional: optional,
-                            referrer,
-                        };
-                        self.unreadable(scan, &pending, &target.to_string(), e);
-                    }
-                }
-                continue;
-            }
+            let glob = target.location_type == "file" && target.target.contains(['*', '?', '[']);
             queue.push_back(Pending {
                 location: target,
                 presence_optional: optional,
                 referrer,
+                glob,
             });
         }
     }
@@ -494,8 +497,17 @@ impl Scanner {
         });
     }
 
-    /// Files below `folder` matching the discovery glob, sorted; hidden folders, `node_modules`
-    /// and `target` are skipped.
+    /// Expands a Location's file glob on the blocking pool (a walk of a large tree must not hold
+    /// an async thread), after checking that the folder it walks from is one the reader allows:
+    /// a glob must not list folders its files could not be read from.
+    async fn expand(&self, pattern: &str) -> Result<Vec<PathBuf>, String> {
+        let reader = self.reader.clone();
+        let pattern = PathBuf::from(pattern);
+        tokio::task::spawn_blocking(move || expand_glob(&reader, &pattern))
+            .await
+            .map_err(|e| format!("the search failed: {e}"))?
+    }
+
     /// Searches `folder` for descriptor files, sending them in path order (a directory's entries
     /// sorted by name, depth first: the order of sorted `Path`s) in chunks as they are found; an
     /// error ends the stream.
@@ -547,8 +559,9 @@ impl Scanner {
     }
 }
 
-/// Expands a file glob (`/srv/catalog/**/catalog-info.yaml`) from its longest literal prefix.
-fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
+/// Expands a file glob (`/srv/catalog/**/catalog-info.yaml`) from its longest literal prefix,
+/// which must be a folder the reader allows.
+fn expand_glob(reader: &Reader, pattern: &Path) -> Result<Vec<PathBuf>, String> {
     let text = pattern.to_string_lossy();
     let literal_end = text.find(['*', '?', '[']).unwrap_or(text.len());
     let base = match text[..literal_end].rfind('/') {
@@ -556,7 +569,9 @@ fn expand_glob(pattern: &Path) -> Result<Vec<PathBuf>, String> {
         None => PathBuf::from("."),
     };
     let matcher = Glob::new(&text).map_err(|e| e.to_string())?.compile_matcher();
+    reader.file_allowed(&base).map_err(|e| e.message)?;
     let mut found: Vec<PathBuf> = walkdir::WalkDir::new(&base)
+        .follow_links(false)
         .into_iter()
         .filter_map(Result::ok)
         .filter(|e| e.file_type().is_file() && matcher.is_match(e.path()))
@@ -641,5 +656,62 @@ mod tests {
             matches!(outside.recv().await, Some(Err(_))),
             "folders outside the roots are refused"
         );
+    }
+
+    /// A Location's file glob expands only inside the allowed folders: one reaching out of them
+    /// is reported on the Location, and lists nothing.
+    #[tokio::test]
+    async fn location_globs_expand_only_inside_the_allowed_folders() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let inside = dir.path().join("inside");
+        std::fs::create_dir_all(inside.join("svc")).expect("mkdir");
+        std::fs::create_dir_all(dir.path().join("outside")).expect("mkdir");
+        let component = |name: &str| {
+            format!(
+                "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata:\n  name: {name}\n\
+                 spec:\n  type: service\n  lifecycle: production\n  owner: team-a\n"
+            )
+        };
+        std::fs::write(inside.join("svc/a.yaml"), component("a")).expect("write");
+        std::fs::write(dir.path().join("outside/b.yaml"), component("b")).expect("write");
+        std::fs::write(
+            inside.join("catalog-info.yaml"),
+            "apiVersion: backstage.io/v1alpha1\nkind: Location\nmetadata:\n  name: all\n\
+             spec:\n  targets: [./svc/*.yaml, ../outside/*.yaml]\n",
+        )
+        .expect("write");
+        let scanner = Scanner::new(Arc::new(Reader::default().allow_root(&inside)));
+        let root = LocationRecord {
+            location_type: "file".into(),
+            target: inside.join("catalog-info.yaml").display().to_string(),
+        };
+        let scan = scanner.scan(&root, "user:default/guest").await;
+        let accepted: Vec<String> = scan
+            .batch
+            .documents
+            .iter()
+            .filter_map(|d| match d {
+                Scanned::Accepted { entity, .. } => Some(entity.entity_ref().to_string()),
+                Scanned::Rejected { .. } => None,
+            })
+            .collect();
+        assert!(accepted.contains(&"component:default/a".to_owned()), "{accepted:?}");
+        assert!(!accepted.contains(&"component:default/b".to_owned()), "{accepted:?}");
+        let problems: Vec<&ProblemRecord> = scan
+            .batch
+            .documents
+            .iter()
+            .flat_map(|d| match d {
+                Scanned::Rejected { problems, .. } => problems.iter().collect(),
+                Scanned::Accepted { .. } => Vec::new(),
+            })
+            .collect();
+        assert!(
+            problems
+                .iter()
+                .any(|p| p.field == "spec.targets[1]" && p.message.contains("not allowed")),
+            "{problems:?}"
+        );
+        assert!(!scan.batch.complete, "an unreadable target leaves the scan incomplete");
     }
 }

@@ -27,6 +27,7 @@ use crate::decide::{
 };
 use crate::scan::{Scan, Scanner};
 use crate::state::State;
+use crate::watch::FileWatcher;
 
 /// Settings of the writer.
 #[derive(Debug, Clone)]
@@ -96,6 +97,10 @@ pub struct Writer {
     scanner: Scanner,
     /// What each registered location's last scan read, for the file watcher.
     watched: BTreeMap<String, (Vec<PathBuf>, Vec<PathBuf>)>,
+    /// The file watcher, once [`Writer::keep_watching`] hands it over: every scan widens it to
+    /// what the scan read, so locations registered later (and a discovery's new subfolders,
+    /// watched recursively) are watched from their first read on.
+    watcher: Option<FileWatcher>,
     /// Set after a failed append: the log may hold events the state does not know yet.
     dirty: bool,
     /// The command being handled: every event appended meanwhile names it as its cause.
@@ -140,6 +145,7 @@ impl Writer {
             state,
             scanner,
             watched: BTreeMap::new(),
+            watcher: None,
             dirty: false,
             cause: None,
             acting: None,
@@ -182,6 +188,14 @@ impl Writer {
     /// The scanner.
     pub fn scanner(&self) -> &Scanner {
         &self.scanner
+    }
+
+    /// Keeps `watcher` watching what every scan reads, starting with what was read so far.
+    pub fn keep_watching(&mut self, mut watcher: FileWatcher) {
+        for (files, folders) in self.watched.values() {
+            watcher.watch(files, folders);
+        }
+        self.watcher = Some(watcher);
     }
 
     /// Files and folders the last scans read, by registered location.
@@ -383,6 +397,9 @@ impl Writer {
         let events = session.finish(&self.state, complete);
         let appending = self.start_append(events);
         positions.extend(self.finish_append(appending).await?);
+        if let Some(watcher) = &mut self.watcher {
+            watcher.watch(&files, &folders);
+        }
         self.watched.insert(location.key(), (files, folders));
         let counts = session.counts();
         tracing::info!(

@@ -47,6 +47,7 @@ pub struct Reader {
     file_roots: Vec<PathBuf>,
     url_map: HashMap<String, PathBuf>,
     max_bytes: u64,
+    hidden_files: bool,
 }
 
 impl Default for Reader {
@@ -56,6 +57,7 @@ impl Default for Reader {
             file_roots: Vec::new(),
             url_map: HashMap::new(),
             max_bytes: 16 << 20,
+            hidden_files: false,
         }
     }
 }
@@ -102,6 +104,15 @@ impl Reader {
         self
     }
 
+    /// Also allows hidden files and folders below the roots (names starting with `.`), which are
+    /// refused by default: a descriptor's folder is often a repository's root, where `.env`,
+    /// `.git/config` or `.npmrc` hold secrets that a `$text: ./.env` placeholder would publish.
+    #[must_use]
+    pub fn allow_hidden_files(mut self, allow: bool) -> Self {
+        self.hidden_files = allow;
+        self
+    }
+
     /// Caps the size of anything read.
     #[must_use]
     pub fn max_bytes(mut self, max_bytes: u64) -> Self {
@@ -135,17 +146,29 @@ impl Reader {
                 })
     }
 
-    /// Is this file below an allowed root (following symlinks)?
+    /// Is this file below an allowed root (following symlinks), and not hidden below it?
     pub fn file_allowed(&self, path: &Path) -> Result<PathBuf, ReadError> {
         let real = fs::canonicalize(path).map_err(|e| io_failed(path, &e))?;
-        if self.file_roots.iter().any(|root| real.starts_with(root)) {
-            Ok(real)
-        } else {
-            Err(refused(format!(
+        let Some(root) = self.file_roots.iter().find(|root| real.starts_with(root)) else {
+            return Err(refused(format!(
                 "reading {} is not allowed: it is outside the allowed folders",
                 path.display()
-            )))
+            )));
+        };
+        // The real path is checked, so a visible symlink to `.env` is refused too.
+        let hidden = real
+            .strip_prefix(root)
+            .unwrap_or(&real)
+            .components()
+            .any(|c| matches!(c, std::path::Component::Normal(name) if name.to_string_lossy().starts_with('.')));
+        if hidden && !self.hidden_files {
+            return Err(refused(format!(
+                "reading {} is not allowed: hidden files and folders (such as .env or .git) are not \
+                 read unless hidden files are allowed",
+                path.display()
+            )));
         }
+        Ok(real)
     }
 
     /// Reads a target without the network: local files, and URLs through the URL map.
@@ -245,6 +268,46 @@ mod tests {
         assert!(!reader.host_allowed(&Url::parse("file:///etc/passwd").unwrap()));
         let refused = reader.read_offline(&Target::Url(Url::parse("https://petstore.swagger.io/v2").unwrap()));
         assert!(refused.unwrap_err().not_allowed);
+    }
+
+    /// `$text: ./.env` beside a descriptor, a link to it, or anything under `.git` is refused
+    /// unless hidden files are allowed; a root that is itself hidden (a temporary folder) is fine.
+    #[test]
+    fn hidden_files_below_a_root_are_refused_unless_allowed() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(".env"), "SECRET=1").unwrap();
+        fs::create_dir(dir.path().join(".git")).unwrap();
+        fs::write(dir.path().join(".git/config"), "[core]").unwrap();
+        fs::write(dir.path().join("README.md"), "hello").unwrap();
+        #[cfg(unix)]
+        std::os::unix::fs::symlink(dir.path().join(".env"), dir.path().join("env.txt")).unwrap();
+        let reader = Reader::default().allow_root(dir.path());
+        for hidden in [".env", ".git/config", ".git/../.env"] {
+            let error = reader.read_offline(&Target::File(dir.path().join(hidden))).unwrap_err();
+            assert!(
+                error.not_allowed && error.message.contains("hidden"),
+                "{hidden}: {}",
+                error.message
+            );
+        }
+        #[cfg(unix)]
+        assert!(
+            reader
+                .read_offline(&Target::File(dir.path().join("env.txt")))
+                .unwrap_err()
+                .not_allowed
+        );
+        assert_eq!(
+            reader
+                .read_offline(&Target::File(dir.path().join("README.md")))
+                .unwrap(),
+            b"hello"
+        );
+        let open = reader.allow_hidden_files(true);
+        assert_eq!(
+            open.read_offline(&Target::File(dir.path().join(".env"))).unwrap(),
+            b"SECRET=1"
+        );
     }
 
     #[test]

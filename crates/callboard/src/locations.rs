@@ -23,9 +23,10 @@ pub fn location_of(text: &str) -> Result<LocationRecord> {
     })
 }
 
-/// A reader allowing the folders of the given locations and the given hosts.
-pub fn reader_for(locations: &[LocationRecord], hosts: &[String]) -> Reader {
-    let mut reader = Reader::default();
+/// A reader allowing the folders of the given locations and the given hosts (and hidden files
+/// below those folders only when `hidden_files`).
+pub fn reader_for(locations: &[LocationRecord], hosts: &[String], hidden_files: bool) -> Reader {
+    let mut reader = Reader::default().allow_hidden_files(hidden_files);
     for host in hosts {
         reader = reader.allow_host(host.clone());
     }

@@ -100,6 +100,8 @@ pub struct Config {
     pub locations: Vec<LocationRecord>,
     /// Hosts URL locations may be read from, besides the defaults.
     pub allow_hosts: Vec<String>,
+    /// Whether hidden files (`.env`, `.git/…`) below the locations' folders may be read.
+    pub hidden_files: bool,
     /// GraphQL's limits.
     pub limits: Limits,
     /// Hot entities the API keeps in memory (0: none).
@@ -128,6 +130,7 @@ impl Default for Config {
             roles: Roles::ALL,
             locations: Vec::new(),
             allow_hosts: Vec::new(),
+            hidden_files: false,
             limits: Limits::default(),
             entity_cache: 20_000,
             projector_group: None,
@@ -244,7 +247,7 @@ impl Server {
 
         if roles.writer {
             let role = Writer::acquire_role(log.as_ref(), &topics, Duration::from_secs(60)).await?;
-            let reader = Arc::new(reader_for(&config.locations, &config.allow_hosts));
+            let reader = Arc::new(reader_for(&config.locations, &config.allow_hosts, config.hidden_files));
             let writer_config = WriterConfig {
                 topics: topics.clone(),
                 partitions,
@@ -258,13 +261,10 @@ impl Server {
                 let report = writer.sync(location).await?;
                 tracing::info!(location = %location.key(), upserted = report.counts.upserted, rejected = report.counts.rejected, "location read");
             }
-            let (mut watcher, changes) = FileWatcher::new().context("starting the file watcher")?;
-            for (files, folders) in writer.watched().values() {
-                watcher.watch(files, folders);
-            }
+            let (watcher, changes) = FileWatcher::new().context("starting the file watcher")?;
+            writer.keep_watching(watcher);
             let stop = stopped(stop_rx.clone());
             tasks.push(tokio::spawn(async move {
-                let _watcher = watcher;
                 writer.run(role, changes, stop).await.context("the writer stopped")
             }));
         }

@@ -23,13 +23,16 @@ pub struct Args {
     #[command(flatten)]
     log: LogArgs,
     /// Also allow reading from this host (repeatable).
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, env = "CALLBOARD_ALLOW_HOST", value_delimiter = ',', value_name = "HOST")]
     allow_host: Vec<String>,
+    /// Also read hidden files and folders (`.env`, `.git/…`) below the locations' folders.
+    #[arg(long, env = "CALLBOARD_ALLOW_HIDDEN_FILES")]
+    allow_hidden_files: bool,
     /// Glob for descriptor files in folders.
-    #[arg(long, default_value = callboard_ingest::scan::DEFAULT_DISCOVERY_GLOB)]
+    #[arg(long, env = "CALLBOARD_GLOB", default_value = callboard_ingest::scan::DEFAULT_DISCOVERY_GLOB)]
     glob: String,
     /// Do not show a progress bar.
-    #[arg(long)]
+    #[arg(long, env = "CALLBOARD_QUIET")]
     quiet: bool,
 }
 
@@ -46,7 +49,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
     let started = Instant::now();
     let _role = Writer::acquire_role(log.as_ref(), &topics, Duration::from_secs(60)).await?;
 
-    let reader = Arc::new(reader_for(&locations, &args.allow_host));
+    let reader = Arc::new(reader_for(&locations, &args.allow_host, args.allow_hidden_files));
     let scanner = Scanner::with_glob(reader, &args.glob).context("invalid --glob")?;
     let files_read = scanner.files_read();
     let config = WriterConfig {

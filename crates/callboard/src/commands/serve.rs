@@ -55,6 +55,10 @@ pub struct Args {
     /// Also allow reading from this host (repeatable).
     #[arg(long, env = "CALLBOARD_ALLOW_HOST", value_delimiter = ',', value_name = "HOST")]
     allow_host: Vec<String>,
+    /// Also read hidden files and folders (`.env`, `.git/…`) below the locations' folders, for
+    /// placeholders and Location targets; refused by default, as they often hold secrets.
+    #[arg(long, env = "CALLBOARD_ALLOW_HIDDEN_FILES")]
+    allow_hidden_files: bool,
     /// Projector consumer group.
     #[arg(long, env = "CALLBOARD_PROJECTOR_GROUP")]
     group: Option<String>,
@@ -148,6 +152,7 @@ pub async fn run(args: Args) -> Result<ExitCode> {
         roles,
         locations,
         allow_hosts: args.allow_host.clone(),
+        hidden_files: args.allow_hidden_files,
         limits: Limits {
             depth: args.max_depth,
             complexity: args.max_complexity,

@@ -32,23 +32,26 @@ pub struct Args {
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
     /// Output format.
-    #[arg(long, value_enum, default_value_t = Format::Text)]
+    #[arg(long, env = "CALLBOARD_FORMAT", value_enum, default_value_t = Format::Text)]
     format: Format,
     /// TSV (header `file`, `origin`) naming the URL each file was registered from; relative
     /// placeholders then resolve against that URL.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "CALLBOARD_ORIGIN_MAP", value_name = "FILE")]
     origin_map: Option<PathBuf>,
     /// TSV (header `url`, `file`) answering URL reads from local files instead of the network.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, env = "CALLBOARD_URL_MAP", value_name = "FILE")]
     url_map: Option<PathBuf>,
     /// Also allow reading from this host (repeatable; `*.example.com` allows subdomains).
-    #[arg(long, value_name = "HOST")]
+    #[arg(long, env = "CALLBOARD_ALLOW_HOST", value_delimiter = ',', value_name = "HOST")]
     allow_host: Vec<String>,
     /// Also allow reading local files below this folder (repeatable).
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, env = "CALLBOARD_ALLOW_PATH", value_delimiter = ',', value_name = "DIR")]
     allow_path: Vec<PathBuf>,
+    /// Also read hidden files and folders (`.env`, `.git/…`) below the allowed folders.
+    #[arg(long, env = "CALLBOARD_ALLOW_HIDDEN_FILES")]
+    allow_hidden_files: bool,
     /// When to use colour in text output.
-    #[arg(long, value_enum, default_value_t = ColorChoice::Auto)]
+    #[arg(long, env = "CALLBOARD_COLOR", value_enum, default_value_t = ColorChoice::Auto)]
     color: ColorChoice,
 }
 
@@ -63,7 +66,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         Some(path) => read_tsv(path, "file", "origin")?.into_iter().collect(),
         None => HashMap::new(),
     };
-    let mut reader = Reader::default();
+    let mut reader = Reader::default().allow_hidden_files(args.allow_hidden_files);
     for host in &args.allow_host {
         reader = reader.allow_host(host.clone());
     }

@@ -8,3 +8,4 @@ mod helpers;
 mod hostile;
 mod principals;
 mod queries;
+mod watching;

@@ -117,13 +117,18 @@ async fn every_command_records_its_principal() {
     // A user registers a file location: the registration and the entities its first read finds
     // are that user's doing, as are those of a refresh by another, and the deletions of an
     // unregistration by a third.
-    // In a subfolder, which the file watcher (watching the seed's folder, not below it) leaves
-    // alone: the refresh below, not the watcher, reads the edit.
+    // The edit that the refresh must read is in a file the descriptor pulls in through a
+    // placeholder, in a folder no scan reads a descriptor from: the file watcher (which watches
+    // the folders of descriptors read) leaves it alone, so the refresh below, not the watcher,
+    // reads it.
     std::fs::create_dir_all(folder.path().join("billing")).expect("mkdir");
+    std::fs::create_dir_all(folder.path().join("notes")).expect("mkdir");
+    let notes = folder.path().join("notes/billing.txt");
+    std::fs::write(&notes, "the billing service").expect("write");
     let file = folder.path().join("billing/catalog-info.yaml");
     std::fs::write(
         &file,
-        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: billing}\nspec: {type: service, lifecycle: production, owner: team-a}\n",
+        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: billing, description: {$text: ../notes/billing.txt}}\nspec: {type: service, lifecycle: production, owner: team-a}\n",
     )
     .expect("write");
     let target = file.display().to_string();
@@ -135,11 +140,7 @@ async fn every_command_records_its_principal() {
             .await,
         "registerLocation",
     );
-    std::fs::write(
-        &file,
-        "apiVersion: backstage.io/v1alpha1\nkind: Component\nmetadata: {name: billing, description: now described}\nspec: {type: service, lifecycle: production, owner: team-a}\n",
-    )
-    .expect("write");
+    std::fs::write(&notes, "the billing service, now described").expect("write");
     ok(
         &app.data_as(Some(CAROL), &location("refreshLocation"), json!({"t": target}))
             .await,

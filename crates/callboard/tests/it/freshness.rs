@@ -34,10 +34,8 @@ async fn edit_becomes_event(backend: Backend) -> Duration {
     };
     writer.register(&location, "provider:test").await.expect("register");
     writer.sync(&location).await.expect("sync");
-    let (mut watcher, changes) = FileWatcher::new().expect("watcher");
-    for (files, folders) in writer.watched().values() {
-        watcher.watch(files, folders);
-    }
+    let (watcher, changes) = FileWatcher::new().expect("watcher");
+    writer.keep_watching(watcher);
     let before = read_events(log.as_ref(), &topics.entities()).await.len();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(writer.run(role, changes, async move {
@@ -65,7 +63,6 @@ async fn edit_becomes_event(backend: Backend) -> Duration {
     };
     let _ = stop.send(());
     task.await.expect("writer task").expect("writer");
-    drop(watcher);
     latency
 }
 
