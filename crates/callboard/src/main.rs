@@ -2,10 +2,11 @@
 
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 mod allocator;
 mod commands;
+mod config;
 mod output;
 mod telemetry;
 
@@ -20,6 +21,10 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Debug, Parser)]
 #[command(name = "callboard", version, about, propagate_version = true)]
 struct Cli {
+    /// A TOML file with a key for any flag (`max-batch = 10`; a `[serve]` table for one command
+    /// only). The command line and the environment win over it.
+    #[arg(long, global = true, env = "CALLBOARD_CONFIG", value_name = "FILE")]
+    config: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -49,7 +54,16 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 
 fn main() -> ExitCode {
     allocator::configure();
-    let cli = Cli::parse();
+    let argv = match config::apply(&Cli::command(), std::env::args_os().collect(), &|name| {
+        std::env::var_os(name)
+    }) {
+        Ok(argv) => argv,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(argv);
     // The telemetry guard outlives the runtime: dropping it flushes traces with a blocking client.
     let mut traces = Telemetry::default();
     let result = match cli.command {
@@ -78,6 +92,68 @@ fn main() -> ExitCode {
             // Usage problems (unreadable inputs, bad map files) exit with 2, like clap's own.
             eprintln!("error: {error:#}");
             ExitCode::from(2)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The design's promise: every flag has a `CALLBOARD_…` variable (and so, through
+    /// `config::apply`, a config-file key). `--kafka-property` is the exception by design: its
+    /// variables are `CALLBOARD_KAFKA_PROPERTY_<KEY>`, one per property.
+    #[test]
+    fn every_flag_has_an_environment_variable() {
+        Cli::command().debug_assert();
+        let mut missing = Vec::new();
+        for command in Cli::command().get_subcommands() {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if ["help", "version", "kafka-property"].contains(&long) {
+                    continue;
+                }
+                match arg.get_env() {
+                    Some(name) if name.to_string_lossy().starts_with("CALLBOARD_") => {}
+                    _ => missing.push(format!("{} --{long}", command.get_name())),
+                }
+            }
+        }
+        assert!(missing.is_empty(), "flags without a CALLBOARD_ variable: {missing:?}");
+    }
+
+    /// One config file drives every command: each flag of each command is set from it.
+    #[test]
+    fn every_flag_has_a_config_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = Cli::command();
+        for command in root.get_subcommands() {
+            for arg in command.get_arguments() {
+                let Some(long) = arg.get_long() else { continue };
+                if ["help", "version", "config"].contains(&long) {
+                    continue;
+                }
+                let value = if arg.get_action().takes_values() {
+                    "\"x\""
+                } else {
+                    "true"
+                };
+                let path = dir.path().join("callboard.toml");
+                std::fs::write(&path, format!("[{}]\n{long} = {value}\n", command.get_name())).expect("write");
+                let argv = vec![
+                    "callboard".into(),
+                    "--config".into(),
+                    path.clone().into(),
+                    command.get_name().into(),
+                ];
+                let out = config::apply(&root, argv, &|_| None).expect("apply");
+                let flag = out[4].to_string_lossy().into_owned();
+                assert!(
+                    flag == format!("--{long}") || flag == format!("--{long}=x"),
+                    "{} --{long}: {out:?}",
+                    command.get_name()
+                );
+            }
         }
     }
 }

@@ -16,10 +16,10 @@ pub struct Args {
     #[command(flatten)]
     projection: projections::ProjectionArgs,
     /// Events per transaction.
-    #[arg(long, default_value_t = 2_000)]
+    #[arg(long, env = "CALLBOARD_BATCH", default_value_t = 2_000)]
     batch: usize,
     /// Stop once everything in the log is projected (for scripts and benchmarks).
-    #[arg(long)]
+    #[arg(long, env = "CALLBOARD_UNTIL_CAUGHT_UP")]
     until_caught_up: bool,
     /// Serve `/metrics` (Prometheus text: lag per partition, events applied, batch times) and
     /// `/healthz` on this address, e.g. `0.0.0.0:9464`.

@@ -14,10 +14,10 @@ pub struct Args {
     #[command(flatten)]
     projection: projections::ProjectionArgs,
     /// Events per transaction.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, env = "CALLBOARD_BATCH", default_value_t = 5_000)]
     batch: usize,
     /// Do not show a progress bar.
-    #[arg(long)]
+    #[arg(long, env = "CALLBOARD_QUIET")]
     quiet: bool,
 }
 
