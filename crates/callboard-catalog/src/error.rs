@@ -135,6 +135,7 @@ impl From<StoreError> for CatalogError {
         match error {
             StoreError::Unavailable(_) => Self::unavailable("the read model is unavailable; try again shortly", error),
             StoreError::Invalid(message) => Self::bad_input(message),
+            StoreError::TooCostly(message) => Self::new(ErrorCode::Limit, message),
             other => Self::internal(other),
         }
     }

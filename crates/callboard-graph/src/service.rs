@@ -57,6 +57,10 @@ pub struct GraphService {
     /// Answers by key.
     answers: Cache<String, Arc<String>>,
     shared: Option<Arc<dyn SharedCache>>,
+    /// Past graphs are built one at a time: each distinct past instant is a build from the whole
+    /// history (seconds at a million rows), so a client asking for many instants at once must
+    /// queue — within its request's time limit — rather than take every core.
+    past_builds: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for GraphService {
@@ -94,6 +98,7 @@ impl GraphService {
                 .time_to_live(Duration::from_secs(600))
                 .build(),
             shared,
+            past_builds: Arc::new(tokio::sync::Semaphore::new(1)),
         }
     }
 
@@ -105,6 +110,15 @@ impl GraphService {
         let graph = self
             .graphs
             .try_get_with(version.clone(), async {
+                let _permit = match at {
+                    Some(_) => Some(
+                        self.past_builds
+                            .acquire()
+                            .await
+                            .map_err(|e| GraphError::Build(e.to_string()))?,
+                    ),
+                    None => None,
+                };
                 let rows = match at {
                     None => self.reader.all_relations().await?,
                     Some(time) => self.reader.relations_at(time).await?,

@@ -23,6 +23,10 @@ pub enum StoreError {
     /// A query was invalid (a bad cursor, a bad filter).
     #[error("invalid query: {0}")]
     Invalid(String),
+    /// The query would cost more than the read model allows (counting facets over too many
+    /// documents): the caller must narrow it.
+    #[error("{0}")]
+    TooCostly(String),
     /// The database refused or failed a statement.
     #[error("the read model's database failed")]
     Database(#[source] BoxError),

@@ -117,14 +117,45 @@ pub fn values_of(entity: &Value, key: &str) -> Vec<String> {
     out
 }
 
+/// A flag a long computation checks now and then, set when its caller gives up.
+#[derive(Debug, Clone, Default)]
+pub struct Cancel(std::sync::Arc<std::sync::atomic::AtomicBool>);
+
+impl Cancel {
+    /// Whether the caller gave up.
+    pub fn cancelled(&self) -> bool {
+        self.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// A guard that cancels when dropped: hold it in the future that awaits the computation,
+    /// so dropping that future (a timeout) stops the work.
+    pub fn on_drop(&self) -> CancelOnDrop {
+        CancelOnDrop(self.clone())
+    }
+}
+
+/// Cancels its [`Cancel`] when dropped.
+#[derive(Debug)]
+pub struct CancelOnDrop(Cancel);
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        (self.0).0.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
 /// Facet counts of `key` over stored documents (`(JSON text, uid)`, see
 /// [`crate::catalog::stored_document`]): how many documents hold each original value, most
 /// frequent first, then by value. CPU-bound at scale (documents are parsed), so it splits the
 /// work over the available cores; run it off the async runtime.
-pub fn count_values(documents: &[(String, String)], key: &str) -> Vec<(String, i64)> {
+/// Stops early (with partial counts nobody should read) once `cancel` is set.
+pub fn count_values(documents: &[(String, String)], key: &str, cancel: &Cancel) -> Vec<(String, i64)> {
     let count = |chunk: &[(String, String)]| {
         let mut counts: HashMap<String, i64> = HashMap::new();
-        for (text, uid) in chunk {
+        for (i, (text, uid)) in chunk.iter().enumerate() {
+            if i % 256 == 0 && cancel.cancelled() {
+                return HashMap::new();
+            }
             let document = crate::catalog::stored_document(text, uid);
             if document.is_null() {
                 continue;
@@ -443,12 +474,12 @@ mod tests {
             .map(|d| (d, "u".to_owned()))
             .collect();
         assert_eq!(
-            count_values(&documents, "metadata.tags"),
+            count_values(&documents, "metadata.tags", &Cancel::default()),
             [("a".to_owned(), 2_500), ("b".to_owned(), 1_250)]
         );
-        assert!(count_values(&[], "kind").is_empty());
+        assert!(count_values(&[], "kind", &Cancel::default()).is_empty());
         assert_eq!(
-            count_values(&documents[..1], "metadata.uid"),
+            count_values(&documents[..1], "metadata.uid", &Cancel::default()),
             [("u".to_owned(), 1)],
             "uids are put back"
         );
@@ -520,5 +551,20 @@ mod tests {
         }
         // Fewer hashes stored than keys: universal existence, `=true` existence, column values.
         assert!(key_hashes(&pairs(&entity)).len() < all.len());
+    }
+
+    /// A count whose caller went away stops: a timed-out facet request does not keep a core busy.
+    #[test]
+    fn a_cancelled_count_stops() {
+        let document = json!({"kind": "Component", "metadata": {"name": "a", "tags": ["x"]}}).to_string();
+        let documents: Vec<(String, String)> = (0..5_000).map(|i| (document.clone(), format!("u{i}"))).collect();
+        let cancel = Cancel::default();
+        assert_eq!(
+            count_values(&documents, "metadata.tags", &cancel),
+            vec![("x".to_owned(), 5_000)]
+        );
+        drop(cancel.on_drop());
+        assert!(cancel.cancelled());
+        assert!(count_values(&documents, "metadata.tags", &cancel).is_empty());
     }
 }

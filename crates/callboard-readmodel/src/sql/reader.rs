@@ -22,6 +22,9 @@ use crate::store::{
     CatalogReader, EntityPage, EntityQuery, Order, RejectionsBy, RelationView, sort_key, split_sort_key,
 };
 
+/// The most entities a facet is counted from when the kept counts cannot answer it.
+pub const MAX_COUNTED_DOCUMENTS: usize = 200_000;
+
 /// Entity rows joined to the history row holding their document.
 const ENTITY_FROM: &str = "{p}entities e join {p}history h on h.subject = e.entity_ref and h.sequence = e.sequence";
 
@@ -232,10 +235,12 @@ impl CatalogReader for SqlCatalogStore {
             let rows = t.db().fetch(q).await?;
             return rows.iter().map(|r| Ok((r.text("value")?, r.int("count")?))).collect();
         }
-        // Any other key, or a filtered set: count from the documents (original values).
+        // Any other key, or a filtered set: count from the documents (original values), at most
+        // MAX_COUNTED_DOCUMENTS of them — a request must not load a whole large catalog.
         let filter = Resolved::having_key(resolve(t, g, filter).await?, &key);
         let mut q = t.statement(g, &format!("select h.entity as document, e.uid from {ENTITY_FROM}"));
         conditions(t, g, Some(&filter), None, &mut q);
+        q.push(" limit ").int(MAX_COUNTED_DOCUMENTS as i64 + 1);
         let documents: Vec<(String, String)> = t
             .db()
             .fetch(q)
@@ -243,9 +248,23 @@ impl CatalogReader for SqlCatalogStore {
             .iter()
             .filter_map(|row| Some((row.text_or_null("document").ok()??, row.text("uid").ok()?)))
             .collect();
-        tokio::task::spawn_blocking(move || search::count_values(&documents, &key))
+        if documents.len() > MAX_COUNTED_DOCUMENTS {
+            return Err(StoreError::TooCostly(format!(
+                "facets of `{key}` are counted from the matching entities, and more than \
+                 {MAX_COUNTED_DOCUMENTS} match: narrow the filter (by kind, type or owner), or \
+                 ask for a field whose counts are kept (kind, spec.type, spec.lifecycle, \
+                 spec.owner, metadata.tags, …)"
+            )));
+        }
+        // The count runs on the blocking pool; if the request is dropped (a timeout, a client
+        // gone), the guard tells it to stop instead of finishing work nobody will read.
+        let cancel = search::Cancel::default();
+        let guard = cancel.on_drop();
+        let counted = tokio::task::spawn_blocking(move || search::count_values(&documents, &key, &cancel))
             .await
-            .map_err(|e| StoreError::Other(format!("counting facet values failed: {e}")))
+            .map_err(|e| StoreError::Other(format!("counting facet values failed: {e}")));
+        drop(guard);
+        counted
     }
 
     async fn relations(&self, refs: &[EntityRef], incoming: bool) -> Result<Vec<RelationView>, StoreError> {
