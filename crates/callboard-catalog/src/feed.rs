@@ -4,11 +4,17 @@
 //! Every API process tails the log itself (its own consumer group, never committed, starting at
 //! the end), so API replicas need no projector in-process and stay stateless. Subscribers share
 //! one bounded broadcast buffer: a subscriber that falls behind is told how many changes it
-//! missed and its subscription ends — it must read the current state and subscribe again —
-//! instead of slowing the feed or other subscribers, or silently going on without them.
+//! missed and its subscription ends — instead of slowing the feed or other subscribers, or
+//! silently going on without them.
+//!
+//! Every change carries a cursor: the feed's position after it (per partition of the entity
+//! topic, the offset after the last change published). A subscriber that lost its connection,
+//! fell behind, or outlived a server restart subscribes again after its last cursor and is sent
+//! every change since from the log, then the live ones (the service does this, see
+//! `Catalog::subscribe`). A tail that fails and starts again resumes where it stopped.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use callboard_events::EventView;
@@ -47,6 +53,39 @@ pub struct Change {
     pub targets: Vec<EntityRef>,
     /// The payload of a rejection (what `processingErrors` delivers); null for other events.
     pub data: Value,
+    /// The feed's position after this change (see [`Cursor`]); empty when unknown.
+    pub cursor: String,
+}
+
+/// A position in the change feed: per partition of the entity topic, the offset after the last
+/// change delivered. Clients see it as opaque text (`12.0.7…`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Cursor(pub Vec<i64>);
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, offset) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(".")?;
+            }
+            write!(f, "{offset}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::str::FromStr for Cursor {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let offsets: Result<Vec<i64>, _> = text.split('.').map(str::parse::<i64>).collect();
+        match offsets {
+            Ok(offsets) if !offsets.is_empty() && offsets.len() <= 10_000 && offsets.iter().all(|o| *o >= 0) => {
+                Ok(Cursor(offsets))
+            }
+            _ => Err(format!("{text:?} is not a cursor of the change feed")),
+        }
+    }
 }
 
 impl Change {
@@ -82,6 +121,7 @@ impl Change {
             sequence: event.sequence as i64,
             time: event.time.clone(),
             actor: event.actor.clone(),
+            cursor: String::new(),
         }
     }
 }
@@ -95,6 +135,38 @@ pub struct Missed(pub u64);
 pub struct Feed {
     sender: broadcast::Sender<Arc<Change>>,
     cache: Arc<EntityCache>,
+    standing: Arc<Mutex<Standing>>,
+}
+
+/// Where the feed stands. Changed and read under one lock with publishing, so a subscriber's
+/// snapshot of it and the moment it starts receiving are the same instant.
+#[derive(Debug, Default)]
+struct Standing {
+    /// Per partition, the offset after the last change published (empty until the tail starts).
+    next: Vec<i64>,
+    /// Whether the read model reflects everything below `next` (true once the tail's first
+    /// catch-up is done: before that, old events may not be projected yet).
+    live: bool,
+}
+
+/// A subscriber's start: the feed's position when it began receiving, whether that position
+/// is projected, and the live changes from then on.
+pub struct Start {
+    /// The feed's position.
+    pub cursor: Cursor,
+    /// Whether everything below `cursor` is in the read model.
+    pub live: bool,
+    /// The changes after `cursor`.
+    pub changes: std::pin::Pin<Box<dyn Stream<Item = Result<Arc<Change>, Missed>> + Send>>,
+}
+
+impl std::fmt::Debug for Start {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Start")
+            .field("cursor", &self.cursor)
+            .field("live", &self.live)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Feed {
@@ -109,6 +181,7 @@ impl Feed {
         Self {
             sender: broadcast::channel(capacity.max(1)).0,
             cache: Arc::new(EntityCache::new(cached_entities)),
+            standing: Arc::new(Mutex::new(Standing::default())),
         }
     }
 
@@ -132,10 +205,52 @@ impl Feed {
         let _ = self.sender.send(Arc::new(change));
     }
 
+    /// Publishes the change read at `partition`/`offset` of the entity topic, with its cursor.
+    pub fn publish_at(&self, mut change: Change, partition: i32, offset: i64) {
+        let mut standing = self.standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(next) = standing.next.get_mut(partition as usize) {
+            *next = (*next).max(offset + 1);
+        }
+        change.cursor = Cursor(standing.next.clone()).to_string();
+        self.publish(change);
+    }
+
+    /// Where a tail (re)starting should begin: where the feed stands, if it has stood anywhere
+    /// with this many partitions (a tail that failed resumes, missing nothing), else `ends`.
+    fn resume_from(&self, ends: &[i64]) -> Vec<i64> {
+        let mut standing = self.standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if standing.next.len() != ends.len() {
+            standing.next = ends.to_vec();
+        }
+        standing.next.clone()
+    }
+
+    fn go_live(&self) {
+        self.standing
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .live = true;
+    }
+
+    /// Changes from now on, with the feed's position at this instant.
+    pub fn start(&self) -> Start {
+        let standing = self.standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        Start {
+            cursor: Cursor(standing.next.clone()),
+            live: standing.live,
+            changes: Box::pin(Self::stream(self.sender.subscribe())),
+        }
+    }
+
     /// Changes from now on. A subscriber that falls more than the feed's capacity behind gets
     /// [`Missed`] and nothing more.
     pub fn subscribe(&self) -> impl Stream<Item = Result<Arc<Change>, Missed>> + Send + use<> {
-        let receiver = self.sender.subscribe();
+        Self::stream(self.sender.subscribe())
+    }
+
+    fn stream(
+        receiver: broadcast::Receiver<Arc<Change>>,
+    ) -> impl Stream<Item = Result<Arc<Change>, Missed>> + Send + use<> {
         futures::stream::unfold(Some(receiver), |receiver| async move {
             let mut receiver = receiver?;
             match receiver.recv().await {
@@ -190,8 +305,8 @@ async fn tail(
     // Changes before this start are not seen: the cache is off until the read model reflects
     // everything up to here.
     let session = feed.cache().restart();
-    let start: Vec<i64> = log.end_offsets(&topic).await?;
-    let before_start: Vec<Target> = start
+    let ends: Vec<i64> = log.end_offsets(&topic).await?;
+    let before_start: Vec<Target> = ends
         .iter()
         .enumerate()
         .filter(|(_, end)| **end > 0)
@@ -201,6 +316,9 @@ async fn tail(
             offset: end - 1,
         })
         .collect();
+    // From where the feed stood if it stood anywhere (a restarted tail misses nothing), else
+    // from the end: the past is history.
+    let start = feed.resume_from(&ends);
     let feed_group = format!("{}api-feed-{}", topics.prefix(), uuid_like());
     let mut subscription = log.subscribe(&feed_group, std::slice::from_ref(&topic)).await?;
     let mut sought: HashMap<i32, bool> = HashMap::new();
@@ -213,6 +331,7 @@ async fn tail(
             live = progress.reached(&before_start).await?;
             if live {
                 feed.cache().go_live(session);
+                feed.go_live();
             }
         }
         // A replay's switch to a new generation changes every row at once, without events.
@@ -224,7 +343,7 @@ async fn tail(
                 feed.cache().clear();
             }
         }
-        // Newly assigned partitions start at the end as of start-up (the past is history).
+        // Newly assigned partitions start where the feed stands.
         for (t, partition) in subscription.assignment() {
             if t == topic && !sought.contains_key(&partition) {
                 let end = start.get(partition as usize).copied().unwrap_or(0);
@@ -235,7 +354,7 @@ async fn tail(
         // A burst's last message per partition covers the ones before it: wait once per
         // partition, then publish them all.
         let mut waiting: Vec<Target> = Vec::new();
-        let mut ready: Vec<EventView> = Vec::with_capacity(messages.len());
+        let mut ready: Vec<(EventView, i32, i64)> = Vec::with_capacity(messages.len());
         for message in messages {
             let end = start.get(message.partition as usize).copied().unwrap_or(0);
             if message.offset < end {
@@ -250,12 +369,12 @@ async fn tail(
                 }),
             }
             if let Ok(event) = EventView::from_bytes(&message.value) {
-                ready.push(event);
+                ready.push((event, message.partition, message.offset));
             }
         }
         progress.wait(&waiting, None).await;
-        for event in &ready {
-            feed.publish(Change::from_event(event));
+        for (event, partition, offset) in &ready {
+            feed.publish_at(Change::from_event(event), *partition, *offset);
         }
     }
 }
@@ -285,6 +404,7 @@ mod tests {
             origin: None,
             targets: Vec::new(),
             data: Value::Null,
+            cursor: String::new(),
         }
     }
 
@@ -303,5 +423,34 @@ mod tests {
         // The others go on.
         feed.publish(change(6));
         assert_eq!(quick.next().await.expect("a change").expect("not behind").sequence, 6);
+    }
+
+    #[test]
+    fn cursors_read_back_and_refuse_what_is_not_one() {
+        let cursor = Cursor(vec![12, 0, 7]);
+        assert_eq!(cursor.to_string(), "12.0.7");
+        assert_eq!("12.0.7".parse::<Cursor>(), Ok(cursor));
+        for bad in ["", "a.b", "1..2", "-1.0", "1,2"] {
+            assert!(bad.parse::<Cursor>().is_err(), "{bad:?}");
+        }
+    }
+
+    /// Each published change carries the feed's position after it, and a subscriber's start is
+    /// that position at the instant it begins receiving.
+    #[tokio::test]
+    async fn changes_carry_the_position_after_them() {
+        let feed = Feed::new(8);
+        assert_eq!(feed.resume_from(&[5, 0]), vec![5, 0]);
+        let start = feed.start();
+        assert_eq!((start.cursor.clone(), start.live), (Cursor(vec![5, 0]), false));
+        let mut changes = start.changes;
+        feed.publish_at(change(1), 1, 0);
+        feed.publish_at(change(2), 0, 5);
+        assert_eq!(changes.next().await.expect("one").expect("in time").cursor, "5.1");
+        assert_eq!(changes.next().await.expect("two").expect("in time").cursor, "6.1");
+        // A tail that starts again resumes from there, whatever the log's end is now.
+        assert_eq!(feed.resume_from(&[9, 9]), vec![6, 1]);
+        feed.go_live();
+        assert!(feed.start().live);
     }
 }

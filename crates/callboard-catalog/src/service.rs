@@ -7,9 +7,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use callboard_events::EventView;
 use callboard_events::cloudevent::normalize_time;
 use callboard_events::commands::CommandClient;
-use callboard_events::log::EventLog;
+use callboard_events::log::{EventLog, read_range};
 use callboard_events::topics::Topics;
 use callboard_events::types::{LocationRecord, PositionRecord};
 use callboard_graph::{GraphService, Hop, Question, Reached, SharedCache};
@@ -26,7 +27,7 @@ use serde_json::Value;
 use crate::cache::{CachedReader, CurrentPage, EntityCache, Outgoing};
 use crate::commands::{Commands, LocationCommand, Outcome};
 use crate::error::{CatalogError, ErrorCode, Result};
-use crate::feed::{self, Change, Feed, Missed};
+use crate::feed::{self, Change, Cursor, Feed, Missed};
 use crate::principal::Principal;
 
 /// An instant in the past (or future) to read the catalog as of: RFC 3339, kept in the one
@@ -94,6 +95,13 @@ pub struct Catalog {
     log: Option<Arc<dyn EventLog>>,
     topics: Topics,
 }
+
+/// The most changes a subscription resuming from a cursor is sent from the log; further behind,
+/// it must read the current state instead.
+const MAX_RESUMED: usize = 10_000;
+
+/// How long a resuming subscription waits for the feed to catch up after a start.
+const FEED_CATCH_UP: Duration = Duration::from_secs(60);
 
 /// Subjects read per round when paging through history for a list as of an instant.
 const PAST_CHUNK: usize = 500;
@@ -448,24 +456,95 @@ impl Catalog {
 
     // Live changes.
 
-    /// Changes from now on, each delivered once the read model reflects it. A subscriber that
-    /// falls behind gets one [`ErrorCode::Resync`] error, and its stream ends.
-    pub fn subscribe(
+    /// Changes from now on — or, given the cursor of a change received earlier, every change
+    /// since then (read from the log, after a lost connection or a server restart), then the
+    /// live ones — each delivered once the read model reflects it. A subscriber that falls
+    /// behind gets one [`ErrorCode::Resync`] error, and its stream ends.
+    pub async fn subscribe(
         &self,
         principal: &Principal,
-    ) -> impl Stream<Item = std::result::Result<Arc<Change>, CatalogError>> + Send + use<> {
+        after: Option<&str>,
+    ) -> Result<std::pin::Pin<Box<dyn Stream<Item = std::result::Result<Arc<Change>, CatalogError>> + Send>>> {
         let _ = principal;
-        futures::StreamExt::map(self.feed.subscribe(), |item| {
-            item.map_err(|Missed(missed)| {
-                CatalogError::new(
-                    ErrorCode::Resync,
-                    format!(
-                        "this subscription fell {missed} changes behind and missed them: read the current \
-                         state (or the activity feed) and subscribe again"
-                    ),
-                )
+        let Some(after) = after else {
+            return Ok(Box::pin(futures::StreamExt::map(self.feed.subscribe(), resync)));
+        };
+        let after: Cursor = after.parse().map_err(CatalogError::bad_input)?;
+        let Some(log) = &self.log else {
+            return Err(CatalogError::bad_input("this server has no change feed to resume"));
+        };
+        // Until the feed has caught up with the log as it was at start-up, what lies below its
+        // position may not be projected yet: wait for that (a restart's first seconds).
+        let started = std::time::Instant::now();
+        let start = loop {
+            let start = self.feed.start();
+            if start.live {
+                break start;
+            }
+            if started.elapsed() > FEED_CATCH_UP {
+                return Err(CatalogError::new(
+                    ErrorCode::Unavailable,
+                    "the change feed is still catching up with the log; try again shortly",
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        let now = &start.cursor.0;
+        if after.0.len() != now.len() {
+            return Err(CatalogError::bad_input(format!(
+                "the cursor has {} partitions and the feed {}: it is not a cursor of this catalog",
+                after.0.len(),
+                now.len()
+            )));
+        }
+        if after.0.iter().zip(now).any(|(a, n)| a > n) {
+            return Err(CatalogError::bad_input(
+                "the cursor is ahead of the change feed: it is not a cursor of this catalog",
+            ));
+        }
+        let behind: i64 = now.iter().zip(&after.0).map(|(n, a)| n - a).sum();
+        if behind > MAX_RESUMED as i64 {
+            return Err(CatalogError::new(
+                ErrorCode::Resync,
+                format!(
+                    "{behind} changes happened since this cursor, more than a subscription resumes \
+                     ({MAX_RESUMED}): read the current state and subscribe again"
+                ),
+            ));
+        }
+        // Every change in [after, now), partition by partition, each with the cursor that
+        // resumes right after it; then the live ones, which all lie at or after `now`.
+        let topic = self.topics.entities();
+        let mut missed: Vec<std::result::Result<Arc<Change>, CatalogError>> = Vec::new();
+        let mut cursor = after.0.clone();
+        for (partition, (&from, &until)) in after.0.iter().zip(now).enumerate() {
+            if from == until {
+                continue;
+            }
+            let mut messages = Vec::new();
+            read_range(log.as_ref(), &topic, partition as i32, from, until, |m| {
+                messages.push(m)
             })
-        })
+            .await
+            .map_err(|e| CatalogError::unavailable("the event log is unavailable; try again shortly", e))?;
+            if messages.first().is_none_or(|m| m.offset != from) {
+                return Err(CatalogError::new(
+                    ErrorCode::Resync,
+                    "the changes since this cursor are no longer in the log: read the current state and \
+                     subscribe again",
+                ));
+            }
+            for message in messages {
+                cursor[partition] = message.offset + 1;
+                if let Ok(event) = EventView::from_bytes(&message.value) {
+                    let mut change = Change::from_event(&event);
+                    change.cursor = Cursor(cursor.clone()).to_string();
+                    missed.push(Ok(Arc::new(change)));
+                }
+            }
+        }
+        let live = futures::StreamExt::map(start.changes, resync);
+        Ok(Box::pin(futures::StreamExt::chain(futures::stream::iter(missed), live)))
     }
 
     // Commands.
@@ -498,4 +577,17 @@ impl Catalog {
     pub async fn wait_projected(&self, positions: &[PositionRecord], timeout: Duration) -> bool {
         self.commands.wait_projected(positions, timeout).await
     }
+}
+
+/// A subscriber that fell behind, as clients are told.
+fn resync(item: std::result::Result<Arc<Change>, Missed>) -> std::result::Result<Arc<Change>, CatalogError> {
+    item.map_err(|Missed(missed)| {
+        CatalogError::new(
+            ErrorCode::Resync,
+            format!(
+                "this subscription fell {missed} changes behind and missed them: subscribe again with \
+                 `after` set to the cursor of the last change received (or read the current state)"
+            ),
+        )
+    })
 }

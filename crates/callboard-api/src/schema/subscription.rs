@@ -28,6 +28,10 @@ pub struct EntityChange {
     pub time: String,
     /// Who acted.
     pub actor: String,
+    /// Where this change stands in the feed: subscribe with `after` set to it (after a lost
+    /// connection, a RESYNC error or a server restart) to be sent every change since, then the
+    /// live ones.
+    pub cursor: String,
     #[graphql(skip)]
     entity: Option<EntityRef>,
 }
@@ -68,7 +72,8 @@ pub struct SubscriptionRoot;
 impl SubscriptionRoot {
     /// Entity changes, each delivered after the read model reflects it. Every given criterion
     /// must match (kinds, namespaces and refs compare case-insensitively; `owners` are owner
-    /// refs as in `spec.owner` after defaults, e.g. `group:default/payments`).
+    /// refs as in `spec.owner` after defaults, e.g. `group:default/payments`). With `after` (a
+    /// change's `cursor`), first every change since that one, then the live ones.
     async fn entity_changed(
         &self,
         ctx: &Context<'_>,
@@ -76,6 +81,7 @@ impl SubscriptionRoot {
         namespaces: Option<Vec<String>>,
         owners: Option<Vec<String>>,
         refs: Option<Vec<String>>,
+        after: Option<String>,
     ) -> Result<impl Stream<Item = Result<EntityChange>> + use<>> {
         let lower = |v: Option<Vec<String>>| v.map(|v| v.into_iter().map(|s| s.to_lowercase()).collect::<Vec<_>>());
         let (kinds, namespaces, owners) = (lower(kinds), lower(namespaces), lower(owners));
@@ -83,7 +89,10 @@ impl SubscriptionRoot {
             .map(|refs| refs.iter().map(|r| entity_ref(r)).collect::<Result<Vec<_>>>())
             .transpose()?;
         let slot = budget_slot(ctx)?;
-        let stream = catalog(ctx).subscribe(principal(ctx));
+        let stream = catalog(ctx)
+            .subscribe(principal(ctx), after.as_deref())
+            .await
+            .map_err(from_catalog)?;
         Ok(stream.filter_map(move |change: Result<Arc<Change>, CatalogError>| {
             let _held = &slot;
             let change = match change {
@@ -113,6 +122,7 @@ impl SubscriptionRoot {
                 sequence: change.sequence,
                 time: change.time.clone(),
                 actor: change.actor.clone(),
+                cursor: change.cursor.clone(),
                 entity: change.entity.clone(),
             });
             futures::future::ready(out.map(Ok))
@@ -129,7 +139,10 @@ impl SubscriptionRoot {
     ) -> Result<impl Stream<Item = Result<Json<Value>>> + use<>> {
         let owners = owners.map(|v| v.into_iter().map(|s| s.to_lowercase()).collect::<Vec<_>>());
         let slot = budget_slot(ctx)?;
-        let stream = catalog(ctx).subscribe(principal(ctx));
+        let stream = catalog(ctx)
+            .subscribe(principal(ctx), None)
+            .await
+            .map_err(from_catalog)?;
         Ok(stream.filter_map(move |change: Result<Arc<Change>, CatalogError>| {
             let _held = &slot;
             let change = match change {

@@ -70,8 +70,16 @@ pub async fn spawn_app(locations: &[&Path]) -> TestApp {
 
 /// [`spawn_app`], with the configuration changed by `configure` first (limits, say).
 pub async fn spawn_app_with(locations: &[&Path], configure: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_in(tempfile::tempdir().expect("tempdir"), locations, configure).await
+}
+
+/// [`spawn_app_with`] over an existing data directory (one a stopped server left: a restart).
+pub async fn spawn_app_in(
+    data: tempfile::TempDir,
+    locations: &[&Path],
+    configure: impl FnOnce(&mut Config),
+) -> TestApp {
     no_broker();
-    let data = tempfile::tempdir().expect("tempdir");
     let log = SqliteLog::open(&data.path().join("events.db"))
         .await
         .expect("embedded log");
@@ -121,6 +129,18 @@ pub async fn spawn_app_with(locations: &[&Path], configure: impl FnOnce(&mut Con
 }
 
 impl TestApp {
+    /// Stops the server gracefully and hands back its data directory, for a restart.
+    pub async fn stop(mut self) -> tempfile::TempDir {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(served) = self.served.take() {
+            let _ = served.await;
+        }
+        let placeholder = tempfile::tempdir().expect("tempdir");
+        std::mem::replace(&mut self._data, placeholder)
+    }
+
     /// The data directory: the embedded log (`events.db`) and read models.
     pub fn data_dir(&self) -> &Path {
         self._data.path()

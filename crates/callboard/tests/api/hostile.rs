@@ -116,10 +116,10 @@ async fn long_batches_are_refused_before_any_operation_runs() {
     assert_eq!(d["entities"]["totalCount"], 10, "{d}");
 }
 
-type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+pub(crate) type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 /// A `graphql-transport-ws` connection to `/graphql`, not yet initialised.
-async fn socket(addr: &str) -> Socket {
+pub(crate) async fn socket(addr: &str) -> Socket {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     let mut request = format!("ws://{addr}/graphql").into_client_request().expect("request");
     request.headers_mut().insert(
@@ -131,7 +131,7 @@ async fn socket(addr: &str) -> Socket {
 
 /// The next JSON message of a socket, or `None` when it closed; fails when nothing came within
 /// `wait`.
-async fn receive(socket: &mut Socket, wait: Duration) -> Option<Value> {
+pub(crate) async fn receive(socket: &mut Socket, wait: Duration) -> Option<Value> {
     use futures::StreamExt;
     use tokio_tungstenite::tungstenite::Message;
     loop {
@@ -146,7 +146,7 @@ async fn receive(socket: &mut Socket, wait: Duration) -> Option<Value> {
     }
 }
 
-async fn send(socket: &mut Socket, message: Value) {
+pub(crate) async fn send(socket: &mut Socket, message: Value) {
     use futures::SinkExt;
     socket
         .send(tokio_tungstenite::tungstenite::Message::Text(
@@ -157,7 +157,7 @@ async fn send(socket: &mut Socket, message: Value) {
 }
 
 /// `connection_init`, answered by `connection_ack`.
-async fn initialise(socket: &mut Socket) {
+pub(crate) async fn initialise(socket: &mut Socket) {
     send(socket, json!({"type": "connection_init"})).await;
     let ack = receive(socket, Duration::from_secs(10)).await;
     assert_eq!(

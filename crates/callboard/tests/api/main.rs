@@ -8,4 +8,5 @@ mod helpers;
 mod hostile;
 mod principals;
 mod queries;
+mod resume;
 mod watching;
