@@ -8,7 +8,7 @@ use serde_json::{Map, Value};
 use crate::locate::locate;
 use crate::location::{Base, LocationRef, Target, location_annotations};
 use crate::placeholder::{self, Reads};
-use crate::yaml::{Limits, RawDocument, read_stream};
+use crate::yaml::{Limits, RawDocument, read_stream, text_for_locating};
 
 /// Where a file was read from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -150,7 +150,8 @@ fn process_document(
             }
         };
         let reject = |report: &mut Report, diagnostics: Vec<Diagnostic>| {
-            let text = std::str::from_utf8(&file[raw.range.clone()]).unwrap_or_default();
+            let text = text_for_locating(&file[raw.range.clone()]);
+            let text = text.as_str();
             let problems = diagnostics
                 .into_iter()
                 .map(|diagnostic| {

@@ -117,3 +117,55 @@ fn agrees_with_backstage_on_the_corpus() {
     let share = agree as f64 / expected.len() as f64;
     assert!(share >= 0.99, "only {agree} of {} documents agree", expected.len());
 }
+
+/// The YAML edge cases of `corpus/yaml-edge` (bare `\r` line ends, tags, `%YAML` directives,
+/// tabs, bytes that are not UTF-8, deep nesting, non-string annotation values): every document
+/// must get Backstage's verdict (`corpus/yaml-edge/expected.jsonl`, see its README), no tolerance.
+#[test]
+fn agrees_with_backstage_on_the_yaml_edge_cases() {
+    let dir = callboard_testkit::workspace_root().join("corpus/yaml-edge");
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .expect("corpus/yaml-edge")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    files.sort();
+    let output = Command::new(env!("CARGO_BIN_EXE_callboard"))
+        .arg("validate")
+        .args(["--format", "jsonl", "--color", "never"])
+        .args(&files)
+        .output()
+        .expect("run callboard validate");
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "the edge cases hold invalid documents, so the exit status is 1; stderr: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let ours = verdicts(&String::from_utf8(output.stdout).expect("UTF-8 output"));
+    let expected = verdicts(&std::fs::read_to_string(dir.join("expected.jsonl")).expect("expected.jsonl"));
+    assert!(
+        expected.len() >= 50,
+        "expected.jsonl lists {} documents",
+        expected.len()
+    );
+
+    let mut differences: Vec<String> = expected
+        .iter()
+        .filter(|(key, want)| ours.get(*key) != Some(*want))
+        .map(|(key, want)| format!("{}#{}: expected {want:?}, got {:?}", key.0, key.1, ours.get(key)))
+        .collect();
+    differences.extend(
+        ours.keys()
+            .filter(|k| !expected.contains_key(*k))
+            .map(|k| format!("{}#{}: Backstage reports no such document", k.0, k.1)),
+    );
+    differences.sort();
+    assert!(
+        differences.is_empty(),
+        "{} of {} documents differ from Backstage:\n{}",
+        differences.len(),
+        expected.len(),
+        differences.join("\n")
+    );
+}
