@@ -7,7 +7,11 @@ use std::process::{Command, Output};
 
 fn callboard(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_callboard"));
-    command.arg("--config").arg(config).args(args).env_remove("CALLBOARD_FORMAT");
+    command
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env_remove("CALLBOARD_FORMAT");
     for (name, value) in env {
         command.env(name, value);
     }
