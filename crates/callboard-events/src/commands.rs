@@ -109,7 +109,19 @@ impl CommandClient {
         let deadline = Instant::now() + timeout;
         let mut next = sent.offset + 1;
         loop {
-            let messages = self.log.read(&topic, 0, next, 500).await?;
+            // The command is in the log; its answer will be too. A log that is away for a moment
+            // (a broker restart) is waited for, up to the deadline, which then reports it.
+            let messages = match self.log.read(&topic, 0, next, 500).await {
+                Ok(messages) => messages,
+                Err(error @ LogError::Unavailable(_)) => {
+                    if Instant::now() >= deadline {
+                        return Err(error.into());
+                    }
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    continue;
+                }
+                Err(error) => return Err(error.into()),
+            };
             for message in &messages {
                 next = message.offset + 1;
                 // Other commands and outcomes decode as not being the answer.

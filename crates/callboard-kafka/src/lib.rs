@@ -273,16 +273,27 @@ impl EventLog for KafkaLog {
         }
         let mut out = Vec::new();
         let mut next = from;
+        let started = std::time::Instant::now();
+        // librdkafka reports a lost broker connection as an error to consume, and reconnects by
+        // itself: such an error (often one queued while the broker was away, read after it came
+        // back) fails the read only if nothing arrives before the read's wait is over.
+        let mut transient = None;
         while out.len() < max {
             let wait = if out.is_empty() {
-                Duration::from_secs(5)
+                Duration::from_secs(5).saturating_sub(started.elapsed())
             } else {
                 Duration::from_millis(100)
             };
+            if wait.is_zero() {
+                break;
+            }
             match tokio::time::timeout(wait, reader.consumer.recv()).await {
                 Err(_) => break,
                 Ok(Err(KafkaError::PartitionEOF(_))) => break,
-                Ok(Err(e)) => return Err(kafka_error(e)),
+                Ok(Err(e)) => match kafka_error(e) {
+                    error @ LogError::Unavailable(_) => transient = Some(error),
+                    error => return Err(error),
+                },
                 Ok(Ok(m)) => {
                     if m.topic() != topic || m.partition() != partition || m.offset() < from {
                         continue;
@@ -291,6 +302,13 @@ impl EventLog for KafkaLog {
                     out.push(owned(&m));
                 }
             }
+        }
+        if out.is_empty()
+            && let Some(error) = transient
+        {
+            // Read again from `from` next time: the consumer's position is not known now.
+            reader.at = None;
+            return Err(error);
         }
         reader.at = Some((topic.to_owned(), partition, next));
         Ok(out)
