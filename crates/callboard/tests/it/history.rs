@@ -307,14 +307,14 @@ async fn time_travel_kafka_postgres_redis() {
 }
 
 /// A private redis-server on a free port, stopped on drop.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     child: std::process::Child,
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl PrivateRedis {
-    fn start(port: Option<u16>) -> Self {
+    pub(crate) fn start(port: Option<u16>) -> Self {
         let port = port.unwrap_or_else(|| {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
             listener.local_addr().expect("addr").port()
@@ -345,11 +345,11 @@ impl PrivateRedis {
         Self { child, port, _dir: dir }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn stop(mut self) -> u16 {
+    pub(crate) fn stop(mut self) -> u16 {
         let _ = self.child.kill();
         let _ = self.child.wait();
         self.port
