@@ -12,27 +12,12 @@ Builds the release binaries, imports a generated catalog into a fresh log, start
 line per scenario with latency percentiles. The load generator runs on the same two cores.
 """
 import argparse
-import os
 import pathlib
-import resource
 import subprocess
 import tempfile
 import time
-import urllib.request
-import uuid
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-PG = os.environ.get("CALLBOARD_BENCH_PG", "postgres://postgres@127.0.0.1:5432")
-
-
-def more_files() -> None:
-    # A thousand WebSocket connections need more descriptors than the usual 1,024.
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(65536, hard), hard))
-
-
-def psql(sql: str) -> None:
-    subprocess.run(["psql", "-q", f"{PG}/postgres", "-c", sql], check=True, capture_output=True)
+from served import JS, binaries, more_files, node_modules, production, psql, serve
 
 
 def main() -> None:
@@ -49,16 +34,8 @@ def main() -> None:
                         help="use the binaries in this folder (callboard, catalog-gen) instead of building them")
     args = parser.parse_args()
 
-    bin_dir = args.bin_dir
-    if bin_dir is None:
-        env = dict(os.environ)
-        env.setdefault("CARGO_TARGET_DIR", str(pathlib.Path.home() / ".cache/callboard/target"))
-        subprocess.run(["cargo", "build", "--release", "--locked", "-p", "callboard", "-p", "callboard-testkit"],
-                       cwd=ROOT, env=env, check=True)
-        bin_dir = pathlib.Path(env["CARGO_TARGET_DIR"]) / "release"
-    js = ROOT / "loadtests/js"
-    if not (js / "node_modules").is_dir():
-        subprocess.run(["npm", "ci", "--prefix", str(js), "--no-audit", "--no-fund"], check=True)
+    bin_dir = binaries(args.bin_dir)
+    node_modules()
     with tempfile.TemporaryDirectory() as tmp:
         work = pathlib.Path(tmp)
         catalog = args.catalog
@@ -69,35 +46,18 @@ def main() -> None:
         store_args: list[str] = []
         database = None
         if args.stack == "kafka-postgres-redis":
-            brokers = subprocess.run([ROOT / "scripts/kafka"], capture_output=True, text=True, check=True).stdout.strip()
-            tag = uuid.uuid4().hex[:8]
-            database = f"callboard_api_{tag}"
-            psql(f"create database {database}")
-            log_args += ["--kafka", brokers, "--topic-prefix", f"apibench-{tag}."]
-            store_args = ["--database-url", f"{PG}/{database}?sslmode=disable", "--redis-url", "redis://127.0.0.1:6379"]
+            log_args, store_args, database = production("apibench")
+            log_args = ["--data-dir", str(work / "data"), *log_args]
         try:
             started = time.perf_counter()
             subprocess.run([bin_dir / "callboard", "import", "--quiet", *log_args, catalog], check=True,
                            capture_output=True)
             print(f"imported in {time.perf_counter() - started:.1f} s")
             cache_args = [] if args.entity_cache is None else ["--entity-cache", str(args.entity_cache)]
-            server = subprocess.Popen([bin_dir / "callboard", "serve", *log_args, *store_args, *cache_args,
-                                       "--listen", "127.0.0.1:0"],
-                                      stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
-                                      preexec_fn=more_files, env={**os.environ, "CALLBOARD_LOG": "warn"})
+            server, base = serve(bin_dir, [*log_args, *store_args, *cache_args])
             try:
-                line = server.stdout.readline()
-                url = line.split("http://", 1)[1].split()[0]
-                base = "http://" + url.rsplit("/graphql", 1)[0]
-                while True:
-                    try:
-                        if urllib.request.urlopen(base + "/readyz", timeout=5).status == 200:
-                            break
-                    except Exception:
-                        pass
-                    time.sleep(0.5)
                 print(f"queryable after {time.perf_counter() - started:.1f} s; serving {base}/graphql")
-                subprocess.run(["node", js / "load.mjs", f"{base}/graphql", "--rate", str(args.rate),
+                subprocess.run(["node", JS / "load.mjs", f"{base}/graphql", "--rate", str(args.rate),
                                 "--seconds", str(args.seconds), "--subscribers", str(args.subscribers)],
                                check=True, preexec_fn=more_files)
             finally:

@@ -8,27 +8,11 @@
 // scenarios run one request at a time (latency without queueing).
 import { createClient } from 'graphql-ws';
 import WebSocket from 'ws';
+import { gql, opt, url } from './client.mjs';
 
-const args = process.argv.slice(2);
-const url = args[0];
-const opt = (name, fallback) => {
-  const i = args.indexOf(`--${name}`);
-  return i >= 0 ? Number(args[i + 1]) : fallback;
-};
 const RATE = opt('rate', 500);
 const SECONDS = opt('seconds', 20);
 const SUBSCRIBERS = opt('subscribers', 1000);
-
-async function gql(query, variables = {}) {
-  const res = await fetch(url, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ query, variables }),
-  });
-  const body = await res.json();
-  if (res.status !== 200 || body.errors) throw new Error(JSON.stringify(body.errors ?? res.status));
-  return body.data;
-}
 
 function summary(scenario, latencies, errors, seconds) {
   const sorted = [...latencies].sort((a, b) => a - b);
