@@ -245,6 +245,11 @@ impl Server {
         let (stop, stop_rx) = watch::channel(false);
         let mut tasks: Vec<JoinHandle<Result<()>>> = Vec::new();
 
+        // The writer starts first (it creates the topics), then the projectors, and only then
+        // does the writer read the configured locations: projection runs beside the initial
+        // read, on the other core, instead of after it (which made `serve` nearly twice as slow
+        // from files to queryable as `import` beside `project`).
+        let mut writer = None;
         if roles.writer {
             let role = Writer::acquire_role(log.as_ref(), &topics, Duration::from_secs(60)).await?;
             let reader = Arc::new(reader_for(&config.locations, &config.allow_hosts, config.hidden_files));
@@ -255,18 +260,10 @@ impl Server {
                 actor: "provider:serve".into(),
                 ..WriterConfig::default()
             };
-            let mut writer = Writer::start(log.clone(), Scanner::new(reader), writer_config).await?;
-            for location in &config.locations {
-                writer.register(location, "provider:serve").await?;
-                let report = writer.sync(location).await?;
-                tracing::info!(location = %location.key(), upserted = report.counts.upserted, rejected = report.counts.rejected, "location read");
-            }
-            let (watcher, changes) = FileWatcher::new().context("starting the file watcher")?;
-            writer.keep_watching(watcher);
-            let stop = stopped(stop_rx.clone());
-            tasks.push(tokio::spawn(async move {
-                writer.run(role, changes, stop).await.context("the writer stopped")
-            }));
+            writer = Some((
+                role,
+                Writer::start(log.clone(), Scanner::new(reader), writer_config).await?,
+            ));
         }
 
         if roles.projector {
@@ -293,6 +290,21 @@ impl Server {
                     sampler.abort();
                 });
             }
+        }
+
+        if let Some((role, mut writer)) = writer {
+            // An error returns and drops `stop`, which stops the projectors started above.
+            for location in &config.locations {
+                writer.register(location, "provider:serve").await?;
+                let report = writer.sync(location).await?;
+                tracing::info!(location = %location.key(), upserted = report.counts.upserted, rejected = report.counts.rejected, "location read");
+            }
+            let (watcher, changes) = FileWatcher::new().context("starting the file watcher")?;
+            writer.keep_watching(watcher);
+            let stop = stopped(stop_rx.clone());
+            tasks.push(tokio::spawn(async move {
+                writer.run(role, changes, stop).await.context("the writer stopped")
+            }));
         }
 
         let health = Health {
