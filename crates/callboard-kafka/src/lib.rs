@@ -366,6 +366,11 @@ impl Subscription for KafkaSubscription {
     async fn poll(&mut self, max: usize, wait: Duration) -> Result<Vec<Message>, LogError> {
         let mut out = Vec::new();
         let deadline = tokio::time::Instant::now() + wait;
+        // As in `read`: librdkafka queues one error per failed connection attempt while a
+        // broker is away, and reconnects by itself. Returned one per poll, they would be drained
+        // at the caller's back-off pace for minutes after the broker is back; drained here, they
+        // fail the poll only if no message came in its wait.
+        let mut transient = None;
         while out.len() < max {
             // Wait the full time for the first message, then only drain what is ready.
             let budget = if out.is_empty() {
@@ -379,11 +384,17 @@ impl Subscription for KafkaSubscription {
             match tokio::time::timeout(budget, self.consumer.recv()).await {
                 Err(_) => break,
                 Ok(Err(KafkaError::PartitionEOF(_))) => {}
-                Ok(Err(e)) => return Err(kafka_error(e)),
+                Ok(Err(e)) => match kafka_error(e) {
+                    error @ LogError::Unavailable(_) => transient = Some(error),
+                    error => return Err(error),
+                },
                 Ok(Ok(m)) => out.push(owned(&m)),
             }
         }
-        Ok(out)
+        match transient {
+            Some(error) if out.is_empty() => Err(error),
+            _ => Ok(out),
+        }
     }
 
     async fn seek(&mut self, topic: &str, partition: i32, offset: i64) -> Result<(), LogError> {

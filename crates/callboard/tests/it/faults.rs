@@ -586,11 +586,20 @@ fn broker_restart_while_importing_recovers() {
     let mut broker = PrivateBroker::start();
     let store = crate::stores::Store::postgres();
     let (catalog, valid) = catalog(19);
+    // `serve` starts with a one-entity seed (its folder, the catalog's, becomes readable), and
+    // the catalog is registered afterwards, so the broker can be killed while the writer is
+    // importing it — not only while the projectors catch up.
+    let seed = catalog.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: seed-team}\nspec: {type: team, children: []}\n",
+    )
+    .expect("write the seed");
     let data = tempfile::tempdir().expect("tempdir");
     let prefix = crate::common::unique_prefix();
     let serve = Serve::start(
         data.path(),
-        catalog.path(),
+        &seed,
         &store.url().expect("a PostgreSQL URL"),
         &[
             ("CALLBOARD_KAFKA_BROKERS", &broker.address()),
@@ -598,14 +607,42 @@ fn broker_restart_while_importing_recovers() {
             ("CALLBOARD_INSTANCE_ID", "broker-restart"),
         ],
     );
-    serve.projecting();
     // A subscriber listening through the restart gets the change made after it.
     let mut subscriber = Subscriber::open(
         &serve.server.addr,
         r#"subscription { entityChanged(refs: ["resource:default/after-the-broker-restart"]) { ref cursor } }"#,
     );
+    // The registration is answered once the writer has read the location (or, if the broker
+    // goes away meanwhile, by an error or a timeout): sent from a thread of its own, its answer
+    // is not what this test checks — the catalog arriving whole is.
+    let register = std::thread::spawn({
+        let (addr, target) = (serve.server.addr.clone(), catalog.path().display().to_string());
+        move || {
+            let query = json!({"query": "mutation($t: String!) { registerLocation(type: \"discovery\", target: $t) { status } }",
+                               "variables": {"t": target}});
+            http(
+                &addr,
+                "POST",
+                "/graphql",
+                &[("Content-Type", "application/json")],
+                query.to_string().as_bytes(),
+            )
+        }
+    });
+    // Besides the catalog: its Location, the seed group and the seed's Location.
+    let (valid, seeded) = (valid + 2, 2);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while serve.total().is_none_or(|n| n <= seeded + 100) {
+        assert!(Instant::now() < deadline, "the catalog's import did not start");
+        std::thread::sleep(Duration::from_millis(10));
+    }
     let before = serve.total().unwrap_or(0);
     broker.kill();
+    assert!(
+        (before as usize) < valid,
+        "the catalog was imported before the broker was killed ({before} of {}): nothing was tested",
+        valid + 1
+    );
     std::thread::sleep(Duration::from_secs(1));
     // Queries go on while the broker is away: the read model answers.
     let during = serve.graphql("{ entities(first: 1) { totalCount } }", json!({}));
@@ -629,6 +666,7 @@ fn broker_restart_while_importing_recovers() {
                      "metadata": {"name": "after-the-broker-restart"}, "spec": {"type": "database", "owner": "team-a"}}}),
     );
     assert_eq!(body["data"]["applyEntity"]["projected"], true, "{body}");
+    let _ = register.join();
     let change = subscriber.next();
     assert_eq!(
         change["payload"]["data"]["entityChanged"]["ref"], "resource:default/after-the-broker-restart",
@@ -651,7 +689,7 @@ fn broker_restart_while_importing_recovers() {
         crate::common::assert_contiguous(&events);
         let subjects: std::collections::BTreeSet<&str> = events.iter().map(|e| e.subject.as_str()).collect();
         assert_eq!(subjects.len(), events.len(), "every entity was upserted exactly once");
-        assert_eq!(events.len(), valid + 2, "the catalog, its location and the mutation");
+        assert_eq!(events.len(), valid + 2, "every entity once, and the mutation");
         store.cleanup().await;
     });
     eprintln!(
