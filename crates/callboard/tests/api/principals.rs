@@ -240,9 +240,10 @@ async fn every_command_records_its_principal() {
         !kinds.iter().any(|(_, s)| *s == "component:default/anon"),
         "team-b's entity is not team-a's activity"
     );
-    // Everything, newest first: Dave's unregistering is the newest — its two events in whichever
-    // order their clocks put them (one command's events may share a millisecond, or not) — and
-    // neither has an entity any more.
+    // Everything, newest first: Dave's unregistering is the newest — its three events (the
+    // location unregistered, the billing component and the location's generated Location entity
+    // deleted) in whichever order their clocks put them (one command's events may share a
+    // millisecond, or not) — and none has an entity any more.
     let d = app
         .data(
             r#"{ activity(first: 3) { nodes { time eventType actor entity { ref } } } }"#,
@@ -250,10 +251,10 @@ async fn every_command_records_its_principal() {
         )
         .await;
     let nodes = d["activity"]["nodes"].as_array().expect("nodes");
-    let newest: BTreeSet<&str> = nodes[..2].iter().filter_map(|n| n["eventType"].as_str()).collect();
+    let newest: BTreeSet<&str> = nodes[..3].iter().filter_map(|n| n["eventType"].as_str()).collect();
     assert_eq!(newest, ["entity.deleted.v1", "location.unregistered.v1"].into(), "{d}");
     assert!(
-        nodes[..2].iter().all(|n| n["actor"] == DAVE && n["entity"].is_null()),
+        nodes[..3].iter().all(|n| n["actor"] == DAVE && n["entity"].is_null()),
         "{d}"
     );
     let times: Vec<&str> = nodes.iter().filter_map(|n| n["time"].as_str()).collect();
