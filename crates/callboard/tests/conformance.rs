@@ -65,26 +65,37 @@ fn verdicts(jsonl: &str) -> HashMap<Key, Verdict> {
         .collect()
 }
 
-#[test]
-fn agrees_with_backstage_on_the_corpus() {
-    let corpus = corpus();
-    let real = corpus.join("real");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&real)
-        .expect("corpus/real")
+/// `callboard validate --format jsonl` with `args` over every `*.yaml`/`*.yml` file of `dir`,
+/// in name order.
+fn validate_jsonl(dir: &std::path::Path, args: &[&std::ffi::OsStr]) -> std::process::Output {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
         .map(|e| e.expect("entry").path())
         .filter(|p| p.extension().is_some_and(|e| e == "yaml" || e == "yml"))
         .collect();
     files.sort();
-    let output = Command::new(env!("CARGO_BIN_EXE_callboard"))
+    Command::new(env!("CARGO_BIN_EXE_callboard"))
         .arg("validate")
         .args(["--format", "jsonl", "--color", "never"])
-        .arg("--origin-map")
-        .arg(real.join("origins.tsv"))
-        .arg("--url-map")
-        .arg(real.join("urls.tsv"))
+        .args(args)
         .args(&files)
         .output()
-        .expect("run callboard validate");
+        .expect("run callboard validate")
+}
+
+#[test]
+fn agrees_with_backstage_on_the_corpus() {
+    let corpus = corpus();
+    let real = corpus.join("real");
+    let output = validate_jsonl(
+        &real,
+        &[
+            "--origin-map".as_ref(),
+            real.join("origins.tsv").as_os_str(),
+            "--url-map".as_ref(),
+            real.join("urls.tsv").as_os_str(),
+        ],
+    );
     assert_eq!(
         output.status.code(),
         Some(1),
@@ -124,18 +135,7 @@ fn agrees_with_backstage_on_the_corpus() {
 #[test]
 fn agrees_with_backstage_on_the_yaml_edge_cases() {
     let dir = callboard_testkit::workspace_root().join("corpus/yaml-edge");
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .expect("corpus/yaml-edge")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
-    files.sort();
-    let output = Command::new(env!("CARGO_BIN_EXE_callboard"))
-        .arg("validate")
-        .args(["--format", "jsonl", "--color", "never"])
-        .args(&files)
-        .output()
-        .expect("run callboard validate");
+    let output = validate_jsonl(&dir, &[]);
     assert_eq!(
         output.status.code(),
         Some(1),

@@ -68,6 +68,21 @@ pub async fn spawn_app(locations: &[&Path]) -> TestApp {
     spawn_app_with(locations, |_| {}).await
 }
 
+/// [`spawn_app`] with a folder whose files locations registered later may read: files are read
+/// only below the folders of the locations given at start (the reader's allowlist), so the
+/// server starts with a seed there (group `team-a`).
+pub async fn spawn_app_in_folder() -> (tempfile::TempDir, TestApp) {
+    let folder = tempfile::tempdir().expect("tempdir");
+    let seed = folder.path().join("seed.yaml");
+    std::fs::write(
+        &seed,
+        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team-a}\nspec: {type: team, children: []}\n",
+    )
+    .expect("write the seed");
+    let app = spawn_app(&[seed.as_path()]).await;
+    (folder, app)
+}
+
 /// [`spawn_app`], with the configuration changed by `configure` first (limits, say).
 pub async fn spawn_app_with(locations: &[&Path], configure: impl FnOnce(&mut Config)) -> TestApp {
     spawn_app_in(tempfile::tempdir().expect("tempdir"), locations, configure).await

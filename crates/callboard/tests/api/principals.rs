@@ -9,7 +9,7 @@ use callboard_events::log::{EventLog, read_range};
 use callboard_log_sqlite::SqliteLog;
 use serde_json::{Value, json};
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app_in_folder};
 
 const JANE: &str = "user:default/jane";
 const JOE: &str = "user:default/joe";
@@ -86,16 +86,7 @@ fn component(name: &str, owner: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_command_records_its_principal() {
-    // Files are read only below the folders of the locations given at start (the reader's
-    // allowlist): one file there makes its folder readable for the locations registered later.
-    let folder = tempfile::tempdir().expect("tempdir");
-    let seed = folder.path().join("seed.yaml");
-    std::fs::write(
-        &seed,
-        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team-a}\nspec: {type: team, children: []}\n",
-    )
-    .expect("write");
-    let app = spawn_app(&[seed.as_path()]).await;
+    let (folder, app) = spawn_app_in_folder().await;
     let apply = r#"mutation($e: JSON!) { applyEntity(entity: $e, wait: true) { status projected } }"#;
     let delete = r#"mutation($r: String!) { deleteEntity(ref: $r, wait: true) { status projected } }"#;
 

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use crate::helpers::{TestApp, spawn_app};
+use crate::helpers::{TestApp, spawn_app_in_folder};
 
 fn component(name: &str, description: &str) -> String {
     format!(
@@ -49,15 +49,7 @@ async fn register(app: &TestApp, location_type: &str, target: &Path) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn locations_registered_later_are_watched() {
-    // The seed makes the folder readable (the reader's allowlist comes from the start locations).
-    let folder = tempfile::tempdir().expect("tempdir");
-    let seed = folder.path().join("seed.yaml");
-    std::fs::write(
-        &seed,
-        "apiVersion: backstage.io/v1alpha1\nkind: Group\nmetadata: {name: team-a}\nspec: {type: team, children: []}\n",
-    )
-    .expect("write");
-    let app = spawn_app(&[seed.as_path()]).await;
+    let (folder, app) = spawn_app_in_folder().await;
 
     // A file location in a subfolder the start location's watch does not cover.
     std::fs::create_dir_all(folder.path().join("billing")).expect("mkdir");
