@@ -436,8 +436,10 @@ pub async fn replay<P: Projection>(
         took_ms = indexing.elapsed().as_millis() as u64,
         "readers' indexes built; readers switched to the new generation"
     );
-    // Readers mid-query on the old tables finish first; a short grace keeps them from failing.
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    // Readers mid-query on the old tables finish first, and readers in other processes, which
+    // trust the active generation they read for a quarter of a second (the SQL read models'
+    // `ACTIVE_TTL`), move over: a grace keeps them from failing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
     if old != generation {
         tables.drop_generation(old).await?;
     }

@@ -107,6 +107,16 @@ impl Dialect for Sqlite {
         None
     }
 
+    fn maintenance(&self, p: &str) -> Vec<String> {
+        // Rows written a batch at a time leave the full-text index (which also holds the filter
+        // keys) in many segments, each searched on every query until merged; and the planner
+        // picks between the index and the row scan by statistics it otherwise lacks.
+        vec![
+            format!("insert into {p}fts ({p}fts) values ('optimize')"),
+            format!("analyze {p}entities"),
+        ]
+    }
+
     fn greatest(&self) -> &'static str {
         "max"
     }

@@ -140,6 +140,13 @@ macro_rules! sqlx_database {
                 tx.commit().await.map_err(db)
             }
 
+            async fn maintain(&self, statements: Vec<$crate::sql::Statement>) -> Result<(), $crate::store::StoreError> {
+                for statement in statements {
+                    query(statement).execute(&self.pool).await.map_err(db)?;
+                }
+                Ok(())
+            }
+
             async fn write_catalog(
                 &self,
                 p: &str,

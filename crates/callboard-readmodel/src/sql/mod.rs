@@ -174,6 +174,10 @@ pub trait SqlDatabase: Send + Sync + std::fmt::Debug {
     /// Runs statements in one transaction.
     async fn execute(&self, statements: Vec<Statement>) -> Result<(), StoreError>;
 
+    /// Runs maintenance statements, each on its own outside any transaction (`vacuum` cannot run
+    /// inside one).
+    async fn maintain(&self, statements: Vec<Statement>) -> Result<(), StoreError>;
+
     /// Writes a catalog batch in one transaction: `statements` (every row the databases write
     /// alike, and the positions), then the entity rows of the generation prefixed `p`, which
     /// each database indexes its own way.
@@ -277,6 +281,12 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
 
     /// Runs before each index build of a parallel activation (PostgreSQL: more sort memory).
     fn index_build_setup(&self) -> Option<&'static str>;
+
+    /// What keeps a generation's catalog tables quick to read after many rows changed, in the
+    /// generation prefixed `p` (PostgreSQL: vacuum, which also merges the GIN indexes' pending
+    /// lists, and statistics for the planner; run by the projector when writes pause, since
+    /// servers may run without autovacuum).
+    fn maintenance(&self, p: &str) -> Vec<String>;
 
     /// The scalar function of the greater of two values (`max` in SQLite, `greatest` in
     /// PostgreSQL).

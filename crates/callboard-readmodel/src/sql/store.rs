@@ -5,7 +5,9 @@
 //! ([`Dialect::insert`]); the entity rows, which each database indexes its own way, by the
 //! adapter ([`SqlDatabase::write_catalog`]).
 
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use Arg::{Int, MaybeInt, MaybeText, Text};
 
@@ -52,6 +54,7 @@ pub const fn catalog_layout(own: &'static str) -> Layout {
 #[derive(Debug, Clone)]
 pub struct SqlCatalogStore {
     pub(super) tables: Tables,
+    maintenance: Arc<Maintenance>,
 }
 
 impl SqlCatalogStore {
@@ -59,7 +62,95 @@ impl SqlCatalogStore {
     pub fn new(db: Arc<dyn SqlDatabase>, layout: &'static Layout) -> Self {
         Self {
             tables: Tables::new(db, layout),
+            maintenance: Arc::default(),
         }
+    }
+}
+
+/// When to run the dialect's [maintenance](super::Dialect::maintenance) on the active
+/// generation: after enough rows changed (a fifth of all written so far, at least
+/// [`MAINTAIN_AFTER`]), once writes have paused for [`MAINTAIN_QUIET`] — a bulk load is not
+/// slowed by vacuuming tables it is still filling — or at once after very many
+/// ([`MAINTAIN_ANYWAY`]) so that a steady stream of writes still gets it.
+#[derive(Debug, Default)]
+struct Maintenance {
+    /// Entity rows written or deleted since the last maintenance.
+    since: AtomicU64,
+    /// Entity rows written or deleted in all.
+    total: AtomicU64,
+    /// When the last batch was written.
+    last_write: Mutex<Option<Instant>>,
+    /// Whether the task that runs it is started.
+    started: AtomicBool,
+}
+
+const MAINTAIN_AFTER: u64 = 1_000;
+const MAINTAIN_QUIET: Duration = Duration::from_secs(2);
+const MAINTAIN_ANYWAY: u64 = 200_000;
+
+impl Maintenance {
+    fn wrote(&self, rows: u64) {
+        self.since.fetch_add(rows, Ordering::Relaxed);
+        self.total.fetch_add(rows, Ordering::Relaxed);
+        *self.last_write.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    fn due(&self) -> bool {
+        let since = self.since.load(Ordering::Relaxed);
+        let total = self.total.load(Ordering::Relaxed);
+        if since < MAINTAIN_AFTER.max(total / 5) {
+            return false;
+        }
+        let quiet = self
+            .last_write
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_none_or(|t| t.elapsed() >= MAINTAIN_QUIET);
+        quiet || since >= MAINTAIN_ANYWAY
+    }
+
+    /// Starts the task (once per store), which ends when the store is dropped.
+    fn start(self: &Arc<Self>, tables: &Tables) {
+        if tables.db().dialect().maintenance("").is_empty() || self.started.swap(true, Ordering::SeqCst) {
+            return;
+        }
+        let (state, tables) = (Arc::downgrade(self), tables.clone());
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                let Some(state) = state.upgrade() else { return };
+                if !state.due() {
+                    continue;
+                }
+                let since = state.since.swap(0, Ordering::Relaxed);
+                let started = Instant::now();
+                let result = async {
+                    let (t, g) = tables.now().await?;
+                    let p = t.prefix(g);
+                    let statements = t
+                        .db()
+                        .dialect()
+                        .maintenance(&p)
+                        .into_iter()
+                        .map(Statement::new)
+                        .collect();
+                    t.db().maintain(statements).await
+                }
+                .await;
+                match result {
+                    Ok(()) => tracing::debug!(
+                        rows = since,
+                        took_ms = started.elapsed().as_millis() as u64,
+                        "read model maintained (vacuum, statistics)"
+                    ),
+                    Err(e) => {
+                        // Try again later: the rows still count.
+                        state.since.fetch_add(since, Ordering::Relaxed);
+                        tracing::warn!(error = %e.chain(), "read model maintenance failed; will retry");
+                    }
+                }
+            }
+        });
     }
 }
 
@@ -191,7 +282,13 @@ impl ProjectionStore<Loaded, Changes> for SqlCatalogStore {
             upserts: changes.entity_upserts,
             deletes: changes.entity_deletes,
         };
-        self.tables.db().write_catalog(&p, statements, entities).await
+        let rows = (entities.upserts.len() + entities.deletes.len()) as u64;
+        self.tables.db().write_catalog(&p, statements, entities).await?;
+        if rows > 0 {
+            self.maintenance.wrote(rows);
+            self.maintenance.start(&self.tables);
+        }
+        Ok(())
     }
 
     fn parallel_writes(&self) -> usize {

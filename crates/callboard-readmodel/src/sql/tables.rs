@@ -62,17 +62,30 @@ impl Layout {
     }
 }
 
+/// How long readers trust the active generation they last read before asking the registry
+/// again. A switch made by this process is seen at once ([`Tables::activate`] records it); one
+/// made by another process (a projector rebuilding the read model) is seen within this, which is
+/// well inside the grace the projector gives readers before dropping the old generation.
+pub const ACTIVE_TTL: std::time::Duration = std::time::Duration::from_millis(250);
+
 /// One projection's generations in one database.
 #[derive(Debug, Clone)]
 pub struct Tables {
     db: Arc<dyn SqlDatabase>,
     layout: &'static Layout,
+    /// The active generation and when it was read: every read asks which generation to read,
+    /// and a round trip to the registry for each was a fifth of a first read's statements.
+    active: Arc<std::sync::Mutex<Option<(Generation, std::time::Instant)>>>,
 }
 
 impl Tables {
     /// The generations of `layout` in `db`.
     pub fn new(db: Arc<dyn SqlDatabase>, layout: &'static Layout) -> Self {
-        Self { db, layout }
+        Self {
+            db,
+            layout,
+            active: Arc::default(),
+        }
     }
 
     /// The database.
@@ -181,13 +194,24 @@ impl Tables {
         Ok((rows, more))
     }
 
-    /// These tables and the generation readers use now.
+    /// These tables and the generation readers use now (as read at most [`ACTIVE_TTL`] ago).
     pub async fn now(&self) -> Result<(&Self, Generation), StoreError> {
+        let known = *self.active.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((generation, read)) = known
+            && read.elapsed() < ACTIVE_TTL
+        {
+            return Ok((self, generation));
+        }
         Ok((self, self.active().await?))
     }
 
-    /// The generation readers use now.
+    fn remember(&self, generation: Generation) {
+        *self.active.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, std::time::Instant::now()));
+    }
+
+    /// The generation readers use now, from the registry.
     pub async fn active(&self) -> Result<Generation, StoreError> {
+        let started = std::time::Instant::now();
         let rows = self
             .db
             .fetch(
@@ -197,7 +221,10 @@ impl Tables {
         let row = rows
             .first()
             .ok_or_else(|| StoreError::Other(format!("no registry row for {}", self.layout.name)))?;
-        Ok(Generation(row.int("active")?))
+        let generation = Generation(row.int("active")?);
+        // Stamped with when the question was asked: an answer that took long is no fresher.
+        *self.active.lock().unwrap_or_else(|e| e.into_inner()) = Some((generation, started));
+        Ok(generation)
     }
 
     /// A new, empty generation without the readers' indexes.
@@ -232,7 +259,9 @@ impl Tables {
         let dialect = self.db.dialect();
         let parallel = dialect.parallel_index_builds();
         if parallel <= 1 {
-            return self.db.execute(indexes.into_iter().chain([switch]).collect()).await;
+            self.db.execute(indexes.into_iter().chain([switch]).collect()).await?;
+            self.remember(generation);
+            return Ok(());
         }
         // Each build on its own connection: one backend (one core) each, and builds of indexes
         // of one table do not block each other.
@@ -251,7 +280,9 @@ impl Tables {
         .await
         .into_iter()
         .collect::<Result<Vec<()>, StoreError>>()?;
-        self.db.execute(vec![switch]).await
+        self.db.execute(vec![switch]).await?;
+        self.remember(generation);
+        Ok(())
     }
 
     /// Drops a generation's tables.
