@@ -28,17 +28,35 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use callboard_model::EntityRef;
 use callboard_projection::StoreError;
+use callboard_readmodel::filter::Filter;
 use callboard_readmodel::rows::EntityRow;
 use callboard_readmodel::store::{CatalogReader, EntityQuery, RelationView};
 
 /// Outgoing relations of one entity, shared.
 pub type Outgoing = Arc<Vec<RelationView>>;
 
+/// The most whole answers kept (pages share their rows with the entity cache, so an answer is
+/// small: its keys and pointers).
+const MAX_ANSWERS: u64 = 4_096;
+
+/// A cached answer to a whole question.
+#[derive(Debug, Clone)]
+pub enum Answer {
+    /// A page of entities.
+    Page(Arc<CurrentPage>),
+    /// Facet counts.
+    Facets(Arc<Vec<(String, i64)>>),
+}
+
 /// The cache. Cheap to share (`Arc`).
 #[derive(Debug)]
 pub struct EntityCache {
     rows: moka::sync::Cache<EntityRef, Arc<EntityRow>>,
     relations: moka::sync::Cache<EntityRef, Outgoing>,
+    /// Answers to whole questions (a page, facet counts), each valid only at the epoch it was
+    /// read in: any change makes every answer unreachable, since one entity's change can move it
+    /// into or out of any list, count or facet.
+    answers: moka::sync::Cache<(String, u64), Answer>,
     /// ref → cached refs whose entry mentions it (as a relation target).
     mentions: Mutex<HashMap<EntityRef, HashSet<EntityRef>>>,
     epoch: AtomicU64,
@@ -54,6 +72,9 @@ impl EntityCache {
         Self {
             rows: moka::sync::Cache::builder().max_capacity(capacity).build(),
             relations: moka::sync::Cache::builder().max_capacity(capacity).build(),
+            answers: moka::sync::Cache::builder()
+                .max_capacity(capacity.min(MAX_ANSWERS))
+                .build(),
             mentions: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
             live: AtomicBool::new(false),
@@ -76,6 +97,29 @@ impl EntityCache {
             return None;
         }
         self.relations.get(entity_ref)
+    }
+
+    /// The answer to `question` read at the current epoch, when the cache is live and holds it.
+    pub fn answer(&self, question: &str) -> Option<Answer> {
+        if !self.live.load(Ordering::SeqCst) {
+            return None;
+        }
+        let hit = self.answers.get(&(question.to_owned(), self.epoch()));
+        let counter = match hit {
+            Some(_) => "callboard_api_answer_cache_hits_total",
+            None => "callboard_api_answer_cache_misses_total",
+        };
+        metrics::counter!(counter).increment(1);
+        hit
+    }
+
+    /// Caches the answer to `question` read after `epoch` was noted; nothing when an
+    /// invalidation happened since. (One that happens after is no matter: the answer is kept
+    /// under its epoch, which no reader asks for again.)
+    pub fn insert_answer(&self, epoch: u64, question: String, answer: Answer) {
+        if self.accepts(epoch) {
+            self.answers.insert((question, epoch), answer);
+        }
     }
 
     /// The invalidation epoch: note it before reading the database, pass it to the inserts.
@@ -162,6 +206,7 @@ impl EntityCache {
         self.mentions.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.rows.invalidate_all();
         self.relations.invalidate_all();
+        self.answers.invalidate_all();
     }
 
     /// Turns the cache off and clears it (the feed (re)starts); returns the session to pass to
@@ -267,35 +312,48 @@ impl CachedReader {
         Ok(found)
     }
 
-    /// A page of entities with their outgoing relations and the entities those point at, in
-    /// three reads whatever the page size (nodes resolve their relation fields from these without
-    /// further reads). Everything read goes into the cache: a page read whole is as good as
-    /// entities read one by one.
-    pub async fn page(&self, query: &EntityQuery) -> Result<CurrentPage, StoreError> {
-        let epoch = self.cache.epoch();
-        let page = self.inner.list(query).await?;
-        let refs: Vec<EntityRef> = page.rows.iter().map(|(_, row)| row.entity_ref.clone()).collect();
-        let mut outgoing: HashMap<EntityRef, Vec<RelationView>> =
-            refs.iter().map(|r| (r.clone(), Vec::new())).collect();
-        let mut targets: Vec<EntityRef> = Vec::new();
-        for view in self.inner.relations(&refs, false).await? {
-            if view.target_exists {
-                targets.push(view.relation.target.clone());
-            }
-            outgoing.entry(view.relation.source.clone()).or_default().push(view);
+    /// A page of entities, with what `include` asks for: their outgoing relations and the
+    /// entities those point at (nodes resolve their relation fields from these without further
+    /// reads; whatever is left out loads on demand), and the number of matching entities,
+    /// counted while the page is read. At most three rounds of reads whatever the page size.
+    /// Everything read goes into the cache: a page read whole is as good as entities read one by
+    /// one.
+    pub async fn page(
+        &self,
+        query: &EntityQuery,
+        include: Include,
+        asker: &str,
+    ) -> Result<Arc<CurrentPage>, StoreError> {
+        // Who asks is part of the question: once permissions apply, two principals' pages differ.
+        let question = format!("page {asker} {include:?} {query:?}");
+        if let Some(Answer::Page(page)) = self.cache.answer(&question) {
+            return Ok(page);
         }
-        targets.sort();
-        targets.dedup();
-        let neighbours: HashMap<EntityRef, Arc<EntityRow>> = self
-            .inner
-            .entities(&targets)
-            .await?
-            .into_iter()
-            .map(|row| (row.entity_ref.clone(), Arc::new(row)))
-            .collect();
+        let epoch = self.cache.epoch();
+        let count = async {
+            match include.total {
+                true => self
+                    .inner
+                    .count(query.filter.as_ref(), query.text.as_deref())
+                    .await
+                    .map(Some),
+                false => Ok(None),
+            }
+        };
+        let (page, total) = futures::try_join!(self.inner.list(query), count)?;
+        let refs: Vec<EntityRef> = page.rows.iter().map(|(_, row)| row.entity_ref.clone()).collect();
         let rows: Vec<(String, Arc<EntityRow>)> =
             page.rows.into_iter().map(|(key, row)| (key, Arc::new(row))).collect();
-        let outgoing: HashMap<EntityRef, Outgoing> = outgoing.into_iter().map(|(k, v)| (k, Arc::new(v))).collect();
+        let mut outgoing: HashMap<EntityRef, Outgoing> = HashMap::new();
+        let mut neighbours: HashMap<EntityRef, Arc<EntityRow>> = HashMap::new();
+        if include.relations || include.neighbours {
+            let (read, targets) = self.read_outgoing(&refs).await?;
+            outgoing = read;
+            if include.neighbours {
+                // Owners, systems and APIs recur across pages: ask the cache first.
+                neighbours = self.entities(&targets).await?;
+            }
+        }
         self.cache.insert_rows(
             epoch,
             rows.iter()
@@ -304,13 +362,133 @@ impl CachedReader {
         );
         self.cache
             .insert_relations(epoch, outgoing.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Ok(CurrentPage {
+        let page = Arc::new(CurrentPage {
             rows,
             outgoing,
-            neighbours: Arc::new(neighbours),
+            neighbours: include.neighbours.then(|| Arc::new(neighbours)),
             has_more: page.has_more,
-        })
+            total,
+        });
+        self.cache.insert_answer(epoch, question, Answer::Page(page.clone()));
+        Ok(page)
     }
+
+    /// Value counts of `field` over the entities matching `filter`, most frequent first (kept
+    /// until the catalog changes: counted from documents, they can take a while).
+    pub async fn facets(
+        &self,
+        field: &str,
+        filter: Option<&Filter>,
+        asker: &str,
+    ) -> Result<Arc<Vec<(String, i64)>>, StoreError> {
+        let question = format!("facets {asker} {field} {filter:?}");
+        if let Some(Answer::Facets(counts)) = self.cache.answer(&question) {
+            return Ok(counts);
+        }
+        let epoch = self.cache.epoch();
+        let counts = Arc::new(self.inner.facets(field, filter).await?);
+        self.cache
+            .insert_answer(epoch, question, Answer::Facets(counts.clone()));
+        Ok(counts)
+    }
+
+    /// One entity, read on its own (no batching window to wait for), with what `include` asks
+    /// for: its row and outgoing relations (from the cache, or read at the same time), and the
+    /// existing entities those point at.
+    pub async fn one(&self, entity_ref: &EntityRef, include: Include) -> Result<Option<Single>, StoreError> {
+        let refs = std::slice::from_ref(entity_ref);
+        let epoch = self.cache.epoch();
+        let row = async {
+            match self.cache.row(entity_ref) {
+                Some(row) => Ok(Some(row)),
+                None => Ok::<_, StoreError>(self.load(refs).await?.remove(entity_ref)),
+            }
+        };
+        let relations = async {
+            if !(include.relations || include.neighbours) {
+                return Ok(None);
+            }
+            if let Some(hit) = self.cache.relations(entity_ref) {
+                return Ok(Some(hit));
+            }
+            let (mut read, _) = self.read_outgoing(refs).await?;
+            self.cache
+                .insert_relations(epoch, read.iter().map(|(k, v)| (k.clone(), v.clone())));
+            Ok(read.remove(entity_ref))
+        };
+        let (row, relations) = futures::try_join!(row, relations)?;
+        let Some(row) = row else { return Ok(None) };
+        let mut neighbours = None;
+        if include.neighbours
+            && let Some(relations) = &relations
+        {
+            let mut targets: Vec<EntityRef> = relations
+                .iter()
+                .filter(|view| view.target_exists)
+                .map(|view| view.relation.target.clone())
+                .collect();
+            targets.sort();
+            targets.dedup();
+            neighbours = Some(Arc::new(self.entities(&targets).await?));
+        }
+        Ok(Some(Single {
+            row,
+            relations,
+            neighbours,
+        }))
+    }
+
+    /// The outgoing relations of `refs` read from the store (empty for those without), and the
+    /// existing targets, sorted.
+    async fn read_outgoing(
+        &self,
+        refs: &[EntityRef],
+    ) -> Result<(HashMap<EntityRef, Outgoing>, Vec<EntityRef>), StoreError> {
+        let mut outgoing: HashMap<EntityRef, Vec<RelationView>> =
+            refs.iter().map(|r| (r.clone(), Vec::new())).collect();
+        let mut targets: Vec<EntityRef> = Vec::new();
+        for view in self.inner.relations(refs, false).await? {
+            if view.target_exists {
+                targets.push(view.relation.target.clone());
+            }
+            outgoing.entry(view.relation.source.clone()).or_default().push(view);
+        }
+        targets.sort();
+        targets.dedup();
+        Ok((outgoing.into_iter().map(|(k, v)| (k, Arc::new(v))).collect(), targets))
+    }
+}
+
+/// What to read with entities besides their rows. Transports ask for what their answer needs: a
+/// list of names needs no relations, a list with owners needs the owners' rows too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Include {
+    /// Their outgoing relations.
+    pub relations: bool,
+    /// The existing entities their relations point at (implies `relations`).
+    pub neighbours: bool,
+    /// For a list: how many entities match across all pages.
+    pub total: bool,
+}
+
+impl Include {
+    /// Everything.
+    pub const ALL: Include = Include {
+        relations: true,
+        neighbours: true,
+        total: true,
+    };
+}
+
+/// One entity with what [`Include`] asked for.
+#[derive(Debug, Clone)]
+pub struct Single {
+    /// Its row.
+    pub row: Arc<EntityRow>,
+    /// Its outgoing relations, when asked for.
+    pub relations: Option<Outgoing>,
+    /// The existing entities those point at, when asked for.
+    pub neighbours: Option<Arc<HashMap<EntityRef, Arc<EntityRow>>>>,
 }
 
 /// A page of current entities, with what their relation fields need.
@@ -320,10 +498,12 @@ pub struct CurrentPage {
     pub rows: Vec<(String, Arc<EntityRow>)>,
     /// The outgoing relations of every row.
     pub outgoing: HashMap<EntityRef, Outgoing>,
-    /// The existing entities those relations point at.
-    pub neighbours: Arc<HashMap<EntityRef, Arc<EntityRow>>>,
+    /// The existing entities those relations point at, when asked for.
+    pub neighbours: Option<Arc<HashMap<EntityRef, Arc<EntityRow>>>>,
     /// Whether more rows follow.
     pub has_more: bool,
+    /// How many entities match across all pages, when asked for.
+    pub total: Option<i64>,
 }
 
 /// What `cached` holds of `refs`, and the refs it does not hold.
@@ -433,6 +613,27 @@ mod tests {
         cache.insert_rows(before, [row("a")]);
         cache.insert_relations(before, [relations("a", &[])]);
         assert!(cache.row(&r("a")).is_none() && cache.relations(&r("a")).is_none());
+    }
+
+    #[test]
+    fn an_answer_lasts_until_any_change() {
+        let cache = live();
+        let page = || Answer::Facets(Arc::new(vec![("service".into(), 3)]));
+        cache.insert_answer(cache.epoch(), "q".into(), page());
+        assert!(cache.answer("q").is_some(), "asked again before any change");
+        assert!(cache.answer("other").is_none());
+        cache.on_change(&r("unrelated"), []);
+        assert!(cache.answer("q").is_none(), "any change can move any answer");
+        let before = cache.epoch();
+        cache.on_change(&r("a"), []);
+        cache.insert_answer(before, "q".into(), page());
+        assert!(
+            cache.answer("q").is_none(),
+            "an answer read before a change is not kept"
+        );
+        cache.insert_answer(cache.epoch(), "q".into(), page());
+        cache.restart();
+        assert!(cache.answer("q").is_none(), "nothing is served while the feed restarts");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use callboard_projection::{Progress, Target};
 use serde_json::Value;
 
 use crate::error::{CatalogError, ErrorCode, Result};
+use crate::feed::Feed;
 use crate::principal::Principal;
 
 /// How long a command may wait for the writer's answer, and then for the projectors.
@@ -63,11 +64,19 @@ pub struct Outcome {
 pub(crate) struct Commands {
     client: Option<CommandClient>,
     progress: Progress,
+    feed: Feed,
+    /// The entity topic, whose positions the feed publishes.
+    entities: String,
 }
 
 impl Commands {
-    pub(crate) fn new(client: Option<CommandClient>, progress: Progress) -> Self {
-        Self { client, progress }
+    pub(crate) fn new(client: Option<CommandClient>, progress: Progress, feed: Feed, entities: String) -> Self {
+        Self {
+            client,
+            progress,
+            feed,
+            entities,
+        }
     }
 
     fn client(&self) -> Result<&CommandClient> {
@@ -130,8 +139,11 @@ impl Commands {
         })
     }
 
-    /// Waits until the projectors have applied every position; false on timeout.
+    /// Waits until the projectors have applied every position, and the change feed has
+    /// published those of the entity topic (so that no cached answer predates them); false on
+    /// timeout.
     pub(crate) async fn wait_projected(&self, positions: &[PositionRecord], timeout: Duration) -> bool {
+        let started = tokio::time::Instant::now();
         let targets: Vec<Target> = positions
             .iter()
             .map(|p| Target {
@@ -140,6 +152,16 @@ impl Commands {
                 offset: p.offset,
             })
             .collect();
-        self.progress.wait(&targets, Some(timeout)).await
+        if !self.progress.wait(&targets, Some(timeout)).await {
+            return false;
+        }
+        let published: Vec<(i32, i64)> = positions
+            .iter()
+            .filter(|p| p.topic == self.entities)
+            .map(|p| (p.partition, p.offset))
+            .collect();
+        self.feed
+            .wait_published(&published, timeout.saturating_sub(started.elapsed()))
+            .await
     }
 }

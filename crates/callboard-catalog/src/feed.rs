@@ -136,6 +136,8 @@ pub struct Feed {
     sender: broadcast::Sender<Arc<Change>>,
     cache: Arc<EntityCache>,
     standing: Arc<Mutex<Standing>>,
+    /// Woken whenever the feed moves forward.
+    moved: Arc<tokio::sync::Notify>,
 }
 
 /// Where the feed stands. Changed and read under one lock with publishing, so a subscriber's
@@ -182,6 +184,7 @@ impl Feed {
             sender: broadcast::channel(capacity.max(1)).0,
             cache: Arc::new(EntityCache::new(cached_entities)),
             standing: Arc::new(Mutex::new(Standing::default())),
+            moved: Arc::default(),
         }
     }
 
@@ -213,6 +216,37 @@ impl Feed {
         }
         change.cursor = Cursor(standing.next.clone()).to_string();
         self.publish(change);
+        drop(standing);
+        self.moved.notify_waiters();
+    }
+
+    /// Waits until the feed has published the changes at `targets` (partition and offset of the
+    /// entity topic), and so invalidated what the cache held of them; true at once while the
+    /// cache is off (nothing it could serve predates them). Read-your-writes waits for this after
+    /// the projectors: a change in the read model but not yet through the feed would still be
+    /// answered from the cache's older copy.
+    pub async fn wait_published(&self, targets: &[(i32, i64)], timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let moved = self.moved.notified();
+            tokio::pin!(moved);
+            moved.as_mut().enable();
+            if !self.cache.is_live() {
+                return true;
+            }
+            {
+                let standing = self.standing.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let published = |&(partition, offset): &(i32, i64)| {
+                    standing.next.get(partition as usize).is_some_and(|next| *next > offset)
+                };
+                if targets.iter().all(published) {
+                    return true;
+                }
+            }
+            if tokio::time::timeout_at(deadline, moved).await.is_err() {
+                return false;
+            }
+        }
     }
 
     /// Where a tail (re)starting should begin: where the feed stands, if it has stood anywhere
@@ -437,6 +471,30 @@ mod tests {
 
     /// Each published change carries the feed's position after it, and a subscriber's start is
     /// that position at the instant it begins receiving.
+    #[tokio::test]
+    async fn read_your_writes_waits_for_the_feed_while_the_cache_serves() {
+        let feed = Feed::with_cache(8, 100);
+        let short = Duration::from_millis(50);
+        assert!(
+            feed.wait_published(&[(0, 3)], short).await,
+            "the cache is off: nothing cached can predate the change"
+        );
+        feed.resume_from(&[2, 0]);
+        feed.cache().go_live(feed.cache().restart());
+        assert!(!feed.wait_published(&[(0, 3)], short).await, "not published yet");
+        assert!(feed.wait_published(&[(0, 1)], short).await, "published before the feed stood at 2");
+        let waiter = {
+            let feed = feed.clone();
+            tokio::spawn(async move { feed.wait_published(&[(0, 3), (1, 0)], Duration::from_secs(10)).await })
+        };
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        feed.publish_at(change(3), 0, 3);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        assert!(!waiter.is_finished(), "partition 1 is not there yet");
+        feed.publish_at(change(4), 1, 0);
+        assert!(waiter.await.expect("the waiter"), "both published");
+    }
+
     #[tokio::test]
     async fn changes_carry_the_position_after_them() {
         let feed = Feed::new(8);

@@ -23,7 +23,7 @@ pub mod feed;
 pub mod principal;
 pub mod service;
 
-pub use cache::{CurrentPage, Outgoing};
+pub use cache::{CurrentPage, Include, Outgoing, Single};
 pub use commands::{LOCATION_TYPES, LocationCommand, Outcome};
 pub use error::{CatalogError, ErrorCode};
 pub use feed::{Change, Missed};
@@ -40,6 +40,7 @@ pub mod vocabulary {
     pub use callboard_readmodel::filter::Filter;
     pub use callboard_readmodel::rows::{EntityRow, HistoryRow, LocationRow, RejectionRow};
     pub use callboard_readmodel::store::{
-        EntityQuery, Order, RejectionsBy, RelationView, attach_relations, final_entity, relation_pairs,
+        EntityQuery, Order, RejectionsBy, RelationView, attach_relations, final_entity, final_entity_json,
+        relation_pairs,
     };
 }

@@ -24,7 +24,7 @@ use callboard_readmodel::store::{CatalogReader, EntityQuery, Order, RejectionsBy
 use futures::Stream;
 use serde_json::Value;
 
-use crate::cache::{CachedReader, CurrentPage, EntityCache, Outgoing};
+use crate::cache::{CachedReader, CurrentPage, EntityCache, Include, Outgoing, Single};
 use crate::commands::{Commands, LocationCommand, Outcome};
 use crate::error::{CatalogError, ErrorCode, Result};
 use crate::feed::{self, Change, Cursor, Feed, Missed};
@@ -123,7 +123,7 @@ impl Catalog {
             positions: parts.positions,
             graph: Arc::new(GraphService::new(parts.reader, parts.shared_cache)),
             activity: parts.activity,
-            commands: Commands::new(client, progress.clone()),
+            commands: Commands::new(client, progress.clone(), feed.clone(), parts.topics.entities()),
             progress,
             feed,
             log: parts.log,
@@ -225,12 +225,30 @@ impl Catalog {
             .await?)
     }
 
-    /// A page of current entities, with their relations and the entities those point at.
-    #[tracing::instrument(skip_all, fields(principal = %principal, limit = query.limit))]
-    pub async fn list(&self, principal: &Principal, mut query: EntityQuery) -> Result<CurrentPage> {
+    /// One current entity read on its own, with what `include` asks for (its relations and the
+    /// entities they point at), without waiting to be batched with other reads.
+    #[tracing::instrument(skip_all, fields(principal = %principal))]
+    pub async fn entity_with(
+        &self,
+        principal: &Principal,
+        entity_ref: &EntityRef,
+        include: Include,
+    ) -> Result<Option<Single>> {
         let _ = principal;
+        Ok(self.reader.one(entity_ref, include).await?)
+    }
+
+    /// A page of current entities, with what `include` asks for: their relations, the entities
+    /// those point at, the number of matching entities.
+    #[tracing::instrument(skip_all, fields(principal = %principal, limit = query.limit))]
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        mut query: EntityQuery,
+        include: Include,
+    ) -> Result<Arc<CurrentPage>> {
         query.text = query.text.filter(|t| !t.trim().is_empty());
-        Ok(self.reader.page(&query).await?)
+        Ok(self.reader.page(&query, include, &principal.to_string()).await?)
     }
 
     /// How many current entities match.
@@ -246,9 +264,11 @@ impl Catalog {
         principal: &Principal,
         field: &str,
         filter: Option<&Filter>,
-    ) -> Result<Vec<(String, i64)>> {
-        let _ = principal;
-        Ok(self.reader.uncached().facets(&field.to_lowercase(), filter).await?)
+    ) -> Result<Arc<Vec<(String, i64)>>> {
+        Ok(self
+            .reader
+            .facets(&field.to_lowercase(), filter, &principal.to_string())
+            .await?)
     }
 
     // The past.

@@ -6,7 +6,7 @@ use async_graphql::{Context, Interface, Json, Object, Result};
 use serde_json::Value;
 
 use super::records::{Link, Profile, Rejection, Version};
-use super::{Node, Relation};
+use super::{Node, RawJson, Relation};
 use crate::schema::list_cost;
 
 /// A catalog entity — now, or as it was at an instant (`asOf`). Every kind has a type of its
@@ -63,7 +63,7 @@ use crate::schema::list_cost;
     field(name = "spec", ty = "Json<Value>", desc = "`spec`, as written."),
     field(
         name = "raw",
-        ty = "Json<Value>",
+        ty = "RawJson",
         desc = "The final entity as Backstage's API returns it: the document with `metadata.uid`, `metadata.etag` and `relations`."
     ),
     field(
@@ -195,7 +195,7 @@ macro_rules! entity_types {
             }
             /// The final entity as Backstage's API returns it: the document with `metadata.uid`,
             /// `metadata.etag` and `relations`.
-            async fn raw(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+            async fn raw(&self, ctx: &Context<'_>) -> Result<RawJson> {
                 self.0.raw(ctx).await
             }
             /// Relations leaving this entity, optionally of one type; `incoming` lists relations

@@ -6,16 +6,24 @@
 mod kinds;
 mod records;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use async_graphql::dataloader::{DataLoader, Loader};
-use async_graphql::{Context, Json, Object, Result};
+use async_graphql::indexmap::IndexMap;
+use async_graphql::parser::types::Field;
+use async_graphql::registry::Registry;
+use async_graphql::{
+    Context, ContextSelectionSet, Json, Name, Object, OutputType, Positioned, Result, SelectionField, ServerResult,
+    Value as ConstValue,
+};
+use async_graphql_value::RAW_VALUE_TOKEN;
 use callboard_catalog::vocabulary::{
-    EntityRef, EntityRow, RejectionsBy, Relation as Related, RelationView, attach_relations, final_entity,
+    EntityRef, EntityRow, RejectionsBy, Relation as Related, RelationView, attach_relations, final_entity_json,
     relation_pairs,
 };
-use callboard_catalog::{Catalog, Instant, Outgoing, Principal};
+use callboard_catalog::{Catalog, Include, Instant, Outgoing, Principal};
 use futures::future::BoxFuture;
 use serde_json::Value;
 
@@ -24,6 +32,29 @@ pub use records::{Link, Profile, Rejection, Version};
 
 use crate::error::{OrGraphql, bad_input, from_catalog};
 use crate::schema::{catalog, page_size, principal};
+
+/// JSON already written as text, sent as the `JSON` scalar without being copied into a tree of
+/// GraphQL values first (whole entities are most of a page's bytes).
+#[derive(Debug, Clone)]
+pub struct RawJson(pub(crate) String);
+
+impl OutputType for RawJson {
+    fn type_name() -> Cow<'static, str> {
+        <Json<Value> as OutputType>::type_name()
+    }
+
+    fn create_type_info(registry: &mut Registry) -> String {
+        // The same `JSON` scalar as every other JSON field.
+        <Json<Value> as OutputType>::create_type_info(registry)
+    }
+
+    async fn resolve(&self, _ctx: &ContextSelectionSet<'_>, _field: &Positioned<Field>) -> ServerResult<ConstValue> {
+        // An object holding only this token serializes as the raw text it carries.
+        let mut object = IndexMap::new();
+        object.insert(Name::new(RAW_VALUE_TOKEN), ConstValue::String(self.0.clone()));
+        Ok(ConstValue::Object(object))
+    }
+}
 
 /// A relation between two entities.
 #[derive(Debug, Clone)]
@@ -138,6 +169,79 @@ fn current_nodes(ctx: &Context<'_>, refs: &[EntityRef], found: &HashMap<EntityRe
             node
         })
         .collect()
+}
+
+/// Fields of an entity answered from its own document and row: everything else (`raw`,
+/// `relations` and every field that returns related entities) needs its relations.
+const OWN_FIELDS: &[&str] = &[
+    "__typename",
+    "ref",
+    "kind",
+    "namespace",
+    "name",
+    "title",
+    "description",
+    "tags",
+    "labels",
+    "annotations",
+    "links",
+    "uid",
+    "createdAt",
+    "updatedAt",
+    "asOf",
+    "spec",
+    "history",
+    "rejections",
+    "specType",
+    "lifecycle",
+    "definition",
+    "profile",
+    "target",
+    "targets",
+    "presence",
+    "parameters",
+    "steps",
+    "output",
+];
+
+/// Fields that need an entity's relations but not the entities they point at.
+const RELATION_FIELDS: &[&str] = &["raw", "relations"];
+
+/// What to read with entities whose selections are `entities` (the `entity` field itself, or a
+/// list's `nodes` and `edges { node }`): their relations when a field needs them, and the
+/// entities they point at when a field returns those. A field not named here is taken to need
+/// both, so a new field is at worst slower, never wrong (what is not read loads on demand).
+pub(crate) fn include_for<'a>(entities: impl IntoIterator<Item = SelectionField<'a>>) -> Include {
+    let mut include = Include::default();
+    for entity in entities {
+        for field in entity.selection_set() {
+            let name = field.name();
+            if OWN_FIELDS.contains(&name) {
+                continue;
+            }
+            include.relations = true;
+            if !RELATION_FIELDS.contains(&name) {
+                include.neighbours = true;
+            }
+        }
+    }
+    include
+}
+
+/// One current entity asked for on its own (the `entity` query): read at once with what its
+/// selection needs, without waiting for a batch.
+pub(crate) async fn load_alone(ctx: &Context<'_>, entity_ref: &EntityRef) -> Result<Option<Entity>> {
+    let include = include_for(ctx.look_ahead().selection_fields());
+    let found = catalog(ctx)
+        .entity_with(principal(ctx), entity_ref, include)
+        .await
+        .gql()?;
+    Ok(found.map(|single| {
+        let mut node = Node::current(single.row);
+        node.relations = single.relations;
+        node.neighbours = single.neighbours;
+        node.into_entity()
+    }))
 }
 
 /// One current entity.
@@ -325,15 +429,15 @@ impl Node {
         Ok(self.related(ctx, relation_type, kind, None).await?.into_iter().next())
     }
 
-    async fn raw(&self, ctx: &Context<'_>) -> Result<Json<Value>> {
+    async fn raw(&self, ctx: &Context<'_>) -> Result<RawJson> {
         let outgoing = self.outgoing(ctx).await?;
         let relations: Vec<Related> = outgoing.iter().map(|view| view.relation.clone()).collect();
-        Ok(Json(match &self.row {
-            Some(row) => final_entity(row, &relations),
+        Ok(RawJson(match &self.row {
+            Some(row) => final_entity_json(row, &relations),
             None => {
                 let mut document = self.document().clone();
                 attach_relations(&mut document, &relation_pairs(&relations));
-                document
+                document.to_string()
             }
         }))
     }

@@ -95,6 +95,9 @@ pub struct EntityConnection {
     text: Option<String>,
     #[graphql(skip)]
     at: Option<Instant>,
+    /// The count, when it was read with the page.
+    #[graphql(skip)]
+    pub(crate) total: Option<i64>,
 }
 
 impl EntityConnection {
@@ -116,6 +119,7 @@ impl EntityConnection {
             filter,
             text,
             at,
+            total: None,
         }
     }
 }
@@ -124,6 +128,9 @@ impl EntityConnection {
 impl EntityConnection {
     /// How many entities match (across all pages).
     async fn total_count(&self, ctx: &Context<'_>) -> Result<i64> {
+        if let Some(total) = self.total {
+            return Ok(total);
+        }
         let (catalog, principal) = (catalog(ctx), principal(ctx));
         match &self.at {
             Some(at) => catalog.count_at(principal, self.filter.as_ref(), at).await.gql(),

@@ -10,7 +10,7 @@ use super::connection::{
 };
 use super::{DEFAULT_PAGE, catalog, entity_ref, graph_depth, instant, list_cost, page_size, principal};
 use crate::cursor;
-use crate::entity::{Entity, Node, Rejection, entity_at, load_entity};
+use crate::entity::{Entity, Node, Rejection, entity_at, include_for, load_alone};
 use crate::error::{OrGraphql, bad_input};
 
 /// The root of queries.
@@ -29,7 +29,7 @@ impl Query {
     ) -> Result<Option<Entity>> {
         let entity_ref = super::entity_ref(&entity_ref)?;
         match instant(as_of)? {
-            None => load_entity(ctx, &entity_ref).await,
+            None => load_alone(ctx, &entity_ref).await,
             Some(at) => entity_at(ctx, &entity_ref, &at).await,
         }
     }
@@ -79,21 +79,31 @@ impl Query {
                 .collect();
             return Ok(EntityConnection::new(edges, page.has_more, filter, None, Some(at)));
         }
-        let mut page = catalog.list(principal, query).await.gql()?;
+        let look = ctx.look_ahead();
+        let mut include = include_for(
+            look.field("nodes")
+                .selection_fields()
+                .into_iter()
+                .chain(look.field("edges").field("node").selection_fields()),
+        );
+        include.total = look.field("totalCount").exists();
+        let page = catalog.list(principal, query, include).await.gql()?;
         let edges: Vec<EntityEdge> = page
             .rows
-            .into_iter()
+            .iter()
             .map(|(key, row)| {
-                let mut node = Node::current(row);
-                node.relations = page.outgoing.remove(&node.entity_ref);
-                node.neighbours = Some(page.neighbours.clone());
+                let mut node = Node::current(row.clone());
+                node.relations = page.outgoing.get(&node.entity_ref).cloned();
+                node.neighbours = page.neighbours.clone();
                 EntityEdge {
-                    cursor: cursor::encode(&key, order),
+                    cursor: cursor::encode(key, order),
                     node: node.into_entity(),
                 }
             })
             .collect();
-        Ok(EntityConnection::new(edges, page.has_more, filter, text, None))
+        let mut connection = EntityConnection::new(edges, page.has_more, filter, text, None);
+        connection.total = page.total;
+        Ok(connection)
     }
 
     /// Value counts of a field (`kind`, `spec.type`, `metadata.tags`, any dotted path) over the
@@ -110,8 +120,11 @@ impl Query {
             .await
             .gql()?;
         Ok(counts
-            .into_iter()
-            .map(|(value, count)| FacetCount { value, count })
+            .iter()
+            .map(|(value, count)| FacetCount {
+                value: value.clone(),
+                count: *count,
+            })
             .collect())
     }
 

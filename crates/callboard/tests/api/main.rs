@@ -4,6 +4,7 @@
 //!
 //! One binary for every API test (it links the server once); `helpers` starts servers.
 
+mod answers;
 mod helpers;
 mod hostile;
 mod principals;

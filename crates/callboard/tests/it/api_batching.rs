@@ -112,7 +112,10 @@ const PAGE: &str = r#"query($n: Int!) {
   }
 }"#;
 
-async fn queries_per_page(postgres: bool) {
+/// A read-only service (no log: no change feed, no cache) over a projected catalog of 1,200
+/// documents, with every call through its read port counted; and the backend and store, kept
+/// until the test ends (dropping the backend removes the embedded files).
+async fn counted_schema(postgres: bool) -> (callboard_api::CatalogSchema, Arc<Counting>, Store, Backend) {
     let backend = Backend::embedded();
     let Backend::Embedded(data) = &backend else {
         unreachable!()
@@ -131,7 +134,6 @@ async fn queries_per_page(postgres: bool) {
         inner: stores.reader.clone(),
         calls: AtomicUsize::new(0),
     });
-    // A read-only service without a log: no change feed, no entity cache.
     let catalog = Catalog::new(Parts {
         reader: counting.clone(),
         positions: stores.store.clone(),
@@ -143,15 +145,31 @@ async fn queries_per_page(postgres: bool) {
         cached_entities: 0,
         feed_capacity: 16,
     });
-    let schema = callboard_api::build(catalog, &Limits::default());
+    (callboard_api::build(catalog, &Limits::default()), counting, store, backend)
+}
+
+/// Runs a query that must succeed; its data and the read-port calls it made.
+async fn run(
+    schema: &callboard_api::CatalogSchema,
+    counting: &Counting,
+    query: &str,
+    variables: Value,
+) -> (Value, usize) {
+    counting.calls.store(0, Ordering::Relaxed);
+    let request = async_graphql::Request::new(query).variables(async_graphql::Variables::from_json(variables));
+    let response = schema.execute(request).await;
+    assert!(response.errors.is_empty(), "{query}: {:?}", response.errors);
+    (
+        response.data.into_json().expect("json"),
+        counting.calls.load(Ordering::Relaxed),
+    )
+}
+
+async fn queries_per_page(postgres: bool) {
+    let (schema, counting, store, _backend) = counted_schema(postgres).await;
     let mut costs = Vec::new();
     for n in [10, 100] {
-        counting.calls.store(0, Ordering::Relaxed);
-        let request = async_graphql::Request::new(PAGE)
-            .variables(async_graphql::Variables::from_json(serde_json::json!({"n": n})));
-        let response = schema.execute(request).await;
-        assert!(response.errors.is_empty(), "{:?}", response.errors);
-        let data = response.data.into_json().expect("json");
+        let (data, calls) = run(&schema, &counting, PAGE, serde_json::json!({"n": n})).await;
         let nodes = data["entities"]["nodes"].as_array().expect("nodes");
         assert_eq!(nodes.len(), n, "a full page");
         let owned = nodes.iter().filter(|n| n["owner"]["ref"].is_string()).count();
@@ -165,13 +183,69 @@ async fn queries_per_page(postgres: bool) {
             in_system > 0 && with_apis > 0,
             "the page exercises systems ({in_system}) and APIs ({with_apis})"
         );
-        costs.push(counting.calls.load(Ordering::Relaxed));
+        costs.push(calls);
     }
     println!("read-port calls for a page of 10: {}, of 100: {}", costs[0], costs[1]);
     assert_eq!(costs[0], costs[1], "the number of queries grows with the page size");
     // The list, the page's relations, the entities they point at.
     assert_eq!(costs[1], 3, "queries for one page");
     store.cleanup().await;
+}
+
+/// What a query reads follows what it asks for: a list of names reads the list alone, a total
+/// adds the count, whole entities add their relations, related entities add those entities; an
+/// entity asked for on its own is read at once with what its fields need.
+async fn reads_follow_fields(postgres: bool) {
+    let (schema, counting, store, _backend) = counted_schema(postgres).await;
+    let (first, _) = run(
+        &schema,
+        &counting,
+        r#"{ entities(filter: [{all: ["kind=component"]}], first: 1) { nodes { ref } } }"#,
+        serde_json::json!({}),
+    )
+    .await;
+    let component = first["entities"]["nodes"][0]["ref"].clone();
+    let cases: [(&str, usize); 6] = [
+        (r#"{ entities(first: 50) { nodes { ref title tags spec } } }"#, 1),
+        (r#"{ entities(first: 50) { totalCount nodes { ref } } }"#, 2),
+        (r#"{ entities(first: 50) { edges { node { raw } } } }"#, 2),
+        (
+            r#"{ entities(first: 50) { totalCount nodes { ref ... on Component { system { ref } } } } }"#,
+            4,
+        ),
+        (r#"query($r: String!) { entity(ref: $r) { ref raw } }"#, 2),
+        (r#"query($r: String!) { entity(ref: $r) { ref owner { ref } } }"#, 3),
+    ];
+    for (query, expected) in cases {
+        let (data, calls) = run(&schema, &counting, query, serde_json::json!({"r": component})).await;
+        assert!(data.to_string().len() > 40, "{query} answered: {data}");
+        assert_eq!(calls, expected, "read-port calls of {query}");
+    }
+    let (data, _) = run(
+        &schema,
+        &counting,
+        r#"query($r: String!) { entity(ref: $r) { raw owner { ref } } }"#,
+        serde_json::json!({"r": component}),
+    )
+    .await;
+    assert!(
+        data["entity"]["raw"]["relations"]
+            .as_array()
+            .is_some_and(|r| !r.is_empty()),
+        "{data}"
+    );
+    assert!(data["entity"]["owner"]["ref"].is_string(), "{data}");
+    store.cleanup().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_follow_fields_sqlite() {
+    reads_follow_fields(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reads_follow_fields_postgres() {
+    reads_follow_fields(true).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
