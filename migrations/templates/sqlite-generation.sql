@@ -21,7 +21,8 @@ create table if not exists {p}entities (
     title text,
     spec_type text,
     lifecycle text,
-    relations text not null
+    relations text not null,
+    facet_values text not null
 );
 -- `detail = column` keeps what column filters need (`keys : …`, `text : …`) and no positions.
 create virtual table if not exists {p}fts using fts5 (text, keys, content = '', contentless_delete = 1, detail = column);

@@ -482,7 +482,10 @@ mod tests {
         feed.resume_from(&[2, 0]);
         feed.cache().go_live(feed.cache().restart());
         assert!(!feed.wait_published(&[(0, 3)], short).await, "not published yet");
-        assert!(feed.wait_published(&[(0, 1)], short).await, "published before the feed stood at 2");
+        assert!(
+            feed.wait_published(&[(0, 1)], short).await,
+            "published before the feed stood at 2"
+        );
         let waiter = {
             let feed = feed.clone();
             tokio::spawn(async move { feed.wait_published(&[(0, 3), (1, 0)], Duration::from_secs(10)).await })

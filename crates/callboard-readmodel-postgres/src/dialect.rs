@@ -133,6 +133,13 @@ impl Dialect for Postgres {
         vec![format!("vacuum (analyze) {p}entities"), format!("analyze {p}history")]
     }
 
+    fn facet_values(&self) -> (&'static str, &'static str) {
+        (
+            " cross join lateral jsonb_array_elements_text(e.facet_values::jsonb) as f(v)",
+            "f.v",
+        )
+    }
+
     fn greatest(&self) -> &'static str {
         "greatest"
     }

@@ -36,17 +36,18 @@ pub(crate) async fn entities(
     let keys: Vec<String> = e.iter().map(|r| key_array(&r.keys)).collect();
     sqlx::query(numbered(format!(
         "insert into {p}entities (entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin,
-           created_at, updated_at, owner, title, spec_type, lifecycle, relations, search_keys, search_text)
-         select r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, rel,
+           created_at, updated_at, owner, title, spec_type, lifecycle, relations, facet_values, search_keys, search_text)
+         select r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, rel, fv,
            keys::int8[], txt
          from unnest(?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::int8[], ?::text[], ?::text[], ?::text[],
-           ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
-           as t(r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, rel, keys, txt)
+           ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[], ?::text[])
+           as t(r, u, k, n, nm, s, ch, lk, o, ca, ua, ow, ti, st, lc, rel, fv, keys, txt)
          on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
            name = excluded.name, sequence = excluded.sequence, content_hash = excluded.content_hash,
            location_key = excluded.location_key, origin = excluded.origin, created_at = excluded.created_at,
            updated_at = excluded.updated_at, owner = excluded.owner, title = excluded.title, spec_type = excluded.spec_type,
-           lifecycle = excluded.lifecycle, relations = excluded.relations, search_keys = excluded.search_keys,
+           lifecycle = excluded.lifecycle, relations = excluded.relations, facet_values = excluded.facet_values,
+           search_keys = excluded.search_keys,
            search_text = excluded.search_text
          where excluded.sequence > {p}entities.sequence",
     )))
@@ -66,6 +67,7 @@ pub(crate) async fn entities(
     .bind(e.iter().map(|r| r.spec_type.as_deref()).collect::<Vec<_>>())
     .bind(e.iter().map(|r| r.lifecycle.as_deref()).collect::<Vec<_>>())
     .bind(e.iter().map(|r| r.relations.as_str()).collect::<Vec<_>>())
+    .bind(e.iter().map(|r| r.facets.as_str()).collect::<Vec<_>>())
     .bind(keys)
     .bind(e.iter().map(|r| r.text.as_str()).collect::<Vec<_>>())
     .execute(&mut **tx)

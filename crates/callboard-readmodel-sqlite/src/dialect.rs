@@ -117,6 +117,10 @@ impl Dialect for Sqlite {
         ]
     }
 
+    fn facet_values(&self) -> (&'static str, &'static str) {
+        (", json_each(e.facet_values) as f", "f.value")
+    }
+
     fn greatest(&self) -> &'static str {
         "max"
     }

@@ -67,14 +67,15 @@ pub(crate) async fn entities(
                 .push_bind(e.title)
                 .push_bind(e.spec_type)
                 .push_bind(e.lifecycle)
-                .push_bind(e.relations);
+                .push_bind(e.relations)
+                .push_bind(e.facets);
         });
         insert.push(format!(
             " on conflict (entity_ref) do update set uid = excluded.uid, kind = excluded.kind, namespace = excluded.namespace,
               name = excluded.name, sequence = excluded.sequence, content_hash = excluded.content_hash,
               location_key = excluded.location_key, origin = excluded.origin, created_at = excluded.created_at,
               updated_at = excluded.updated_at, owner = excluded.owner, title = excluded.title, spec_type = excluded.spec_type,
-              lifecycle = excluded.lifecycle, relations = excluded.relations
+              lifecycle = excluded.lifecycle, relations = excluded.relations, facet_values = excluded.facet_values
               where excluded.sequence > {p}entities.sequence
               returning entity_ref, id"
         ));

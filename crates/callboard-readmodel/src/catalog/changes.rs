@@ -31,7 +31,7 @@ pub struct Loaded {
 
 /// The columns of an entity row both databases store (each adds its index of the filter keys
 /// and search text).
-pub const ENTITY_WRITE_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, relations";
+pub const ENTITY_WRITE_COLUMNS: &str = "entity_ref, uid, kind, namespace, name, sequence, content_hash, location_key, origin, created_at, updated_at, owner, title, spec_type, lifecycle, relations, facet_values";
 
 /// An entity row to insert or replace, as written.
 #[derive(Debug, Clone, PartialEq)]
@@ -73,6 +73,10 @@ pub struct EntityWrite {
     pub text: String,
     /// Its current relations, packed.
     pub relations: String,
+    /// The values of its [counted facet keys](crate::catalog::COUNTED_FACETS), as written: a
+    /// JSON array of `key=value` texts, one per occurrence, so that facets of those keys under
+    /// any filter are counted in the database (see [`facet_values`](crate::catalog::facet_values)).
+    pub facets: String,
     /// Whether the store holds a row for this ref already (the row is replaced in place; its
     /// index entries must go first).
     pub replaces: bool,

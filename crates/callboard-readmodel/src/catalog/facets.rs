@@ -20,6 +20,18 @@ pub const COUNTED_FACETS: [&str; 8] = [
     "apiversion",
 ];
 
+/// The values of a document's counted facet keys (flattened `pairs`), as an entity row keeps
+/// them: a JSON array of `key=value` (the key lowercased, the value as written), one per
+/// occurrence, as the kept counts count them.
+pub fn facet_values(pairs: &[search::Pair]) -> String {
+    let values: Vec<String> = pairs
+        .iter()
+        .filter(|pair| COUNTED_FACETS.contains(&pair.key.as_str()))
+        .filter_map(|pair| Some(format!("{}={}", pair.key, pair.value.as_ref()?.1)))
+        .collect();
+    serde_json::to_string(&values).unwrap_or_else(|_| "[]".into())
+}
+
 /// The changes of counted-facet values over a batch: `key → original value → delta`. Nearly
 /// every entity of a batch bumps values already seen in it, so lookups go by `&str` and only a
 /// new key or value is copied (a map keyed by owned pairs copied two strings per counted field

@@ -116,6 +116,7 @@ fn entity_write(
             .map(|r| (r.source.as_ref(), r.relation_type.as_ref(), r.target.as_ref())),
     );
     facets.add(summary.kind.as_deref(), &summary.pairs, 1);
+    let facet_values = super::facets::facet_values(&summary.pairs);
     let mut keys = search::key_hashes(&summary.pairs);
     keys.extend(ends.iter().map(|end| search::key_hash(&search::endpoint_key(end))));
     keys.sort_unstable();
@@ -139,6 +140,7 @@ fn entity_write(
         keys,
         text: summary.text,
         relations,
+        facets: facet_values,
         replaces: false,
     }
 }

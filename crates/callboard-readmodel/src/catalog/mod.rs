@@ -18,7 +18,7 @@ use callboard_events::topics::Topics;
 use callboard_projection::{Folded, Projection, ProjectionStore, StoredEvent};
 
 pub use changes::{Changes, Current, ENTITY_WRITE_COLUMNS, EntityWrite, HistoryWrite, Loaded};
-pub use facets::{COUNTED_FACETS, counted_facet_key};
+pub use facets::{COUNTED_FACETS, counted_facet_key, facet_values};
 pub use fold::{fold, stored_document, with_uid};
 
 use crate::store::ReadStore;

@@ -288,6 +288,10 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// servers may run without autovacuum).
     fn maintenance(&self, p: &str) -> Vec<String>;
 
+    /// How to read an entity row's `facet_values` (a JSON array of texts) as rows: what to join
+    /// to entities `e`, and the expression of each value.
+    fn facet_values(&self) -> (&'static str, &'static str);
+
     /// The scalar function of the greater of two values (`max` in SQLite, `greatest` in
     /// PostgreSQL).
     fn greatest(&self) -> &'static str;

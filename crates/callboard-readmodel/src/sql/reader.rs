@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::{Arg, SqlActivityStore, SqlCatalogStore, Statement, Tables};
 use crate::activity::{ACTIVITY_COLUMNS, ActivityLoaded, ActivityQuery, ActivityReader, ActivityRow, SubjectState};
-use crate::catalog::{Current, Loaded, counted_facet_key};
+use crate::catalog::{COUNTED_FACETS, Current, Loaded, counted_facet_key};
 use crate::filter::{Filter, RelationCondition, Resolved};
 use crate::relations::{self, Version};
 use crate::rows::{
@@ -235,7 +235,37 @@ impl CatalogReader for SqlCatalogStore {
             let rows = t.db().fetch(q).await?;
             return rows.iter().map(|r| Ok((r.text("value")?, r.int("count")?))).collect();
         }
-        // Any other key, or a filtered set: count from the documents (original values), at most
+        if COUNTED_FACETS.contains(&key.as_str()) {
+            // A counted key under any other filter: each matching row keeps its values of the
+            // counted keys, counted here by the database.
+            let filter = resolve(t, g, filter).await?;
+            let (join, value) = t.db().dialect().facet_values();
+            let prefix = format!("{key}=");
+            let mut q = t.statement(
+                g,
+                &format!("select {value} as value, count(*) as count from {{p}}entities e{join}"),
+            );
+            conditions(t, g, filter.as_ref(), None, &mut q);
+            q.push(&format!(" and substr({value}, 1, length(")).text(prefix.clone());
+            q.push(")) = ").text(prefix.clone());
+            q.push(&format!(" group by {value}"));
+            let rows = t.db().fetch(q).await?;
+            let mut counts: Vec<(String, i64)> = rows
+                .iter()
+                .map(|r| {
+                    let value = r.text("value")?;
+                    Ok((
+                        value.strip_prefix(&prefix).unwrap_or(&value).to_owned(),
+                        r.int("count")?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
+            // The order the counted path gives (most frequent first, then by value, bytewise:
+            // not the database's collation).
+            counts.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+            return Ok(counts);
+        }
+        // Any other key: count from the documents (original values), at most
         // MAX_COUNTED_DOCUMENTS of them — a request must not load a whole large catalog.
         let filter = Resolved::having_key(resolve(t, g, filter).await?, &key);
         let mut q = t.statement(g, &format!("select h.entity as document, e.uid from {ENTITY_FROM}"));

@@ -145,7 +145,12 @@ async fn counted_schema(postgres: bool) -> (callboard_api::CatalogSchema, Arc<Co
         cached_entities: 0,
         feed_capacity: 16,
     });
-    (callboard_api::build(catalog, &Limits::default()), counting, store, backend)
+    (
+        callboard_api::build(catalog, &Limits::default()),
+        counting,
+        store,
+        backend,
+    )
 }
 
 /// Runs a query that must succeed; its data and the read-port calls it made.

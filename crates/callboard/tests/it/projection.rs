@@ -497,20 +497,35 @@ async fn queries(backend: Backend, store: Store) {
         .await
         .expect("facets");
     assert_eq!(lifecycles.iter().map(|(_, n)| n).sum::<i64>(), 65);
-    // Counts kept per kind agree with counting the documents (a filter the kept counts cannot
-    // answer forces the count from documents).
-    let counted_from_documents = Filter::All(vec![Filter::eq("kind", "component"), Filter::exists("metadata.name")]);
+    // Counts kept per kind agree with counting each matching row's values in the database (what
+    // a filter the kept counts cannot answer asks for), and both with counting the documents.
+    let counted_in_database = Filter::All(vec![Filter::eq("kind", "component"), Filter::exists("metadata.name")]);
+    let documents: Vec<(String, String)> = reader
+        .list(&EntityQuery {
+            filter: Some(components.clone()),
+            limit: 1_000,
+            ..Default::default()
+        })
+        .await
+        .expect("list")
+        .rows
+        .iter()
+        .map(|(_, row)| (row.document.to_string(), row.uid.clone()))
+        .collect();
     for key in [
         "metadata.tags",
+        "metadata.namespace",
         "spec.type",
         "spec.lifecycle",
         "spec.owner",
         "spec.system",
     ] {
         let kept = reader.facets(key, Some(&components)).await.expect("facets");
-        let counted = reader.facets(key, Some(&counted_from_documents)).await.expect("facets");
+        let counted = reader.facets(key, Some(&counted_in_database)).await.expect("facets");
+        let from_documents = callboard_readmodel::search::count_values(&documents, key, &Default::default());
         assert!(!kept.is_empty(), "{key}");
         assert_eq!(kept, counted, "facets of {key} within components");
+        assert_eq!(counted, from_documents, "facets of {key} counted from the documents");
     }
     let annotations = reader
         .facets("metadata.annotations.github.com/project-slug", None)
