@@ -5,7 +5,7 @@ questions, one after the other on the same machine, every figure a ratio from on
     loadtests/side_by_side.py [--entities 10000] [--stack kafka-postgres-redis|embedded]
                               [--seconds 15] [--connections 16] [--sequential 300]
                               [--peer ../shared/backstage-peer] [--work ~/.cache/callboard/backstage-peer]
-                              [--bin-dir DIR] [--skip-backstage RESULTS.json]
+                              [--bin-dir DIR] [--skip-backstage RESULTS.json] [--entity-cache N]
 
 Backstage: the catalog backend from npm at the versions `../shared/backstage-peer` pins (copied to
 --work, where `npm ci` runs once), on PostgreSQL for the production stack and in-memory SQLite
@@ -23,6 +23,9 @@ Then, for each, in this order:
     the total; Backstage searches `metadata.name`, Callboard every text field).
 Entities come back whole with their relations on both sides (Backstage's JSON; Callboard's `raw`).
 Before timing, the answers are compared: each question's totals must agree.
+
+`--entity-cache 0` turns Callboard's caches off (hot entities and whole answers kept until the
+catalog changes), so that every answer comes from the database, as Backstage's always do.
 
 Needs `wrk` (Debian: `apt-get install wrk`), Node.js and npm. Prints a table; writes
 `side-by-side.json` into --work.
@@ -286,7 +289,8 @@ def run_callboard(bin_dir: pathlib.Path, catalog: pathlib.Path, expected: dict, 
         log_args, store_args, database = production("sidebyside")
         log_args = ["--data-dir", str(data), *log_args]
     started = time.perf_counter()
-    server, base = serve(bin_dir, [*log_args, *store_args, "--location", str(catalog / "catalog-info.yaml")])
+    cache = [] if args.entity_cache is None else ["--entity-cache", str(args.entity_cache)]
+    server, base = serve(bin_dir, [*log_args, *store_args, *cache, "--location", str(catalog / "catalog-info.yaml")])
     try:
         port = int(base.rsplit(":", 1)[1])
         client = Client(port)
@@ -327,6 +331,7 @@ def main() -> None:
     parser.add_argument("--peer", type=pathlib.Path, default=ROOT.parent / "shared/backstage-peer")
     parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path.home() / ".cache/callboard/backstage-peer")
     parser.add_argument("--bin-dir", type=pathlib.Path)
+    parser.add_argument("--entity-cache", type=int, help="Callboard's cache size (0: every answer from the database)")
     parser.add_argument("--skip-backstage", type=pathlib.Path,
                         help="reuse Backstage's figures from an earlier run's side-by-side.json")
     args = parser.parse_args()
@@ -357,7 +362,8 @@ def main() -> None:
     (args.work / "side-by-side.json").write_text(json.dumps(results, indent=1))
 
     b, c = results["backstage"], results["callboard"]
-    print(f"\n{args.entities} entities, {args.stack}; wrk -t1 -c{args.connections} -d{args.seconds}s\n")
+    cache_note = "" if args.entity_cache is None else f"; Callboard with --entity-cache {args.entity_cache}"
+    print(f"\n{args.entities} entities, {args.stack}; wrk -t1 -c{args.connections} -d{args.seconds}s{cache_note}\n")
     print("| figure | Backstage | Callboard | ratio |\n|---|---|---|---|")
     print(f"| files → queryable with relations | {b['ingest_s']} s | {c['ingest_s']} s | "
           f"{b['ingest_s'] / c['ingest_s']:.1f}× |")

@@ -56,7 +56,7 @@ pub struct EntityCache {
     /// Answers to whole questions (a page, facet counts), each valid only at the epoch it was
     /// read in: any change makes every answer unreachable, since one entity's change can move it
     /// into or out of any list, count or facet.
-    answers: moka::sync::Cache<(String, u64), Answer>,
+    answers: moka::future::Cache<(String, u64), Answer>,
     /// ref → cached refs whose entry mentions it (as a relation target).
     mentions: Mutex<HashMap<EntityRef, HashSet<EntityRef>>>,
     epoch: AtomicU64,
@@ -72,7 +72,7 @@ impl EntityCache {
         Self {
             rows: moka::sync::Cache::builder().max_capacity(capacity).build(),
             relations: moka::sync::Cache::builder().max_capacity(capacity).build(),
-            answers: moka::sync::Cache::builder()
+            answers: moka::future::Cache::builder()
                 .max_capacity(capacity.min(MAX_ANSWERS))
                 .build(),
             mentions: Mutex::new(HashMap::new()),
@@ -99,27 +99,26 @@ impl EntityCache {
         self.relations.get(entity_ref)
     }
 
-    /// The answer to `question` read at the current epoch, when the cache is live and holds it.
-    pub fn answer(&self, question: &str) -> Option<Answer> {
-        if !self.live.load(Ordering::SeqCst) {
-            return None;
+    /// The answer to `question`: kept from earlier at the current epoch, else `read` — once,
+    /// however many ask the same question at the same moment (the others wait for its answer
+    /// instead of each reading it: a popular question asked as the catalog changes would
+    /// otherwise be read by every request in flight at once). Kept under the epoch noted before
+    /// reading, so an answer read across a change is never found again.
+    pub async fn answer(
+        &self,
+        question: String,
+        read: impl Future<Output = Result<Answer, StoreError>>,
+    ) -> Result<Answer, StoreError> {
+        if self.capacity == 0 || !self.live.load(Ordering::SeqCst) {
+            return read.await;
         }
-        let hit = self.answers.get(&(question.to_owned(), self.epoch()));
-        let counter = match hit {
-            Some(_) => "callboard_api_answer_cache_hits_total",
-            None => "callboard_api_answer_cache_misses_total",
-        };
-        metrics::counter!(counter).increment(1);
-        hit
-    }
-
-    /// Caches the answer to `question` read after `epoch` was noted; nothing when an
-    /// invalidation happened since. (One that happens after is no matter: the answer is kept
-    /// under its epoch, which no reader asks for again.)
-    pub fn insert_answer(&self, epoch: u64, question: String, answer: Answer) {
-        if self.accepts(epoch) {
-            self.answers.insert((question, epoch), answer);
+        let key = (question, self.epoch());
+        if let Some(hit) = self.answers.get(&key).await {
+            metrics::counter!("callboard_api_answer_cache_hits_total").increment(1);
+            return Ok(hit);
         }
+        metrics::counter!("callboard_api_answer_cache_misses_total").increment(1);
+        self.answers.try_get_with(key, read).await.map_err(shared_error)
     }
 
     /// The invalidation epoch: note it before reading the database, pass it to the inserts.
@@ -207,6 +206,11 @@ impl EntityCache {
         self.rows.invalidate_all();
         self.relations.invalidate_all();
         self.answers.invalidate_all();
+    }
+
+    /// Whether an answer to `question` is kept at the current epoch (for tests).
+    pub async fn holds_answer(&self, question: &str) -> bool {
+        self.answers.contains_key(&(question.to_owned(), self.epoch()))
     }
 
     /// Turns the cache off and clears it (the feed (re)starts); returns the session to pass to
@@ -326,9 +330,14 @@ impl CachedReader {
     ) -> Result<Arc<CurrentPage>, StoreError> {
         // Who asks is part of the question: once permissions apply, two principals' pages differ.
         let question = format!("page {asker} {include:?} {query:?}");
-        if let Some(Answer::Page(page)) = self.cache.answer(&question) {
-            return Ok(page);
+        let read = async { Ok(Answer::Page(self.read_page(query, include).await?)) };
+        match self.cache.answer(question, read).await? {
+            Answer::Page(page) => Ok(page),
+            Answer::Facets(_) => Err(StoreError::Other("a page question answered with facets".into())),
         }
+    }
+
+    async fn read_page(&self, query: &EntityQuery, include: Include) -> Result<Arc<CurrentPage>, StoreError> {
         let epoch = self.cache.epoch();
         let count = async {
             match include.total {
@@ -369,7 +378,6 @@ impl CachedReader {
             has_more: page.has_more,
             total,
         });
-        self.cache.insert_answer(epoch, question, Answer::Page(page.clone()));
         Ok(page)
     }
 
@@ -382,14 +390,11 @@ impl CachedReader {
         asker: &str,
     ) -> Result<Arc<Vec<(String, i64)>>, StoreError> {
         let question = format!("facets {asker} {field} {filter:?}");
-        if let Some(Answer::Facets(counts)) = self.cache.answer(&question) {
-            return Ok(counts);
+        let read = async { Ok(Answer::Facets(Arc::new(self.inner.facets(field, filter).await?))) };
+        match self.cache.answer(question, read).await? {
+            Answer::Facets(counts) => Ok(counts),
+            Answer::Page(_) => Err(StoreError::Other("a facets question answered with a page".into())),
         }
-        let epoch = self.cache.epoch();
-        let counts = Arc::new(self.inner.facets(field, filter).await?);
-        self.cache
-            .insert_answer(epoch, question, Answer::Facets(counts.clone()));
-        Ok(counts)
     }
 
     /// One entity, read on its own (no batching window to wait for), with what `include` asks
@@ -506,6 +511,30 @@ pub struct CurrentPage {
     pub total: Option<i64>,
 }
 
+/// An error one read gave every caller waiting for it, as each caller's own (same kind, so the
+/// same code reaches clients; the original is the source).
+fn shared_error(error: Arc<StoreError>) -> StoreError {
+    match error.as_ref() {
+        StoreError::Unavailable(_) => StoreError::Unavailable(Box::new(Shared(error))),
+        StoreError::Database(_) => StoreError::Database(Box::new(Shared(error))),
+        StoreError::Invalid(message) => StoreError::Invalid(message.clone()),
+        StoreError::TooCostly(message) => StoreError::TooCostly(message.clone()),
+        StoreError::Other(message) => StoreError::Other(message.clone()),
+    }
+}
+
+/// A shared error, as the source of each waiter's own.
+#[derive(Debug)]
+struct Shared(Arc<StoreError>);
+
+impl std::fmt::Display for Shared {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0.chain())
+    }
+}
+
+impl std::error::Error for Shared {}
+
 /// What `cached` holds of `refs`, and the refs it does not hold.
 fn split<V>(refs: &[EntityRef], cached: impl Fn(&EntityRef) -> Option<V>) -> (HashMap<EntityRef, V>, Vec<EntityRef>) {
     let mut found = HashMap::with_capacity(refs.len());
@@ -615,25 +644,42 @@ mod tests {
         assert!(cache.row(&r("a")).is_none() && cache.relations(&r("a")).is_none());
     }
 
-    #[test]
-    fn an_answer_lasts_until_any_change() {
+    #[tokio::test]
+    async fn an_answer_lasts_until_any_change_and_is_read_once() {
         let cache = live();
-        let page = || Answer::Facets(Arc::new(vec![("service".into(), 3)]));
-        cache.insert_answer(cache.epoch(), "q".into(), page());
-        assert!(cache.answer("q").is_some(), "asked again before any change");
-        assert!(cache.answer("other").is_none());
+        let reads = std::sync::atomic::AtomicUsize::new(0);
+        let read = || async {
+            reads.fetch_add(1, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            Ok(Answer::Facets(Arc::new(vec![("service".into(), 3)])))
+        };
+        let ask = || cache.answer("q".into(), read());
+        let (a, b, c) = tokio::join!(ask(), ask(), ask());
+        assert!(a.is_ok() && b.is_ok() && c.is_ok());
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "asked at once, read once");
+        ask().await.expect("an answer");
+        assert_eq!(reads.load(Ordering::SeqCst), 1, "asked again before any change");
         cache.on_change(&r("unrelated"), []);
-        assert!(cache.answer("q").is_none(), "any change can move any answer");
-        let before = cache.epoch();
-        cache.on_change(&r("a"), []);
-        cache.insert_answer(before, "q".into(), page());
-        assert!(
-            cache.answer("q").is_none(),
-            "an answer read before a change is not kept"
+        assert!(!cache.holds_answer("q").await, "any change can move any answer");
+        ask().await.expect("an answer");
+        assert_eq!(reads.load(Ordering::SeqCst), 2, "read again after a change");
+        let session = cache.restart();
+        ask().await.expect("an answer");
+        ask().await.expect("an answer");
+        assert_eq!(
+            reads.load(Ordering::SeqCst),
+            4,
+            "nothing is kept while the feed restarts"
         );
-        cache.insert_answer(cache.epoch(), "q".into(), page());
-        cache.restart();
-        assert!(cache.answer("q").is_none(), "nothing is served while the feed restarts");
+        cache.go_live(session);
+        let failed = cache
+            .answer("bad".into(), async { Err(StoreError::TooCostly("narrow it".into())) })
+            .await;
+        assert!(
+            matches!(failed, Err(StoreError::TooCostly(_))),
+            "errors keep their kind"
+        );
+        assert!(!cache.holds_answer("bad").await, "errors are not kept");
     }
 
     #[test]
