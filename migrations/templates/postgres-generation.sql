@@ -23,6 +23,7 @@ create table if not exists {p}entities (
     relations text not null,
     -- The values of the counted facet keys, as written: a JSON array of `key=value` texts.
     facet_values text not null,
+    facet_array text[] generated always as (callboard_texts(facet_values)) stored,
     -- Filter keys (`field`, `field=value`, relation ends) as 64-bit hashes: see search::key_hash.
     search_keys bigint[] not null,
     search_text text not null,

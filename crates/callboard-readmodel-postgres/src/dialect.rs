@@ -134,10 +134,8 @@ impl Dialect for Postgres {
     }
 
     fn facet_values(&self) -> (&'static str, &'static str) {
-        (
-            " cross join lateral jsonb_array_elements_text(e.facet_values::jsonb) as f(v)",
-            "f.v",
-        )
+        // The array derived from the JSON when the row was written (see `callboard_texts`).
+        (" cross join lateral unnest(e.facet_array) as f(v)", "f.v")
     }
 
     fn greatest(&self) -> &'static str {
