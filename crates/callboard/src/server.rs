@@ -330,7 +330,11 @@ impl Server {
                 topics: topics.clone(),
                 projector_group: Some(settings.config("catalog").group),
                 cached_entities: config.entity_cache,
-                feed_capacity: 4_096,
+                // Subscribers share one buffer of every change, filtered after it (a subscriber
+                // to one ref still reads past the others): a burst such as a location of 10,000
+                // entities read at once must fit while a loaded machine is slow to poll them. One
+                // copy of each change, shared: 16k changes are a few MiB at most.
+                feed_capacity: 16_384,
             });
             {
                 let (catalog, stop) = (catalog.clone(), stopped(stop_rx.clone()));
