@@ -35,10 +35,6 @@ use callboard_readmodel::store::{CatalogReader, EntityQuery, RelationView};
 /// Outgoing relations of one entity, shared.
 pub type Outgoing = Arc<Vec<RelationView>>;
 
-/// The most whole answers kept (pages share their rows with the entity cache, so an answer is
-/// small: its keys and pointers).
-const MAX_ANSWERS: u64 = 4_096;
-
 /// A cached answer to a whole question.
 #[derive(Debug, Clone)]
 pub enum Answer {
@@ -46,6 +42,18 @@ pub enum Answer {
     Page(Arc<CurrentPage>),
     /// Facet counts.
     Facets(Arc<Vec<(String, i64)>>),
+}
+
+impl Answer {
+    /// Its weight in the cache: the entities it holds (facet counts weigh one per 64 values), at
+    /// least one.
+    fn weight(&self) -> u32 {
+        let entities = match self {
+            Answer::Page(page) => page.rows.len() + page.neighbours.as_ref().map_or(0, |n| n.len()),
+            Answer::Facets(counts) => counts.len() / 64,
+        };
+        u32::try_from(entities).unwrap_or(u32::MAX).max(1)
+    }
 }
 
 /// The cache. Cheap to share (`Arc`).
@@ -72,8 +80,11 @@ impl EntityCache {
         Self {
             rows: moka::sync::Cache::builder().max_capacity(capacity).build(),
             relations: moka::sync::Cache::builder().max_capacity(capacity).build(),
+            // Weighed by the entities they hold: an answer keeps its rows alive after the entity
+            // cache lets them go, so answers together hold no more entities than it may.
             answers: moka::future::Cache::builder()
-                .max_capacity(capacity.min(MAX_ANSWERS))
+                .max_capacity(capacity)
+                .weigher(|_, answer: &Answer| answer.weight())
                 .build(),
             mentions: Mutex::new(HashMap::new()),
             epoch: AtomicU64::new(0),
