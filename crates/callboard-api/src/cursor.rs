@@ -9,6 +9,7 @@ fn tag(order: Order) -> char {
         Order::Ref => 'r',
         Order::Name => 'n',
         Order::UpdatedDesc => 'u',
+        Order::Relevance => 'v',
     }
 }
 

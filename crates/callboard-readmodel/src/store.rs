@@ -39,6 +39,9 @@ pub enum Order {
     Name,
     /// Most recently changed first.
     UpdatedDesc,
+    /// For a search: entities whose name starts with its first word first, then the rest, each
+    /// by ref (without a search, by ref).
+    Relevance,
 }
 
 /// A page request.
@@ -135,12 +138,27 @@ pub trait CatalogReader: Send + Sync + std::fmt::Debug {
     async fn graph_version(&self) -> Result<String, StoreError>;
 }
 
-/// The sort key of a row in a list of `order`, for cursors.
-pub fn sort_key(order: Order, row: &EntityRow) -> String {
+/// The sort key of a row in a list of `order` (searching for `text`), for cursors.
+pub fn sort_key(order: Order, text: Option<&str>, row: &EntityRow) -> String {
     match order {
         Order::Ref => row.entity_ref.canonical(),
         Order::Name => format!("{}\u{0}{}", row.name, row.entity_ref),
         Order::UpdatedDesc => format!("{}\u{0}{}", row.updated_at, row.entity_ref),
+        Order::Relevance => format!("{}\u{0}{}", relevance(text, &row.name), row.entity_ref),
+    }
+}
+
+/// The word a search ranks names by: its first, lowercased (names are stored lowercased).
+pub fn ranking_word(text: Option<&str>) -> Option<String> {
+    text.and_then(|t| crate::search::terms(t).first().map(|w| w.to_lowercase()))
+}
+
+/// A row's rank in a search for `text` (see [`Order::Relevance`]): 0 when its (lowercased) name
+/// starts with the ranking word, else 1. Read models compute the same in SQL.
+pub fn relevance(text: Option<&str>, name: &str) -> i64 {
+    match ranking_word(text) {
+        Some(word) if name.starts_with(&word) => 0,
+        _ => 1,
     }
 }
 

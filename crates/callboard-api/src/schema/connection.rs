@@ -51,6 +51,9 @@ pub enum EntityOrder {
     Name,
     /// Most recently changed first.
     UpdatedDesc,
+    /// For a search: entities whose name starts with the search's first word first, then the
+    /// rest, each group by ref (the default when `search` is given).
+    Relevance,
 }
 
 impl From<EntityOrder> for Order {
@@ -59,6 +62,7 @@ impl From<EntityOrder> for Order {
             EntityOrder::Ref => Order::Ref,
             EntityOrder::Name => Order::Name,
             EntityOrder::UpdatedDesc => Order::UpdatedDesc,
+            EntityOrder::Relevance => Order::Relevance,
         }
     }
 }

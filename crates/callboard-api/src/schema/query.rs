@@ -34,9 +34,10 @@ impl Query {
         }
     }
 
-    /// Entities matching a filter and full-text search, a page at a time — now, or as they were
-    /// at `asOf` (RFC 3339; ordered by ref, filters on the documents of that instant, without
-    /// `search` or `relations.*` conditions).
+    /// Entities matching a filter and full-text search (every word as a prefix of a word of the
+    /// entity's text), a page at a time, ordered by `orderBy` (by default RELEVANCE when
+    /// searching, else REF) — now, or as they were at `asOf` (RFC 3339; ordered by ref, filters
+    /// on the documents of that instant, without `search` or `relations.*` conditions).
     #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "list_cost(first.unwrap_or(DEFAULT_PAGE), child_complexity)")]
     async fn entities(
@@ -44,7 +45,7 @@ impl Query {
         ctx: &Context<'_>,
         filter: Option<Vec<EntityFilter>>,
         search: Option<String>,
-        #[graphql(default_with = "EntityOrder::Ref")] order_by: EntityOrder,
+        order_by: Option<EntityOrder>,
         first: Option<i32>,
         after: Option<String>,
         as_of: Option<String>,
@@ -52,7 +53,12 @@ impl Query {
         let limit = page_size(ctx, first)?;
         let filter = to_filter(filter)?;
         let text = search.filter(|s| !s.trim().is_empty());
-        let order: Order = order_by.into();
+        let order: Order = order_by
+            .unwrap_or(match text {
+                Some(_) if as_of.is_none() => EntityOrder::Relevance,
+                _ => EntityOrder::Ref,
+            })
+            .into();
         let after = match after {
             None => None,
             Some(c) => {

@@ -19,7 +19,7 @@ use crate::rows::{
 };
 use crate::search;
 use crate::store::{
-    CatalogReader, EntityPage, EntityQuery, Order, RejectionsBy, RelationView, sort_key, split_sort_key,
+    CatalogReader, EntityPage, EntityQuery, Order, RejectionsBy, RelationView, ranking_word, sort_key, split_sort_key,
 };
 
 /// The most entities a facet is counted from when the kept counts cannot answer it.
@@ -188,6 +188,18 @@ impl CatalogReader for SqlCatalogStore {
         let filter = resolve(t, g, query.filter.as_ref()).await?;
         let mut q = t.statement(g, &format!("select {ENTITY_COLUMNS} from {ENTITY_FROM}"));
         conditions(t, g, filter.as_ref(), query.text.as_deref(), &mut q);
+        // Relevance: 0 when the name starts with the search's first word, else 1 (as
+        // `store::relevance` computes it for cursors); the word is bound, never formatted.
+        let word = ranking_word(query.text.as_deref()).unwrap_or_default();
+        let rank = |q: &mut Statement| {
+            q.push("(case when ")
+                .text(word.clone())
+                .push(" <> '' and substr(e.name, 1, length(");
+            q.text(word.clone())
+                .push(")) = ")
+                .text(word.clone())
+                .push(" then 0 else 1 end)");
+        };
         if let Some(after) = &query.after {
             match query.order {
                 Order::Ref => {
@@ -203,16 +215,41 @@ impl CatalogReader for SqlCatalogStore {
                     q.push(" and (e.updated_at, e.entity_ref) < (").text(time).push(", ");
                     q.text(entity_ref).push(")");
                 }
+                Order::Relevance => {
+                    let (after_rank, entity_ref) = split_sort_key(after)?;
+                    let after_rank: i64 = after_rank
+                        .parse()
+                        .map_err(|_| StoreError::Invalid("bad cursor".into()))?;
+                    q.push(" and (");
+                    rank(&mut q);
+                    q.push(", e.entity_ref) > (").int(after_rank).push(", ");
+                    q.text(entity_ref).push(")");
+                }
             }
         }
-        q.push(match query.order {
-            Order::Ref => " order by e.entity_ref",
-            Order::Name => " order by e.name, e.entity_ref",
-            Order::UpdatedDesc => " order by e.updated_at desc, e.entity_ref desc",
-        });
+        match query.order {
+            Order::Ref => {
+                q.push(" order by e.entity_ref");
+            }
+            Order::Name => {
+                q.push(" order by e.name, e.entity_ref");
+            }
+            Order::UpdatedDesc => {
+                q.push(" order by e.updated_at desc, e.entity_ref desc");
+            }
+            Order::Relevance => {
+                q.push(" order by ");
+                rank(&mut q);
+                q.push(", e.entity_ref");
+            }
+        }
         let (entities, has_more) = t.page(q, query.limit, EntityRow::read).await?;
+        let text = query.text.as_deref();
         Ok(EntityPage {
-            rows: entities.into_iter().map(|e| (sort_key(query.order, &e), e)).collect(),
+            rows: entities
+                .into_iter()
+                .map(|e| (sort_key(query.order, text, &e), e))
+                .collect(),
             has_more,
         })
     }

@@ -488,6 +488,54 @@ async fn queries(backend: Backend, store: Store) {
     // Full-text search over names, titles, descriptions, tags.
     assert!(reader.count(None, Some("booking")).await.expect("search") >= 3);
     assert_eq!(reader.count(None, Some("zzzz-nothing")).await.expect("search"), 0);
+    // Ranked search: names starting with the word first, then the rest, each by ref; paging in
+    // small pages visits every match once.
+    let search = |order, after, limit| EntityQuery {
+        text: Some("Booking".into()),
+        order,
+        after,
+        limit,
+        ..Default::default()
+    };
+    let by_ref: Vec<String> = reader
+        .list(&search(Order::Ref, None, 1_000))
+        .await
+        .expect("search")
+        .rows
+        .iter()
+        .map(|(_, row)| row.entity_ref.canonical())
+        .collect();
+    let (mut ranked, mut after) = (Vec::new(), None);
+    loop {
+        let page = reader
+            .list(&search(Order::Relevance, after.clone(), 2))
+            .await
+            .expect("ranked");
+        ranked.extend(
+            page.rows
+                .iter()
+                .map(|(_, row)| (row.name.starts_with("booking"), row.entity_ref.canonical())),
+        );
+        after = page.rows.last().map(|(key, _)| key.clone());
+        if !page.has_more {
+            break;
+        }
+    }
+    let leading = ranked.iter().take_while(|(starts, _)| *starts).count();
+    assert!(
+        leading >= 2 && leading < ranked.len(),
+        "names starting with the word lead: {ranked:?}"
+    );
+    assert!(ranked[leading..].iter().all(|(starts, _)| !starts), "{ranked:?}");
+    for group in [&ranked[..leading], &ranked[leading..]] {
+        assert!(
+            group.windows(2).all(|w| w[0].1 < w[1].1),
+            "each group by ref: {group:?}"
+        );
+    }
+    let mut visited: Vec<String> = ranked.into_iter().map(|(_, r)| r).collect();
+    visited.sort();
+    assert_eq!(visited, by_ref, "every match once");
 
     // Facets: counted ones and any field, filtered or not.
     let kinds = reader.facets("kind", None).await.expect("facets");
