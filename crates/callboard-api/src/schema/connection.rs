@@ -52,7 +52,7 @@ pub enum EntityOrder {
     /// Most recently changed first.
     UpdatedDesc,
     /// For a search: entities whose name starts with the search's first word first, then the
-    /// rest, each group by ref (the default when `search` is given).
+    /// rest, each group by ref.
     Relevance,
 }
 

@@ -35,9 +35,9 @@ impl Query {
     }
 
     /// Entities matching a filter and full-text search (every word as a prefix of a word of the
-    /// entity's text), a page at a time, ordered by `orderBy` (by default RELEVANCE when
-    /// searching, else REF) — now, or as they were at `asOf` (RFC 3339; ordered by ref, filters
-    /// on the documents of that instant, without `search` or `relations.*` conditions).
+    /// entity's text), a page at a time, ordered by `orderBy` (RELEVANCE ranks a search's
+    /// results) — now, or as they were at `asOf` (RFC 3339; ordered by ref, filters on the
+    /// documents of that instant, without `search` or `relations.*` conditions).
     #[allow(clippy::too_many_arguments)]
     #[graphql(complexity = "list_cost(first.unwrap_or(DEFAULT_PAGE), child_complexity)")]
     async fn entities(
@@ -45,7 +45,7 @@ impl Query {
         ctx: &Context<'_>,
         filter: Option<Vec<EntityFilter>>,
         search: Option<String>,
-        order_by: Option<EntityOrder>,
+        #[graphql(default_with = "EntityOrder::Ref")] order_by: EntityOrder,
         first: Option<i32>,
         after: Option<String>,
         as_of: Option<String>,
@@ -53,12 +53,10 @@ impl Query {
         let limit = page_size(ctx, first)?;
         let filter = to_filter(filter)?;
         let text = search.filter(|s| !s.trim().is_empty());
-        let order: Order = order_by
-            .unwrap_or(match text {
-                Some(_) if as_of.is_none() => EntityOrder::Relevance,
-                _ => EntityOrder::Ref,
-            })
-            .into();
+        // Ranking is asked for (RELEVANCE), not the default: ordering every match by rank costs
+        // a search of a short prefix over 100,000 entities its p99 (26–34 ms by ref, 56–478 ms
+        // ranked, at 100 requests/s embedded).
+        let order: Order = order_by.into();
         let after = match after {
             None => None,
             Some(c) => {
