@@ -42,7 +42,10 @@ mod tests {
         assert_eq!(decode(&c, Order::Ref), None);
         assert_eq!(decode("not base64!", Order::Ref), None);
         let ranked = encode("0\u{0}component:default/a", Order::Relevance);
-        assert_eq!(decode(&ranked, Order::Relevance).as_deref(), Some("0\u{0}component:default/a"));
+        assert_eq!(
+            decode(&ranked, Order::Relevance).as_deref(),
+            Some("0\u{0}component:default/a")
+        );
         assert_eq!(decode(&ranked, Order::Name), None);
     }
 }
