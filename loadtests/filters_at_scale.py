@@ -20,14 +20,12 @@ import json
 import pathlib
 import random
 import shutil
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 import urllib.request
 
-from served import ROOT, binaries, production, psql, serve
+from served import binaries, peer_arguments, peer_catalog, production, psql, serve
 
 SETTLE = 10
 local = threading.local()
@@ -70,23 +68,15 @@ def open_loop(port: int, rate: int, seconds: int, question) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--entities", type=int, default=100_000)
-    parser.add_argument("--stack", default="embedded", choices=["embedded", "kafka-postgres-redis"])
+    peer_arguments(parser, entities=100_000, stack="embedded")
     parser.add_argument("--rate", type=int, default=100)
     parser.add_argument("--seconds", type=int, default=20)
-    parser.add_argument("--entity-cache", type=int)
-    parser.add_argument("--peer", type=pathlib.Path, default=ROOT.parent / "shared/backstage-peer")
-    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path.home() / ".cache/callboard/backstage-peer")
-    parser.add_argument("--bin-dir", type=pathlib.Path)
     args = parser.parse_args()
 
     bin_dir = binaries(args.bin_dir)
     args.work.mkdir(parents=True, exist_ok=True)
     shutil.copy(args.peer / "gen.py", args.work / "gen.py")
-    catalog = args.work / f"catalog-data/n{args.entities}"
-    if not (catalog / "expected.json").exists():
-        subprocess.run([sys.executable, "gen.py", str(args.entities)], cwd=args.work, check=True, capture_output=True)
-    expected = json.loads((catalog / "expected.json").read_text())
+    catalog, expected = peer_catalog(args.work, args.entities)
     groups, words = expected["groups"], expected["search_words"]
     # Search-as-you-type: whole words and their first letters, from the workload's vocabulary.
     vocabulary = sorted({part for name in expected["components"][:5000] for part in name.split("-")

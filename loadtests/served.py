@@ -1,9 +1,11 @@
 """What the scripts that load `callboard serve` share: the release binaries, a production stack's
 arguments (a fresh topic prefix and database), starting the server and waiting until it is ready."""
+import json
 import os
 import pathlib
 import resource
 import subprocess
+import sys
 import time
 import urllib.request
 import uuid
@@ -66,3 +68,25 @@ def serve(bin_dir: pathlib.Path, args: list[str]) -> tuple[subprocess.Popen, str
         except Exception:
             pass
         time.sleep(0.5)
+
+
+def peer_arguments(parser, entities: int, stack: str) -> None:
+    """The arguments of the scripts that run the Backstage peer harness's workload: its size, the
+    stack, the harness (`../shared/backstage-peer`, read-only), the folder it is copied to and
+    its catalogs generated in, and another build's binaries."""
+    parser.add_argument("--entities", type=int, default=entities)
+    parser.add_argument("--stack", default=stack, choices=["embedded", "kafka-postgres-redis"])
+    parser.add_argument("--peer", type=pathlib.Path, default=ROOT.parent / "shared/backstage-peer")
+    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path.home() / ".cache/callboard/backstage-peer")
+    parser.add_argument("--bin-dir", type=pathlib.Path,
+                        help="use the binaries in this folder instead of building them")
+    parser.add_argument("--entity-cache", type=int, help="Callboard's cache size (0: every answer from the database)")
+
+
+def peer_catalog(work: pathlib.Path, entities: int) -> tuple[pathlib.Path, dict]:
+    """The peer's `gen.py` catalog of `entities` in `work` (generated once), and its expected.json."""
+    catalog = work / f"catalog-data/n{entities}"
+    if not (catalog / "expected.json").exists():
+        subprocess.run([sys.executable, "gen.py", str(entities)], cwd=work, check=True, capture_output=True)
+    return catalog, json.loads((catalog / "expected.json").read_text())
+

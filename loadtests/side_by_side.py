@@ -45,7 +45,7 @@ import time
 import urllib.parse
 import urllib.request
 
-from served import PG, ROOT, binaries, production, psql, serve
+from served import PG, ROOT, binaries, peer_arguments, peer_catalog, production, psql, serve
 
 WRK_SCRIPT = ROOT / "loadtests/wrk/requests.lua"
 BACKSTAGE_PORT = 7007
@@ -323,15 +323,10 @@ def run_callboard(bin_dir: pathlib.Path, catalog: pathlib.Path, expected: dict, 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--entities", type=int, default=10_000)
-    parser.add_argument("--stack", default="kafka-postgres-redis", choices=["kafka-postgres-redis", "embedded"])
+    peer_arguments(parser, entities=10_000, stack="kafka-postgres-redis")
     parser.add_argument("--seconds", type=int, default=15)
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--sequential", type=int, default=300)
-    parser.add_argument("--peer", type=pathlib.Path, default=ROOT.parent / "shared/backstage-peer")
-    parser.add_argument("--work", type=pathlib.Path, default=pathlib.Path.home() / ".cache/callboard/backstage-peer")
-    parser.add_argument("--bin-dir", type=pathlib.Path)
-    parser.add_argument("--entity-cache", type=int, help="Callboard's cache size (0: every answer from the database)")
     parser.add_argument("--skip-backstage", type=pathlib.Path,
                         help="reuse Backstage's figures from an earlier run's side-by-side.json")
     args = parser.parse_args()
@@ -340,10 +335,7 @@ def main() -> None:
 
     bin_dir = binaries(args.bin_dir)
     peer = peer_folder(args.peer, args.work)
-    catalog = args.work / f"catalog-data/n{args.entities}"
-    if not (catalog / "expected.json").exists():
-        subprocess.run([sys.executable, "gen.py", str(args.entities)], cwd=peer, check=True, capture_output=True)
-    expected = json.loads((catalog / "expected.json").read_text())
+    catalog, expected = peer_catalog(peer, args.entities)
 
     results: dict = {"entities": args.entities, "stack": args.stack, "machine": os.uname().nodename,
                      "cores": os.cpu_count()}

@@ -111,7 +111,11 @@ impl Maintenance {
 
     /// Starts the task (once per store), which ends when the store is dropped.
     fn start(self: &Arc<Self>, tables: &Tables) {
-        if tables.db().dialect().maintenance("").is_empty() || self.started.swap(true, Ordering::SeqCst) {
+        // Checked on every batch: the cheap flag first.
+        if self.started.load(Ordering::Relaxed)
+            || tables.db().dialect().maintenance("").is_empty()
+            || self.started.swap(true, Ordering::SeqCst)
+        {
             return;
         }
         let (state, tables) = (Arc::downgrade(self), tables.clone());
