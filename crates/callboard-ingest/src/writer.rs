@@ -348,7 +348,7 @@ impl Writer {
     #[tracing::instrument(skip(self), fields(location = %location.key()))]
     pub async fn sync(&mut self, location: &LocationRecord) -> Result<SyncReport, WriterError> {
         self.refresh_if_dirty().await?;
-        // Each message is a wave of up to 256 files: two in flight keep the pipeline full without
+        // Each message is about a thousand documents: two in flight keep the pipeline full without
         // holding a large part of the catalog in memory.
         let (sender, mut receiver) = mpsc::channel::<Vec<Scanned>>(2);
         let scanner = self.scanner.clone();
