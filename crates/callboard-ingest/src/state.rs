@@ -3,6 +3,7 @@
 //! from the log on start, because the log is the truth.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 /// A hash map with foldhash instead of SipHash, for the ingest's maps keyed by refs and paths from
 /// our own scans (the state takes an insert per event; SipHash was 2% of an import).
@@ -24,10 +25,11 @@ pub struct Live {
     pub uid: String,
     /// Hash of its content.
     pub content_hash: String,
-    /// The location that defines it (a file's location ref, or `push`).
-    pub location_key: String,
-    /// The registered location it came through.
-    pub origin: String,
+    /// The location that defines it (a file's location ref, or `push`). Shared by every entity
+    /// of the file (see [`State::intern`]).
+    pub location_key: Arc<str>,
+    /// The registered location it came through (shared likewise).
+    pub origin: Arc<str>,
 }
 
 /// A pending rejection.
@@ -36,9 +38,9 @@ pub struct Pending {
     /// Hash of the rejection's content, to emit unchanged rejections only once.
     pub hash: String,
     /// The file it is about.
-    pub location: String,
+    pub location: Arc<str>,
     /// The registered location the file came through.
-    pub origin: String,
+    pub origin: Arc<str>,
 }
 
 /// Everything known about one subject.
@@ -48,8 +50,9 @@ pub struct Subject {
     pub sequence: u64,
     /// The entity, if it exists.
     pub live: Option<Live>,
-    /// The latest rejection, until a good version or a clearing event arrives.
-    pub rejection: Option<Pending>,
+    /// The latest rejection, until a good version or a clearing event arrives (boxed: rare, and
+    /// every subject's slot in the map would otherwise be its size).
+    pub rejection: Option<Box<Pending>>,
 }
 
 /// A registered location.
@@ -68,6 +71,8 @@ pub struct State {
     pub subjects: FastMap<String, Subject>,
     /// Location event sequences and registrations, by location key.
     pub locations: BTreeMap<String, (u64, Option<Registered>)>,
+    /// Location keys and origins, each held once however many entities name it.
+    names: FastSet<Arc<str>>,
 }
 
 impl State {
@@ -105,16 +110,42 @@ impl State {
         self.apply_parts(&event.event_type, event.subject.clone(), event.sequence, data);
     }
 
+    /// The shared copy of a location key or origin. At 100,000 entities the state held each
+    /// entity's own copies of both (about 15 MiB); a file's entities now share one.
+    fn intern(&mut self, name: Option<String>) -> Arc<str> {
+        let name = name.unwrap_or_default();
+        if let Some(shared) = self.names.get(name.as_str()) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = Arc::from(name);
+        self.names.insert(shared.clone());
+        shared
+    }
+
     fn apply_parts(&mut self, event_type: &str, subject: String, sequence: u64, data: EntityFacts) {
+        let known = EventType::from_name(event_type);
+        let (location_key, location, origin) = match known {
+            Some(EventType::EntityUpserted) => (
+                self.intern(data.location_key),
+                Arc::from(""),
+                self.intern(data.origin_location),
+            ),
+            Some(EventType::EntityRejected) => (
+                Arc::from(""),
+                self.intern(data.location),
+                self.intern(data.origin_location),
+            ),
+            _ => (Arc::from(""), Arc::from(""), Arc::from("")),
+        };
         let subject = self.subjects.entry(subject).or_default();
         subject.sequence = subject.sequence.max(sequence);
-        match EventType::from_name(event_type) {
+        match known {
             Some(EventType::EntityUpserted) => {
                 subject.live = Some(Live {
                     uid: data.uid.unwrap_or_default(),
                     content_hash: data.content_hash.unwrap_or_default(),
-                    location_key: data.location_key.unwrap_or_default(),
-                    origin: data.origin_location.unwrap_or_default(),
+                    location_key,
+                    origin,
                 });
                 subject.rejection = None;
             }
@@ -123,11 +154,11 @@ impl State {
                 subject.rejection = None;
             }
             Some(EventType::EntityRejected) => {
-                subject.rejection = Some(Pending {
+                subject.rejection = Some(Box::new(Pending {
                     hash: data.content_hash.unwrap_or_default(),
-                    location: data.location.unwrap_or_default(),
-                    origin: data.origin_location.unwrap_or_default(),
-                });
+                    location,
+                    origin,
+                }));
             }
             Some(EventType::RejectionCleared) => subject.rejection = None,
             _ => {}

@@ -54,13 +54,13 @@ pub fn decide_unregister(state: &State, location: &LocationRecord, actor: &str) 
     let mut subjects: Vec<_> = state.subjects.iter().collect();
     subjects.sort_by(|a, b| a.0.cmp(b.0));
     for (subject, s) in subjects {
-        if let Some(live) = s.live.as_ref().filter(|l| l.origin == key) {
+        if let Some(live) = s.live.as_ref().filter(|l| *l.origin == *key) {
             let deleted = seq.deletion(subject, live, DeleteReason::LocationUnregistered, key.clone(), actor);
             decision.entity_events.push(deleted);
             decision.counts.deleted += 1;
-        } else if let Some(pending) = s.rejection.as_ref().filter(|p| p.origin == key) {
+        } else if let Some(pending) = s.rejection.as_ref().filter(|p| *p.origin == *key) {
             let payload = RejectionCleared {
-                location: pending.location.clone(),
+                location: pending.location.to_string(),
                 reason: ClearReason::Removed,
             };
             decision.entity_events.push(seq.event(

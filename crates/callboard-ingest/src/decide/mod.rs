@@ -237,7 +237,7 @@ impl<'s> Sequencer<'s> {
             entity_ref: subject.to_owned(),
             uid: live.uid.clone(),
             reason,
-            location_key: live.location_key.clone(),
+            location_key: live.location_key.to_string(),
         };
         self.event(EventType::EntityDeleted, subject, source, actor, &payload)
     }

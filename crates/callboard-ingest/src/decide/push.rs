@@ -22,8 +22,8 @@ pub enum PushRefusal {
 pub fn decide_push_apply(state: &State, entity: &Entity, actor: &str, source: &str) -> Result<Decision, PushRefusal> {
     let r = entity.entity_ref().to_string();
     let live = state.subjects.get(&r).and_then(|s| s.live.as_ref());
-    if let Some(live) = live.filter(|l| l.location_key != PUSH_LOCATION) {
-        return Err(PushRefusal::ManagedElsewhere(live.location_key.clone()));
+    if let Some(live) = live.filter(|l| &*l.location_key != PUSH_LOCATION) {
+        return Err(PushRefusal::ManagedElsewhere(live.location_key.to_string()));
     }
     let uid = live.map_or_else(|| uuid::Uuid::new_v4().to_string(), |l| l.uid.clone());
     let payload = upsert_payload(entity, &uid, PUSH_LOCATION, PUSH_LOCATION);
@@ -46,8 +46,8 @@ pub fn decide_push_delete(state: &State, entity_ref: &str, actor: &str, source: 
     let Some(live) = state.subjects.get(entity_ref).and_then(|s| s.live.as_ref()) else {
         return Ok(decision);
     };
-    if live.location_key != PUSH_LOCATION {
-        return Err(PushRefusal::ManagedElsewhere(live.location_key.clone()));
+    if &*live.location_key != PUSH_LOCATION {
+        return Err(PushRefusal::ManagedElsewhere(live.location_key.to_string()));
     }
     let deleted = Sequencer::new(state).deletion(entity_ref, live, DeleteReason::DeletedByUser, source, actor);
     decision.entity_events.push(deleted);

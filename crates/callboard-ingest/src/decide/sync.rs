@@ -92,9 +92,9 @@ impl SyncSession {
                         continue;
                     }
                     if let Some(live) = state.subjects.get(&r).and_then(|s| s.live.as_ref())
-                        && live.location_key != location
+                        && *live.location_key != *location
                     {
-                        if live.origin == self.origin && live.location_key != PUSH_LOCATION {
+                        if *live.origin == *self.origin && &*live.location_key != PUSH_LOCATION {
                             // Its file may not define it any more: settle at the end.
                             self.contested.push(Contested {
                                 entity,
@@ -103,7 +103,7 @@ impl SyncSession {
                                 hash,
                             });
                         } else {
-                            let incumbent = live.location_key.clone();
+                            let incumbent = live.location_key.to_string();
                             self.conflict(&mut seq, state, &mut events, &r, &location, index, incumbent);
                         }
                         continue;
@@ -150,11 +150,11 @@ impl SyncSession {
             let live = state.subjects.get(&r).and_then(|s| s.live.as_ref());
             // The definition moved when its old file was read in this scan and no longer has it.
             let moved = live
-                .is_none_or(|l| self.scanned.contains(&l.location_key) && !self.protected.contains(&l.location_key));
+                .is_none_or(|l| self.scanned.contains(&*l.location_key) && !self.protected.contains(&*l.location_key));
             if moved {
                 self.claim(&mut seq, state, &mut events, entity, location, hash, true);
             } else if let Some(live) = live {
-                let incumbent = live.location_key.clone();
+                let incumbent = live.location_key.to_string();
                 self.conflict(&mut seq, state, &mut events, &r, &location, index, incumbent);
             }
         }
@@ -173,26 +173,26 @@ impl SyncSession {
         subjects.sort_by(|a, b| a.0.cmp(b.0));
         for (subject, s) in &subjects {
             if let Some(pending) = &s.rejection
-                && pending.origin == self.origin
+                && *pending.origin == *self.origin
                 && !self.rejected.contains(*subject)
                 && !self.upserted.contains(*subject)
                 && !(s.live.is_some()
                     && !self.claims.contains_key(*subject)
-                    && self.protected.contains(&pending.location))
+                    && self.protected.contains(&*pending.location))
             {
-                let reason = if self.scanned.contains(&pending.location) {
+                let reason = if self.scanned.contains(&*pending.location) {
                     ClearReason::Fixed
                 } else {
                     ClearReason::Removed
                 };
                 let payload = RejectionCleared {
-                    location: pending.location.clone(),
+                    location: pending.location.to_string(),
                     reason,
                 };
                 events.push(Outgoing::event(seq.event(
                     EventType::RejectionCleared,
                     (*subject).clone(),
-                    pending.location.clone(),
+                    pending.location.to_string(),
                     &self.actor,
                     &payload,
                 )));
@@ -201,14 +201,14 @@ impl SyncSession {
         }
         for (subject, s) in subjects {
             let Some(live) = &s.live else { continue };
-            let keep = live.origin != self.origin
+            let keep = *live.origin != *self.origin
                 || self.claims.contains_key(subject)
                 || self.rejected.contains(subject)
-                || self.protected.contains(&live.location_key);
+                || self.protected.contains(&*live.location_key);
             if keep {
                 continue;
             }
-            let source = live.location_key.clone();
+            let source = live.location_key.to_string();
             let deleted = seq.deletion(subject, live, DeleteReason::RemovedFromSource, source, &self.actor);
             events.push(Outgoing::event(deleted));
             self.counts.deleted += 1;
@@ -238,11 +238,11 @@ impl SyncSession {
         // A file reached through two registered locations stays with the first: taking turns
         // would emit an event on every scan of either.
         let origin = live
-            .filter(|l| l.location_key == location)
-            .map_or(self.origin.as_str(), |l| l.origin.as_str());
+            .filter(|l| *l.location_key == *location)
+            .map_or(self.origin.as_str(), |l| &*l.origin);
         let hash = hash.unwrap_or_else(|| content_hash_object(entity.raw()));
         let pending = subject.and_then(|s| s.rejection.as_ref()).is_some();
-        let changed = live.is_none_or(|l| l.content_hash != hash || l.location_key != location);
+        let changed = live.is_none_or(|l| l.content_hash != hash || *l.location_key != *location);
         if !changed && pending && defer_reaccept {
             self.reaccept.push((entity, location, Some(hash)));
             return;

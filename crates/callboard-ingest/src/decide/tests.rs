@@ -174,7 +174,7 @@ fn first_claim_wins_and_the_second_is_rejected_naming_both() {
     };
     assert_eq!(kinds(&step(&mut state, &other)), ["entity.rejected.v1"]);
     assert_eq!(
-        state.subjects["component:default/a"].live.clone().unwrap().location_key,
+        &*state.subjects["component:default/a"].live.clone().unwrap().location_key,
         "file:/cat/one.yaml"
     );
 }
@@ -198,7 +198,7 @@ fn a_definition_moved_within_the_source_moves_with_it() {
     );
     assert_eq!(events, [("entity.upserted.v1".into(), "component:default/a".into(), 2)]);
     assert_eq!(
-        state.subjects["component:default/a"].live.clone().unwrap().location_key,
+        &*state.subjects["component:default/a"].live.clone().unwrap().location_key,
         "file:/cat/new.yaml"
     );
 }
@@ -217,7 +217,7 @@ fn a_definition_moved_to_a_file_read_earlier_moves_too() {
     );
     assert_eq!(kinds(&events), ["entity.upserted.v1", "entity.upserted.v1"]);
     assert_eq!(
-        state.subjects["component:default/a"].live.clone().unwrap().location_key,
+        &*state.subjects["component:default/a"].live.clone().unwrap().location_key,
         "file:/cat/a-new.yaml"
     );
 }
@@ -243,7 +243,7 @@ fn conflicts_are_stable_whatever_the_reading_order() {
             "{order:?}: an unchanged conflict is not repeated"
         );
         assert_eq!(
-            state.subjects["component:default/a"].live.clone().unwrap().location_key,
+            &*state.subjects["component:default/a"].live.clone().unwrap().location_key,
             "file:/cat/one.yaml"
         );
         // The duplicate goes away: the rejection is cleared.
