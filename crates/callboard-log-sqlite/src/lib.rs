@@ -54,10 +54,12 @@ impl SqliteLog {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(30))
-            // Readers (projectors, replays) stream the whole log: memory-mapped reads spare a
-            // system call per page.
+            // Readers (projectors, replays) stream the whole log through the kernel's cache, not
+            // a memory map: a system call per 16 KiB page is cheap, and mapped pages counted in
+            // the process's resident memory (47 MiB of `serve`'s peak at 100,000 entities,
+            // growing with the log).
             .pragma("cache_size", "-16384")
-            .pragma("mmap_size", "4294967296");
+            .pragma("mmap_size", "0");
         let pool = SqlitePoolOptions::new()
             .max_connections(4)
             .connect_with(options)
@@ -188,7 +190,14 @@ impl EventLog for SqliteLog {
                     .push_bind(record.value)
                     .push_bind(timestamp);
             });
-            insert.build().execute(&mut *tx).await.map_err(db_error)?;
+            // Not kept in the statement cache: its text changes with the row count, and each
+            // cached one held a program of thousands of instructions.
+            insert
+                .build()
+                .persistent(false)
+                .execute(&mut *tx)
+                .await
+                .map_err(db_error)?;
         }
         tx.commit().await.map_err(db_error)?;
         self.appended.send_modify(|n| *n += 1);

@@ -27,6 +27,7 @@ impl Dialect for Sqlite {
         let mut values = rows.values.into_iter().peekable();
         while values.peek().is_some() {
             let mut statement = Statement::new(format!("insert into {table} ({}) values ", rows.columns));
+            statement.one_off = true;
             statement.args.extend(values.by_ref().take(per_statement * width));
             let count = statement.args.len() / width;
             statement.text.reserve(count * (row.len() + 2) + tail.len() + 1);

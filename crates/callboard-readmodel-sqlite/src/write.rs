@@ -79,8 +79,10 @@ pub(crate) async fn entities(
               where excluded.sequence > {p}entities.sequence
               returning entity_ref, id"
         ));
+        // Not cached: see `Statement::one_off`.
         let ids: HashMap<String, i64> = insert
             .build()
+            .persistent(false)
             .fetch_all(&mut **tx)
             .await
             .map_err(db)?
@@ -116,7 +118,7 @@ pub(crate) async fn entities(
         index.push_values(index_new.by_ref().take(10_000), |mut b, (id, text, words)| {
             b.push_bind(id).push_bind(text).push_bind(words);
         });
-        index.build().execute(&mut **tx).await.map_err(db)?;
+        index.build().persistent(false).execute(&mut **tx).await.map_err(db)?;
     }
     Ok(())
 }

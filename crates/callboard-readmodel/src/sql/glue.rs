@@ -31,7 +31,7 @@ macro_rules! sqlx_database {
         /// A statement as sqlx takes it: the SQL text and its arguments bound in order.
         pub(crate) fn query(statement: $crate::sql::Statement) -> ::sqlx::query::Query<'static, $database, $arguments> {
             use $crate::sql::Arg;
-            let mut query = ::sqlx::query($sql(statement.text));
+            let mut query = ::sqlx::query($sql(statement.text)).persistent(!statement.one_off);
             for arg in statement.args {
                 query = match arg {
                     Arg::Text(text) => query.bind(text),

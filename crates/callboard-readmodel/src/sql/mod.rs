@@ -114,6 +114,10 @@ pub struct Statement {
     pub text: String,
     /// The arguments.
     pub args: Vec<Arg>,
+    /// Prepared for this one execution and not kept in the connection's statement cache: a
+    /// multi-row insert's text changes with its row count, and each cached one held a program of
+    /// thousands of instructions (SQLite: tens of MiB per connection at 100,000 entities).
+    pub one_off: bool,
 }
 
 impl Statement {
@@ -122,6 +126,7 @@ impl Statement {
         Self {
             text: text.into(),
             args: Vec::new(),
+            one_off: false,
         }
     }
 
