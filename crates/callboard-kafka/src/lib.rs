@@ -110,7 +110,12 @@ fn kafka_error(e: KafkaError) -> LogError {
             | RDKafkaErrorCode::AllBrokersDown
             | RDKafkaErrorCode::MessageTimedOut
             | RDKafkaErrorCode::OperationTimedOut
-            | RDKafkaErrorCode::RequestTimedOut,
+            | RDKafkaErrorCode::RequestTimedOut
+            // A static member (`--instance-id`) is fenced when the broker saw its identity join
+            // again: after a broker restart, librdkafka's own rejoin can race the projector's
+            // restart of the same consumer (seen in the broker-restart fault test). The consumer
+            // is unusable then; a new one, from the stored positions, takes the identity back.
+            | RDKafkaErrorCode::FencedInstanceId,
         ) => LogError::Unavailable(e.to_string()),
         _ => LogError::Other(e.to_string()),
     }
@@ -425,5 +430,22 @@ impl Subscription for KafkaSubscription {
                     .collect()
             })
             .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fenced static member is a dependency lost for a moment (the projector starts a new
+    /// consumer), not a reason to stop `serve`; a refused property stays fatal.
+    #[test]
+    fn a_fenced_static_member_is_transient() {
+        let fenced = KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::FencedInstanceId);
+        assert!(matches!(kafka_error(fenced), LogError::Unavailable(_)));
+        let down = KafkaError::MessageConsumption(RDKafkaErrorCode::AllBrokersDown);
+        assert!(matches!(kafka_error(down), LogError::Unavailable(_)));
+        let refused = KafkaError::MessageConsumption(RDKafkaErrorCode::GroupAuthorizationFailed);
+        assert!(matches!(kafka_error(refused), LogError::Other(_)));
     }
 }
