@@ -102,6 +102,21 @@ fn to_scanned(reports: Vec<callboard_descriptor::Report>, location: &str) -> Vec
         .collect()
 }
 
+/// Sends the scan's documents to the sink, if there is one and it holds at least `at`. False
+/// when the receiver gave up (an append failed): the scan stops reading, incomplete.
+async fn hand_on(sink: Option<&mpsc::Sender<Vec<Scanned>>>, scan: &mut Scan, at: usize) -> bool {
+    let Some(sink) = sink else { return true };
+    if scan.batch.documents.len() < at.max(1) {
+        return true;
+    }
+    let documents = std::mem::take(&mut scan.batch.documents);
+    if sink.send(documents).await.is_err() {
+        scan.batch.complete = false;
+        return false;
+    }
+    true
+}
+
 /// A location to read, and the Location entity (and its file) that pointed at it.
 #[derive(Clone)]
 struct Pending {
@@ -212,15 +227,8 @@ impl Scanner {
 
         let mut visited: HashSet<String> = HashSet::new();
         loop {
-            if let Some(sink) = &sink
-                && !scan.batch.documents.is_empty()
-            {
-                let documents = std::mem::take(&mut scan.batch.documents);
-                if sink.send(documents).await.is_err() {
-                    // The receiver gave up (an append failed): stop reading.
-                    scan.batch.complete = false;
-                    return scan;
-                }
+            if !hand_on(sink.as_ref(), &mut scan, 1).await {
+                return scan;
             }
             // Read the next wave of pending locations concurrently, then handle the results in
             // queue order, so what is "first" (for conflicts) does not depend on timing.
@@ -295,14 +303,8 @@ impl Scanner {
             }))
             .buffered(CONCURRENCY);
             while let Some((pending, loaded)) = loads.next().await {
-                if let Some(sink) = &sink
-                    && scan.batch.documents.len() >= SEND_AT
-                {
-                    let documents = std::mem::take(&mut scan.batch.documents);
-                    if sink.send(documents).await.is_err() {
-                        scan.batch.complete = false;
-                        return scan;
-                    }
+                if !hand_on(sink.as_ref(), &mut scan, SEND_AT).await {
+                    return scan;
                 }
                 let key = pending.location.to_string();
                 match loaded {

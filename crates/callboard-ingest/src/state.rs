@@ -26,7 +26,7 @@ pub struct Live {
     /// Hash of its content.
     pub content_hash: String,
     /// The location that defines it (a file's location ref, or `push`). Shared by every entity
-    /// of the file (see [`State::intern`]).
+    /// of the file (see `intern`).
     pub location_key: Arc<str>,
     /// The registered location it came through (shared likewise).
     pub origin: Arc<str>,
@@ -110,42 +110,16 @@ impl State {
         self.apply_parts(&event.event_type, event.subject.clone(), event.sequence, data);
     }
 
-    /// The shared copy of a location key or origin. At 100,000 entities the state held each
-    /// entity's own copies of both (about 15 MiB); a file's entities now share one.
-    fn intern(&mut self, name: Option<String>) -> Arc<str> {
-        let name = name.unwrap_or_default();
-        if let Some(shared) = self.names.get(name.as_str()) {
-            return shared.clone();
-        }
-        let shared: Arc<str> = Arc::from(name);
-        self.names.insert(shared.clone());
-        shared
-    }
-
     fn apply_parts(&mut self, event_type: &str, subject: String, sequence: u64, data: EntityFacts) {
-        let known = EventType::from_name(event_type);
-        let (location_key, location, origin) = match known {
-            Some(EventType::EntityUpserted) => (
-                self.intern(data.location_key),
-                Arc::from(""),
-                self.intern(data.origin_location),
-            ),
-            Some(EventType::EntityRejected) => (
-                Arc::from(""),
-                self.intern(data.location),
-                self.intern(data.origin_location),
-            ),
-            _ => (Arc::from(""), Arc::from(""), Arc::from("")),
-        };
         let subject = self.subjects.entry(subject).or_default();
         subject.sequence = subject.sequence.max(sequence);
-        match known {
+        match EventType::from_name(event_type) {
             Some(EventType::EntityUpserted) => {
                 subject.live = Some(Live {
                     uid: data.uid.unwrap_or_default(),
                     content_hash: data.content_hash.unwrap_or_default(),
-                    location_key,
-                    origin,
+                    location_key: intern(&mut self.names, data.location_key),
+                    origin: intern(&mut self.names, data.origin_location),
                 });
                 subject.rejection = None;
             }
@@ -156,8 +130,8 @@ impl State {
             Some(EventType::EntityRejected) => {
                 subject.rejection = Some(Box::new(Pending {
                     hash: data.content_hash.unwrap_or_default(),
-                    location,
-                    origin,
+                    location: intern(&mut self.names, data.location),
+                    origin: intern(&mut self.names, data.origin_location),
                 }));
             }
             Some(EventType::RejectionCleared) => subject.rejection = None,
@@ -211,4 +185,17 @@ impl State {
     pub fn live_count(&self) -> usize {
         self.subjects.values().filter(|s| s.live.is_some()).count()
     }
+}
+
+/// The shared copy of a location key or origin. At 100,000 entities the state held each entity's
+/// own copies of both (about 15 MiB); a file's entities now share one. The set keeps every name
+/// seen while the process runs (one per file, not per entity).
+fn intern(names: &mut FastSet<Arc<str>>, name: Option<String>) -> Arc<str> {
+    let name = name.unwrap_or_default();
+    if let Some(shared) = names.get(name.as_str()) {
+        return shared.clone();
+    }
+    let shared: Arc<str> = Arc::from(name);
+    names.insert(shared.clone());
+    shared
 }
