@@ -54,14 +54,7 @@ impl Dialect for Sqlite {
         1
     }
 
-    fn in_list(&self, column: &str, items: &[String], out: &mut Statement) {
-        // One value as `=`: the planner can then walk an index on (column, entity_ref) in order
-        // for a page of one kind, where a list made it scan the ref index and look every row up
-        // (a page of components took 80–250 ms at 100,000 entities, embedded, uncached).
-        if let [item] = items {
-            out.push(column).push(" = ").text(item.clone());
-            return;
-        }
+    fn in_set(&self, column: &str, items: &[String], out: &mut Statement) {
         out.push(column).push(" in (select value from json_each(");
         // A list binds as JSON text (see `query`).
         out.bind(Arg::Texts(items.to_vec())).push("))");

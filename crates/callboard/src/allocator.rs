@@ -98,7 +98,8 @@ mod tests {
             }
             String::from_utf8(child.output().expect("the child runs").stdout).expect("utf-8")
         };
-        assert!(run(None).contains("disabled=Some(true)"), "{}", run(None));
+        let turned_off = run(None);
+        assert!(turned_off.contains("disabled=Some(true)"), "{turned_off}");
         let left = run(Some("1"));
         assert!(left.contains("disabled=Some(false)"), "{left}");
     }

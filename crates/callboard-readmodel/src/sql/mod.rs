@@ -255,8 +255,21 @@ pub trait Dialect: Send + Sync + std::fmt::Debug {
     /// `ProjectionStore::parallel_writes`).
     fn parallel_writes(&self) -> usize;
 
-    /// Appends `column in <items>`, the items as one argument.
-    fn in_list(&self, column: &str, items: &[String], out: &mut Statement);
+    /// Appends `column in <items>`. One item is written `column = ?`: the planners then walk an
+    /// index on (column, entity_ref) in order for a page of one kind, where a list (whose length
+    /// they cannot see) made SQLite scan the ref index and look every row up (a page of
+    /// components, uncached, 100,000 entities: 70 ms against 1.2 ms).
+    fn in_list(&self, column: &str, items: &[String], out: &mut Statement) {
+        match items {
+            [item] => {
+                out.push(column).push(" = ").text(item.clone());
+            }
+            _ => self.in_set(column, items, out),
+        }
+    }
+
+    /// Appends `column in <items>`, the items as one argument, as the database spells it.
+    fn in_set(&self, column: &str, items: &[String], out: &mut Statement);
 
     /// Appends the condition "has any of these filter keys" (by hash, see
     /// [`search::plan`](crate::search::plan)) on entities `e` of the generation prefixed `p`.
